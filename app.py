@@ -1,0 +1,50 @@
+"""Rerank Studio entry point: navigation over the pages and the project picker every page shares."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from core import store
+from pages._common import conn
+
+st.set_page_config(page_title="Rerank Studio", page_icon=":material/sort:", layout="wide")
+
+# The user's path, in order. A page is listed here only once it works.
+PAGES = [
+    st.Page("pages/data.py", title="Data", icon=":material/upload_file:", default=True),
+]
+
+
+def project_picker() -> None:
+    """Sidebar: pick or create the project; the choice survives reloads through the URL."""
+    db = conn()
+    projects = store.list_projects(db)
+    names = [p["name"] for p in projects]
+    wanted = st.session_state.get("project_name") or st.query_params.get("project")
+    with st.sidebar:
+        st.markdown("### Rerank Studio")
+        if names:
+            index = names.index(wanted) if wanted in names else 0
+            name = st.selectbox("Project", names, index=index, key="project_select")
+            chosen = next(p for p in projects if p["name"] == name)
+            st.session_state["project_id"] = chosen["id"]
+            st.session_state["project_name"] = chosen["name"]
+            st.query_params["project"] = chosen["name"]
+        else:
+            st.session_state.pop("project_id", None)
+            st.caption("No project yet.")
+        with st.popover("New project", icon=":material/add:"):
+            new_name = st.text_input("Name", key="new_project_name")
+            if st.button("Create", key="create_project"):
+                try:
+                    store.create_project(db, new_name)
+                except ValueError as exc:
+                    st.error(str(exc))
+                else:
+                    st.session_state["project_name"] = new_name.strip()
+                    st.session_state.pop("project_select", None)
+                    st.rerun()
+
+
+project_picker()
+st.navigation(PAGES).run()

@@ -1,0 +1,30 @@
+"""What every page shares: the workspace connection and the project picked in the sidebar."""
+
+from __future__ import annotations
+
+import sqlite3
+
+import streamlit as st
+
+from core import store
+
+
+def conn() -> sqlite3.Connection:
+    """One connection per browser session, opened on first use."""
+    if "_conn" not in st.session_state:
+        st.session_state["_conn"] = store.connect()
+    return st.session_state["_conn"]
+
+
+def project() -> int:
+    """The project chosen in the sidebar; stops the page with a hint when there is none."""
+    pid = st.session_state.get("project_id")
+    if pid is None:
+        st.info("Create or pick a project in the sidebar to begin.")
+        st.stop()
+    return int(pid)
+
+
+def project_name() -> str:
+    """The chosen project's name, for headings."""
+    return st.session_state.get("project_name", "")

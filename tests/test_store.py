@@ -1,0 +1,78 @@
+"""The workspace store: schema, migrations, transactions, projects."""
+
+from __future__ import annotations
+
+import sqlite3
+import subprocess
+import sys
+
+import pytest
+
+from core import store
+
+
+def test_new_workspace_is_wal_at_current_schema(workspace):
+    conn = store.connect(workspace)
+    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == store.SCHEMA_VERSION
+    assert (workspace / store.DB_NAME).is_file()
+
+
+def test_default_workspace_follows_env(monkeypatch, tmp_path):
+    monkeypatch.setenv("RERANK_STUDIO_HOME", str(tmp_path / "x"))
+    assert store.workspace_dir() == tmp_path / "x"
+    monkeypatch.delenv("RERANK_STUDIO_HOME")
+    assert store.workspace_dir().name == ".rerank-studio"
+
+
+def test_newer_schema_is_refused(workspace):
+    conn = store.connect(workspace)
+    conn.execute(f"PRAGMA user_version = {store.SCHEMA_VERSION + 1}")
+    conn.close()
+    with pytest.raises(store.StoreError, match="newer Rerank Studio"):
+        store.connect(workspace)
+
+
+def test_transaction_rolls_back_everything(db):
+    pid = store.create_project(db, "p")
+    with pytest.raises(RuntimeError):
+        with store.transaction(db):
+            db.execute(
+                "INSERT INTO passages (project_id, text, hash) VALUES (?, 'a', ?)",
+                (pid, store.text_hash("a")),
+            )
+            raise RuntimeError("boom")
+    assert store.project_counts(db, pid)["passages"] == 0
+
+
+def test_projects_are_unique_and_named(db):
+    store.create_project(db, "SciFact")
+    with pytest.raises(ValueError, match="already exists"):
+        store.create_project(db, " SciFact ")
+    with pytest.raises(ValueError, match="needs a name"):
+        store.create_project(db, "   ")
+    with pytest.raises(ValueError, match="Projects: SciFact"):
+        store.project_id(db, "nope")
+    assert store.get_or_create_project(db, "SciFact") == store.project_id(db, "SciFact")
+
+
+def test_committed_rows_survive_a_killed_writer(workspace):
+    code = (
+        "import os; from core import store;"
+        "c = store.connect(os.environ['W']); store.create_project(c, 'kept');"
+        "os.kill(os.getpid(), 9)"
+    )
+    subprocess.run([sys.executable, "-c", code], env={**__import__("os").environ, "W": str(workspace)})
+    conn = store.connect(workspace)
+    assert [p["name"] for p in store.list_projects(conn)] == ["kept"]
+    assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+
+
+def test_core_does_not_import_streamlit():
+    out = subprocess.run(
+        [sys.executable, "-c", "import sys, pkgutil, importlib, core;"
+         "[importlib.import_module('core.' + m.name) for m in pkgutil.iter_modules(core.__path__)];"
+         "print(len(sys.modules) > 100, 'streamlit' in sys.modules)"],
+        capture_output=True, text=True, check=True,
+    )
+    assert out.stdout.strip() == "True False"  # every core module imported, Streamlit not
