@@ -60,3 +60,122 @@ def db(workspace):
     conn = store.connect(workspace)
     yield conn
     conn.close()
+
+
+# --- a real studio server and real Chromium (for tests marked `browser`) ---------------------
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class StudioServer:
+    """`streamlit run app.py` on a free loopback port, in its own process group, killable for fault tests."""
+
+    def __init__(self, home: Path, port: int | None = None):
+        self.home, self.port, self.proc = home, port or free_port(), None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 60) -> "StudioServer":
+        import subprocess
+        import sys
+        import time
+        import urllib.request
+
+        env = {**os.environ, "RERANK_STUDIO_HOME": str(self.home), "HF_HUB_OFFLINE": "1"}
+        self.log = open(self.home.parent / f"server-{self.port}.log", "ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"),
+             "--server.headless", "true", "--server.address", "127.0.0.1",
+             "--server.port", str(self.port), "--browser.gatherUsageStats", "false",
+             "--server.fileWatcherType", "none"],
+            cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"studio exited early; see {self.log.name}")
+            try:
+                with urllib.request.urlopen(self.url + "/_stcore/health", timeout=2) as r:
+                    if r.read().strip() == b"ok":
+                        return self
+            except OSError:
+                time.sleep(0.3)
+        raise RuntimeError(f"studio not healthy after {timeout}s; see {self.log.name}")
+
+    def kill(self) -> None:
+        """SIGKILL the whole process group: the harshest crash a server can have."""
+        import signal
+
+        if self.proc and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(10)
+
+    def stop(self) -> None:
+        import signal
+
+        if self.proc and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(10)
+            except Exception:  # noqa: BLE001
+                self.kill()
+
+
+@pytest.fixture()
+def studio_server(workspace):
+    """A running studio on an isolated workspace; the test may kill() and start() it again."""
+    workspace.mkdir(parents=True, exist_ok=True)
+    server = StudioServer(workspace).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def chromium():
+    """Debian's Chromium driven by Playwright; required in CI, skipped with a reason elsewhere."""
+    if not Path(CHROMIUM).exists():
+        if os.environ.get("CI"):
+            pytest.fail(f"{CHROMIUM} missing in CI: `make browser` should have installed it")
+        pytest.skip(f"{CHROMIUM} not installed (run `make browser`)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture()
+def page(chromium):
+    """A fresh tall tab (Streamlit scrolls an inner container, so full_page screenshots need height)."""
+    context = chromium.new_context(viewport={"width": 1400, "height": 1800})
+    tab = context.new_page()
+    yield tab
+    context.close()
+
+
+def wait_for_app(tab, timeout: float = 60_000) -> None:
+    """Wait until Streamlit has finished running the page script."""
+    tab.wait_for_selector("[data-testid='stApp']", timeout=timeout)
+    tab.wait_for_function(
+        "() => { const a = document.querySelector(\"[data-testid='stApp']\");"
+        " return a && a.getAttribute('data-test-script-state') === 'notRunning'; }",
+        timeout=timeout,
+    )
+
+
+SCREENSHOTS = ROOT / "screenshots"  # git-ignored
