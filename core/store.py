@@ -379,3 +379,77 @@ def data_version(conn: sqlite3.Connection, project: int) -> str:
     ).fetchone()
     parts.append(str(row[0]))
     return "|".join(parts)
+
+
+# --- bulk writes shared by ingest, the sample project and tests -------------------------------
+
+
+def upsert_passages(
+    conn: sqlite3.Connection,
+    project: int,
+    texts: list[str],
+    *,
+    source: str = "pairs",
+    doc_ids: list[str | None] | None = None,
+) -> list[int]:
+    """Ids for these passage texts, inserting the new ones (call inside `transaction`)."""
+    ids = []
+    for i, text in enumerate(texts):
+        h = text_hash(text)
+        row = conn.execute(
+            "SELECT id FROM passages WHERE project_id = ? AND hash = ?", (project, h)
+        ).fetchone()
+        if row is None:
+            doc_id = doc_ids[i] if doc_ids else None
+            cur = conn.execute(
+                "INSERT INTO passages (project_id, text, hash, doc_id, source) VALUES (?, ?, ?, ?, ?)",
+                (project, text, h, doc_id, source),
+            )
+            ids.append(int(cur.lastrowid))
+        else:
+            ids.append(int(row["id"]))
+    return ids
+
+
+def upsert_query(
+    conn: sqlite3.Connection, project: int, text: str, split: str, qid: str | None = None
+) -> int:
+    """Id of a query text in a split; a query already in the other split is an error (leakage)."""
+    h = text_hash(text)
+    row = conn.execute(
+        "SELECT id, split FROM queries WHERE project_id = ? AND hash = ?", (project, h)
+    ).fetchone()
+    if row is not None:
+        if row["split"] != split:
+            raise ValueError(
+                f"Query {text[:80]!r} is already in the {row['split']} set; a query cannot be on both sides."
+            )
+        return int(row["id"])
+    cur = conn.execute(
+        "INSERT INTO queries (project_id, text, hash, qid, split) VALUES (?, ?, ?, ?, ?)",
+        (project, text, h, qid, split),
+    )
+    return int(cur.lastrowid)
+
+
+def insert_pairs(
+    conn: sqlite3.Connection,
+    project: int,
+    rows: list[tuple[str, str, float]],
+    *,
+    split: str = "train",
+    origin: str = "upload",
+    import_id: int | None = None,
+) -> int:
+    """Add (query, passage, label) rows, skipping exact duplicates; returns how many were new (inside `transaction`)."""
+    added = 0
+    passage_ids = upsert_passages(conn, project, [r[1] for r in rows])
+    for (query, _, label), passage in zip(rows, passage_ids):
+        qid = upsert_query(conn, project, query, split)
+        cur = conn.execute(
+            "INSERT OR IGNORE INTO pairs (project_id, query_id, passage_id, label, origin, import_id) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            (project, qid, passage, float(label), origin, import_id),
+        )
+        added += cur.rowcount
+    return added

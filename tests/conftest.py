@@ -179,3 +179,32 @@ def wait_for_app(tab, timeout: float = 60_000) -> None:
 
 
 SCREENSHOTS = ROOT / "screenshots"  # git-ignored
+
+
+def seed_scifact(conn, name: str = "scifact", n_train: int = 60, n_test: int = 20, n_extra: int = 200) -> int:
+    """A project of real SciFact data: first n_train train queries' pairs, n_test test queries, and extra
+    corpus passages (negatives come from these). Deterministic."""
+    from core import store
+
+    sf = load_scifact()
+    pid = store.create_project(conn, name)
+    train_q = sorted(sf["qrels"]["train"], key=int)[:n_train]
+    test_q = sorted(sf["qrels"]["test"], key=int)[:n_test]
+    used = set()
+    with store.transaction(conn):
+        for split, qids in (("train", train_q), ("test", test_q)):
+            rows = []
+            for q in qids:
+                for d, score in sf["qrels"][split][q].items():
+                    rows.append((sf["queries"][q], sf["corpus"][d], score))
+                    used.add(d)
+            store.insert_pairs(conn, pid, rows, split=split)
+        extra = [d for d in sorted(sf["corpus"], key=int) if d not in used][:n_extra]
+        store.upsert_passages(conn, pid, [sf["corpus"][d] for d in extra], source="corpus", doc_ids=extra)
+    return pid
+
+
+@pytest.fixture()
+def scifact_project(db):
+    """(conn, project_id) with 60 train queries, 20 test queries and 200 extra SciFact passages."""
+    return db, seed_scifact(db)
