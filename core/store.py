@@ -138,6 +138,25 @@ MIGRATIONS: list[str] = [
         results TEXT NOT NULL DEFAULT '{}'
     );
     """,
+    # 2: review desk: a bulk action undoes as one batch; fast per-candidate history and risk-ordered queues
+    """
+    ALTER TABLE judgements ADD COLUMN batch INTEGER;
+    CREATE INDEX judgements_negative ON judgements (negative_id, id);
+    CREATE INDEX judgements_batch ON judgements (batch) WHERE batch IS NOT NULL;
+    CREATE INDEX negatives_risk ON negatives (project_id, risk DESC);
+    """,
+    # 3: quality page: a truncated pair re-pointed to a snippet of its passage remembers the original (reversible)
+    """
+    CREATE TABLE snippets (
+        id INTEGER PRIMARY KEY,
+        project_id INTEGER NOT NULL REFERENCES projects(id) ON DELETE CASCADE,
+        pair_id INTEGER NOT NULL UNIQUE REFERENCES pairs(id) ON DELETE CASCADE,
+        original_passage_id INTEGER NOT NULL REFERENCES passages(id) ON DELETE CASCADE,
+        snippet_passage_id INTEGER NOT NULL REFERENCES passages(id) ON DELETE CASCADE,
+        created_at TEXT NOT NULL
+    );
+    CREATE INDEX snippets_project ON snippets (project_id);
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
