@@ -13,6 +13,8 @@ st.set_page_config(page_title="Rerank Studio", page_icon=":material/sort:", layo
 PAGES = [
     st.Page("pages/data.py", title="Data", icon=":material/upload_file:", default=True),
     st.Page("pages/review.py", title="Review", icon=":material/fact_check:"),
+    st.Page("pages/quality.py", title="Quality", icon=":material/monitoring:"),
+    st.Page("pages/train.py", title="Train", icon=":material/model_training:"),
 ]
 
 

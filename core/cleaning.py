@@ -100,7 +100,8 @@ def strip_html(text: str) -> str:
     return text
 
 
-_URL = re.compile(r"(?:\b(?:https?|ftp)://|\bwww\.)[^\s<>\"'\]\[{}|\\^`]+", re.IGNORECASE)
+_URL_CHARS = r"[^\s<>\"'\]\[{}|\\^`]"
+_URL = re.compile(rf"\b(?:https?|ftp)://(?:[ \t]*www\.)?{_URL_CHARS}*|\bwww\.{_URL_CHARS}+", re.IGNORECASE)
 _URL_TRAIL = ".,;:!?)"
 _EMPTY_BRACKETS = re.compile(r"\(\s*\)|\[\s*\]")
 

@@ -10,6 +10,7 @@ column. Files stream in chunks, so a 150 MB upload imports in bounded memory wit
 
 from __future__ import annotations
 
+import codecs
 import csv
 import io
 import json
@@ -180,6 +181,17 @@ def detect_format(path: Path, name: str | None = None) -> str:
 
 
 _SURROGATE = re.compile("[\udc80-\udcff]")
+_decode_errors = 0
+
+
+def _mark_bad_bytes(exc: UnicodeDecodeError) -> tuple[str, int]:
+    """surrogateescape that also counts, so cells are searched for bad bytes only when there were some."""
+    global _decode_errors
+    _decode_errors += 1
+    return codecs.lookup_error("surrogateescape")(exc)
+
+
+codecs.register_error("rerank-studio-mark", _mark_bad_bytes)
 
 
 class _Reader:
@@ -229,7 +241,7 @@ class _CsvReader(_Reader):
         self._raw = open(path, "rb")
         delimiter = "\t" if fmt == "tsv" else self._sniff(self._raw.read(65536))
         self._raw.seek(0)
-        self._text = io.TextIOWrapper(self._raw, encoding="utf-8-sig", errors="surrogateescape", newline="")
+        self._text = io.TextIOWrapper(self._raw, encoding="utf-8-sig", errors="rerank-studio-mark", newline="")
         self._reader = csv.reader(self._text, delimiter=delimiter)
         self.delimiter = delimiter
         try:
@@ -294,7 +306,7 @@ class _JsonlReader(_Reader):
         self.name, self.fmt = name, "jsonl"
         self._size = max(path.stat().st_size, 1)
         self._raw = open(path, "rb")
-        self._fh = io.TextIOWrapper(self._raw, encoding="utf-8-sig", errors="surrogateescape", newline=None)
+        self._fh = io.TextIOWrapper(self._raw, encoding="utf-8-sig", errors="rerank-studio-mark", newline=None)
         self._peeked: list[tuple[int, dict[str, Any]]] = []
         self._line = 0
         self._iter = self._parse()
@@ -442,16 +454,17 @@ def open_table(path: Path, name: str | None = None) -> _Reader:
 _SYNONYMS = {
     "query": ["query", "queries", "question", "q", "anchor", "claim", "query_text", "search_query",
               "search_term", "prompt", "sentence1", "text_a", "question_text"],
-    "label": ["label", "labels", "score", "relevance", "rel", "grade", "target", "y", "is_relevant",
-              "relevant", "judgement", "judgment"],
+    "label": ["label", "labels", "score", "relevance", "rel", "grade", "y", "is_relevant", "judgement",
+              "judgment", "relevant", "target"],
     "positive": ["positive", "positives", "pos", "positive_passage", "positive_passages", "relevant_passage",
                  "positive_document", "answer", "passage", "passages", "document", "doc", "text", "context",
-                 "content", "body", "sentence2", "text_b", "corpus", "response"],
+                 "content", "body", "sentence2", "text_b", "corpus", "response", "relevant"],
     "passage": ["passage", "passages", "document", "doc", "text", "context", "content", "body", "candidate",
                 "sentence2", "text_b", "corpus", "response", "answer", "positive"],
     "negative": ["negative", "negatives", "neg", "negs", "hard_negative", "hard_negatives",
                  "negative_passage", "negative_passages", "negative_document"],
 }
+_WEAK_LABELS = {"relevant", "target"}
 _NUMBERED_NEGATIVE = re.compile(r"^(?:hard_)?neg(?:ative)?s?_?(\d+)$")
 
 
@@ -567,8 +580,8 @@ def detect_columns(columns: list[str], sample: list[dict[str, Any]] | None = Non
         negatives = [neg] if neg else []
     used |= set(negatives)
     label = find("label", used)
-    if label is not None and not numeric(label):
-        label = None
+    if label is not None and _norm(label) in _WEAK_LABELS and not numeric(label):
+        label = None  # e.g. a "relevant" column that holds passages, not numbers
     if label is not None and not negatives:
         passage = find("passage", used | {label})
         if passage is None:
@@ -781,7 +794,7 @@ class _Pass:
             return None
         elif not isinstance(value, str):
             value = str(value)
-        if _SURROGATE.search(value):
+        if _decode_errors and _SURROGATE.search(value):
             bad = _SURROGATE.search(value)
             before = value[max(0, bad.start() - 20): bad.start()]
             self.row_problem(file, row, column, (
@@ -869,7 +882,7 @@ class _Pass:
             if old is not None:
                 verdict = compare_labels(old, label)
                 if verdict == "conflict":
-                    self._conflict(file, row, column, query, text, label, old, "already in the project")
+                    self._conflict(file, row, column, query, text, label, old, "an earlier import of the project")
                 else:
                     self.already += 1
                 continue
@@ -961,7 +974,7 @@ class _Pass:
             for row, record in source:
                 n += 1
                 self._record(name, row, record, columns, split)
-                if n % 2000 == 0:
+                if n % 1000 == 0:
                     self.progress(done + share * reader.fraction(), f"Reading {name}: {n:,} rows")
             if n == 0:
                 raise IngestError(Problem(name, "the file has a header but no data rows."))
@@ -1060,7 +1073,7 @@ class _Pass:
 
     def _beir_qrels(self, path: Path, file: str, queries: dict[str, str]) -> list[tuple[str, str, float, int]]:
         rows: list[tuple[str, str, float, int]] = []
-        with open(path, encoding="utf-8-sig", errors="surrogateescape", newline="") as fh:
+        with open(path, encoding="utf-8-sig", errors="rerank-studio-mark", newline="") as fh:
             reader = csv.reader(fh, delimiter="\t")
             header = next(reader, None)
             if header is None:
@@ -1379,6 +1392,15 @@ def list_imports(conn: sqlite3.Connection, project: int) -> list[dict[str, Any]]
                     "pairs": s.get("pairs"), "test pairs": s.get("test_pairs"),
                     "duplicates removed": s.get("duplicates_removed"), "shape": s.get("shape_text")})
     return out
+
+
+def first_pairs(conn: sqlite3.Connection, project: int, limit: int = 20) -> list[dict[str, Any]]:
+    """A glimpse of the stored training pairs, without loading them all."""
+    rows = conn.execute(
+        "SELECT q.text AS query, s.text AS passage, p.label FROM pairs p JOIN queries q ON q.id = p.query_id "
+        "JOIN passages s ON s.id = p.passage_id WHERE p.project_id = ? AND q.split = 'train' "
+        "ORDER BY p.id LIMIT ?", (project, limit)).fetchall()
+    return [dict(r) for r in rows]
 
 
 # --- CLI ------------------------------------------------------------------------------------------------

@@ -35,6 +35,7 @@ DEFAULT_THRESHOLD = 0.90
 DEFAULT_MAX_LENGTH = 512
 EXACT_SEARCH_LIMIT = 6e8  # n_queries * n_base above which faiss IVF (approximate) replaces exact search
 REPORT_VERSION = 3
+_MEMO: dict[str, Any] = {}
 
 _WORD = re.compile(r"\w+", re.UNICODE)
 _SENTENCE_END = re.compile(r"(?<=[.!?;])\s+(?=\S)")
@@ -543,7 +544,12 @@ def analyse(
             query_text=dict(zip(q_ids.tolist(), q_texts)), passage_text=data["passages"], counts=counts_,
         )
 
-    return _cached(folder, f"report-{key}", compute, keep=3)
+    if key in _MEMO:
+        return _MEMO[key]
+    report = _cached(folder, f"report-{key}", compute, keep=3)
+    _MEMO.clear()  # one report per process: a page rerun (slider move) must not re-read the pickle
+    _MEMO[key] = report
+    return report
 
 
 # --- views over a report (cheap; recomputed on every slider move) -------------------------------
@@ -740,6 +746,10 @@ def propose_snippets(
         cursor += len(wins)
         best = int(np.argmax(sims))
         a, b = wins[best]
+        budget = max(16, report.max_length - int(t.query_tokens[r]) - report.special_tokens)
+        lengths = token_counts(sentences, tokenizer) + 1
+        while a > 0 and lengths[a - 1 : b + 1].sum() <= budget:  # fill the budget with the text before it
+            a -= 1
         text = " ".join(sentences[a : b + 1])
         n_tok = len(tokenizer(query, text, truncation=False)["input_ids"])
         while n_tok > report.max_length and b > a:  # the seam estimate was off: drop the last sentence

@@ -228,7 +228,7 @@ if view == "Desk" and overall["total"]:
             st.markdown("**Candidate negative**")
             with st.container(height=320, border=True, key="review_candidate_text"):
                 st.text(cur["candidate"])
-        st.caption("Keys: " + " · ".join(f"{k} {a}" for a, k in KEYS.items())
+        st.caption("Keys: " + " · ".join(f"{k} {a.removesuffix('ped')}" for a, k in KEYS.items())
                    + ". Every judgement is saved at once; the history view lists them all.")
 
 elif view == "Bulk" and overall["total"]:

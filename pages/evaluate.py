@@ -1,0 +1,239 @@
+"""Evaluate: first stage vs base vs fine-tuned runs on the test set, honest about realistic vs oracle figures."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from core import charts, evaluation, models, store
+from pages._common import conn, project, project_name
+
+st.title("Evaluate")
+db = conn()
+pid = project()
+st.caption(f"Project **{project_name()}** — does the fine-tuned reranker beat what you had, on which queries, "
+           "and can you trust the figure?")
+
+runs = evaluation.list_runs(db, pid)
+counts = store.project_counts(db, pid)
+
+# --- 1. what to evaluate --------------------------------------------------------------------------
+with st.container(border=True):
+    st.subheader("Set up")
+    source = st.radio("Test set", ["project", "upload"], horizontal=True, key="eval_source",
+                      format_func=lambda s: f"Project test set ({counts['test_queries']} queries)" if s == "project"
+                      else "Upload a test set (CSV, TSV, JSONL, Parquet)")
+    upload = None
+    if source == "upload":
+        upload = st.file_uploader("Test set file: query, passage, label [, score or rank]", key="eval_upload",
+                                  type=["csv", "tsv", "jsonl", "json", "parquet"])
+        st.caption("Rows with label 0 are judged non-relevant. Several passages per query with a score or rank "
+                   "column can serve as the candidates. The corpus searched is the project's passages plus the file's.")
+    stages = ["bm25", "embedding"] + (["file"] if source == "upload" else [])
+    left, mid, right = st.columns(3)
+    first_stage = left.selectbox("First stage (makes the candidates)", stages, key="eval_first_stage",
+                                 format_func=evaluation.FIRST_STAGES.get)
+    top_k = mid.number_input("Rerank the top k", 1, 1000, 20, key="eval_top_k",
+                             help="Only these candidates reach the reranker: a relevant passage outside them is missed.")
+    oracle = right.checkbox("Also compute oracle figures", value=True, key="eval_oracle",
+                            help=evaluation.ORACLE_NOTE)
+    run_labels = {r["id"]: f"{r['id']} · {r['config'].get('loss', '?')} · "
+                           f"{r['config'].get('epochs', '?')} ep · lr {r['config'].get('learning_rate', '?')}"
+                  for r in runs}
+    chosen = st.multiselect("Fine-tuned runs", list(run_labels), default=list(run_labels)[:1], key="eval_runs",
+                            format_func=run_labels.get)
+    bases = {r["config"].get("base_model", models.BUNDLED) for r in runs if r["id"] in chosen} or {models.BUNDLED}
+    random_base = any(evaluation.base_is_random(b) for b in bases)
+    include_base = st.checkbox("Include the base model", value=not random_base, key="eval_base",
+                               help="The run's base model as a cross-encoder, without fine-tuning.")
+    if include_base and random_base:
+        st.warning("The base is a bare encoder: its relevance head is new and random, so the base figures are "
+                   "arbitrary — they are shown for completeness, not as a meaningful baseline.")
+    if not runs:
+        st.info("No completed training run yet: train one on the Train page. You can still measure the first stage.")
+    go = st.button("Evaluate", type="primary", icon=":material/play_arrow:", key="eval_go",
+                   disabled=source == "upload" and upload is None)
+
+if go:
+    test_set = None
+    try:
+        if source == "upload" and upload is not None:
+            test_set = evaluation.read_test_file(upload.getvalue(), upload.name, db, pid)
+        bar = st.progress(0.0, text="Starting…")
+
+        def report(phase: str, done: int, total: int) -> None:
+            bar.progress(min(done / total, 1.0) if total else 1.0, text=f"{phase}: {done:,}/{total:,}")
+
+        with st.status("Evaluating…", expanded=True) as status:
+            results = evaluation.evaluate(db, pid, chosen, test_set=test_set, first_stage=first_stage,
+                                          top_k=int(top_k), include_base=include_base, oracle=oracle,
+                                          progress=report)
+            status.update(label=f"Done in {results['wall_s']:.0f} s", state="complete", expanded=False)
+        st.session_state["eval_id"] = results["evaluation_id"]
+    except (evaluation.EvaluationError, models.ModelError, store.StoreError) as exc:
+        st.error(str(exc))
+
+# --- 2. results ----------------------------------------------------------------------------------
+stored = evaluation.list_evaluations(db, pid)
+if not stored:
+    st.info("No evaluation yet: choose a first stage and press Evaluate.")
+    st.stop()
+ids = [e["id"] for e in stored]
+labels = {e["id"]: f"#{e['id']} · {e['created_at'][:16]} · {e['params'].get('first_stage')} top-"
+                   f"{e['params'].get('top_k')} · {e['params'].get('queries')} queries · "
+                   f"{', '.join(e['params'].get('run_ids') or []) or 'no run'}" for e in stored}
+current = st.session_state.get("eval_id")
+eval_id = st.selectbox("Evaluation", ids, index=ids.index(current) if current in ids else 0,
+                       format_func=labels.get, key="eval_pick")
+res = evaluation.load_evaluation(db, eval_id)
+params = res["params"]
+systems = {s["key"]: s for s in res["systems"]}
+rerankers = [k for k, s in systems.items() if s["kind"] != "first_stage"]
+
+st.subheader("Verdict")
+fs_value = res["realistic"]["first_stage"]["mean"]["ndcg@10"]
+for c in res["comparisons"]:
+    if c["reference"] != "first_stage" or systems[c["system"]]["kind"] == "base":
+        continue
+    value = res["realistic"][c["system"]]["mean"]["ndcg@10"]
+    text = (f"{systems[c['system']]['label']}: NDCG@10 {value:.3f} vs first stage {fs_value:.3f} "
+            f"({c['mean_diff']:+.3f}, p = {c['p_value']:.3g}).")
+    if value <= fs_value:
+        st.error("The model does NOT beat the first stage. " + text + " Use the first stage alone, or improve the "
+                 "data (review losses below) and train again.", icon=":material/trending_down:")
+    elif c["p_value"] >= 0.05:
+        st.warning("Better on average, but not significantly. " + text, icon=":material/help:")
+    else:
+        st.success("Beats the first stage. " + text, icon=":material/trending_up:")
+for s in res["systems"]:
+    for note in s.get("notes", []):
+        st.caption(f"{s['label']}: {note}")
+for note in params.get("notes", []):
+    st.caption(note)
+
+st.subheader("Realistic figures")
+st.caption(f"{evaluation.REALISTIC_NOTE} · test set: {params['test_set']} ({params['queries']} queries) · first stage: "
+           f"{params['first_stage_label']}, top {params['top_k']} · 95% bootstrap intervals over queries "
+           f"({params['n_bootstrap']} resamples, seed {params['seed']}).")
+st.dataframe(evaluation.results_table(res, "realistic"), hide_index=True, width="stretch")
+st.plotly_chart(charts.eval_metric_figure(
+    [{"label": s["label"], "kind": s["kind"], "mean": res["realistic"][k]["mean"]["ndcg@10"],
+      "ci": res["realistic"][k]["ci"]["ndcg@10"]} for k, s in systems.items()]), key="eval_bar")
+
+if res.get("oracle"):
+    with st.expander("Oracle figures — upper bound, NOT what users will see"):
+        st.caption(evaluation.ORACLE_NOTE)
+        st.dataframe(evaluation.results_table(res, "oracle"), hide_index=True, width="stretch")
+
+st.subheader("Paired tests")
+st.dataframe([{"system": systems[c["system"]]["label"], "reference": systems[c["reference"]]["label"],
+               "metric": c["metric"], "difference": round(c["mean_diff"], 4),
+               "95% CI": f"[{c['ci'][0]:+.3f}, {c['ci'][1]:+.3f}]", "p-value": round(c["p_value"], 4),
+               "better / worse / same": f"{c['wins']} / {c['losses']} / {c['ties']}"} for c in res["comparisons"]],
+             hide_index=True, width="stretch")
+with st.expander("Compare any two systems"):
+    a_col, b_col, m_col = st.columns(3)
+    keys = list(systems)
+    sys_a = a_col.selectbox("Reference", keys, format_func=lambda k: systems[k]["label"], key="eval_cmp_a")
+    sys_b = b_col.selectbox("System", keys, index=len(keys) - 1, format_func=lambda k: systems[k]["label"],
+                            key="eval_cmp_b")
+    metric = m_col.selectbox("Metric", res["metrics"], key="eval_cmp_metric")
+    pq = res["per_query"]["realistic"]
+    test = evaluation.paired_test([pq[sys_a][q][metric] for q in res["queries"]],
+                                  [pq[sys_b][q][metric] for q in res["queries"]], seed=params["seed"])
+    st.write(f"Mean difference {test['mean_diff']:+.4f} (95% CI [{test['ci'][0]:+.3f}, {test['ci'][1]:+.3f}]), "
+             f"p = {test['p_value']:.4g} — {test['method']}.")
+
+if not rerankers:
+    st.info("Only the first stage was evaluated: add a run to see per-query changes.")
+    st.stop()
+
+# --- 3. per query ----------------------------------------------------------------------------------
+st.subheader("Per query")
+c1, c2 = st.columns(2)
+focus = c1.selectbox("System", rerankers, index=len(rerankers) - 1, format_func=lambda k: systems[k]["label"],
+                     key="eval_focus")
+references = ["first_stage"] + [k for k in rerankers if systems[k]["kind"] == "base"]
+reference = c2.selectbox("Over", references, format_func=lambda k: systems[k]["label"], key="eval_reference")
+deltas = evaluation.per_query_deltas(res, focus, reference)
+st.plotly_chart(charts.eval_change_histogram([d["delta"] for d in deltas], title="Per-query change in NDCG@10"),
+                key="eval_hist")
+wins, losses = evaluation.wins_and_losses(res, focus, reference)
+w_col, l_col = st.columns(2)
+w_col.markdown("**Biggest wins**")
+w_col.dataframe([{"query": r["query"], "before": round(r["before"], 3), "after": round(r["after"], 3),
+                  "change": round(r["delta"], 3)} for r in wins], hide_index=True, width="stretch")
+l_col.markdown("**Biggest losses**")
+l_col.dataframe([{"query": r["query"], "before": round(r["before"], 3), "after": round(r["after"], 3),
+                  "change": round(r["delta"], 3)} for r in losses], hide_index=True, width="stretch")
+
+by_key = {d["query_key"]: d for d in deltas}
+default = losses[0]["query_key"] if losses else deltas[0]["query_key"]
+order = [d["query_key"] for d in deltas]
+qkey = st.selectbox("Drill into a query (worst first)", order, index=order.index(default), key="eval_query",
+                    format_func=lambda k: f"{by_key[k]['delta']:+.3f} · {by_key[k]['query'][:90]}")
+row = by_key[qkey]
+with st.container(border=True):
+    st.text(row["query"])
+    st.caption(f"NDCG@10 {row['before']:.3f} → {row['after']:.3f} ({row['delta']:+.3f}) with "
+               f"{systems[focus]['label']} over {systems[reference]['label']}.")
+    moves = evaluation.query_movement(res, qkey, focus)
+    st.dataframe([{"rank": m["rank"], "first-stage rank": m["before"],
+                   "moved": ("" if m["moved"] is None else f"{m['moved']:+d}"), "relevant": "✔" if m["relevant"] else "",
+                   "score": round(m["score"], 4), "passage": m["passage"]} for m in moves],
+                 hide_index=True, width="stretch",
+                 column_config={"passage": st.column_config.TextColumn(width="large")})
+    missed = evaluation.missed_relevant(res, qkey)
+    if missed:
+        st.warning(f"{len(missed)} relevant passage(s) were not in the first stage's top {params['top_k']}; "
+                   "no reranker can recover them (see the oracle figures):")
+        for d in missed:
+            st.text(res["passages"].get(d, d)[:300])
+    query_id = res["queries"][qkey].get("query_id")
+    if row["delta"] < 0 and query_id is not None:
+        if st.button("Send this loss back to work (Review)", icon=":material/undo:", key="eval_send_review"):
+            st.session_state["review_query_filter"] = int(query_id)
+            has_negatives = db.execute("SELECT 1 FROM negatives WHERE project_id = ? AND query_id = ? LIMIT 1",
+                                       (pid, int(query_id))).fetchone()
+            if has_negatives:
+                st.session_state["review_query"] = int(query_id)
+            st.switch_page("pages/review.py")
+
+dist = res["score_distributions"].get(focus)
+if dist:
+    st.subheader("Scores of relevant vs non-relevant passages")
+    t = dist.get("threshold")
+    st.plotly_chart(charts.eval_score_figure(dist["relevant"], dist["non_relevant"], title=systems[focus]["label"],
+                                             threshold=t["threshold"] if t else None), key="eval_scores")
+    if t:
+        st.caption(f"A cut-off at score ≥ {t['threshold']:.4f} gives F1 {t['f1']:.3f} (precision {t['precision']:.3f}, "
+                   f"recall {t['recall']:.3f}) — chosen on {t['chosen_on']}.")
+
+# --- 4. exports ------------------------------------------------------------------------------------
+st.subheader("Export")
+e1, e2 = st.columns(2)
+report = evaluation.report_markdown(res)
+e1.download_button("Report (Markdown)", report, file_name=f"evaluation-{eval_id}.md", mime="text/markdown",
+                   icon=":material/description:", key="eval_dl_report")
+e2.download_button("Per-query table (CSV)", evaluation.per_query_csv(res), file_name=f"evaluation-{eval_id}.csv",
+                   mime="text/csv", icon=":material/table:", key="eval_dl_csv")
+run_ids = [systems[k]["run_id"] for k in rerankers if systems[k]["kind"] == "run"]
+if run_ids:
+    with st.container(border=True):
+        run_id = st.selectbox("Model of run", run_ids, key="eval_export_run")
+        name = st.text_input("Folder name inside the workspace's exports folder", value=f"model-{run_id}",
+                             key="eval_export_name")
+        b1, b2 = st.columns(2)
+        if b1.button("Copy model folder", icon=":material/folder_copy:", key="eval_export_model"):
+            try:
+                st.success(f"Copied to {evaluation.export_model_folder(db, run_id, name)}")
+            except (evaluation.EvaluationError, OSError) as exc:
+                st.error(str(exc))
+        if b2.button("Export ONNX (verified with onnxruntime)", icon=":material/memory:", key="eval_export_onnx"):
+            try:
+                with st.spinner("Exporting to ONNX…"):
+                    info = evaluation.export_onnx(db, run_id, name + "-onnx")
+                st.success(f"ONNX written to {info['path']}; largest score difference vs the model "
+                           f"{info['max_abs_score_diff_vs_cross_encoder']:.2e}.")
+                st.caption(info["note"] + "; exported with torch.onnx instead.")
+            except (evaluation.EvaluationError, models.ModelError, OSError) as exc:
+                st.error(str(exc))

@@ -1,0 +1,146 @@
+"""The Data page in AppTest: sample button, project picker, upload -> check -> import, conflicts by row."""
+
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from core import store
+from tests.conftest import ROOT, load_scifact
+
+APP = str(ROOT / "app.py")
+
+
+@pytest.fixture(autouse=True)
+def navigation_like_the_server(monkeypatch):
+    """AppTest resets PagesManager.uses_pages_directory before every run, and because the pages live in a folder
+    named `pages/` it then runs the page alone (Streamlit's old multipage mode) without app.py's sidebar. The real
+    server keeps the flag st.navigation set (False); do the same here."""
+    from streamlit.runtime.pages_manager import PagesManager
+
+    original = PagesManager.__init__
+
+    def init(self, *args, **kwargs):
+        original(self, *args, **kwargs)
+        PagesManager.uses_pages_directory = False
+
+    monkeypatch.setattr(PagesManager, "__init__", init)
+
+
+def app() -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def metric(at: AppTest, label: str) -> str:
+    found = [m.value for m in at.metric if m.label == label]
+    assert found, f"no metric {label!r}; have {[m.label for m in at.metric]}"
+    return found[0]
+
+
+def scifact_csv(n_queries: int = 30, extra_rows: list[list[str]] | None = None) -> bytes:
+    sf = load_scifact()
+    out = io.StringIO()
+    w = csv.writer(out)
+    w.writerow(["query", "positive"])
+    for q in sorted(sf["qrels"]["train"], key=int)[:n_queries]:
+        for d in sf["qrels"]["train"][q]:
+            w.writerow([sf["queries"][q], sf["corpus"][d]])
+    for row in extra_rows or []:
+        w.writerow(row)
+    return out.getvalue().encode("utf-8")
+
+
+def test_empty_workspace_offers_the_sample_project(workspace):
+    at = app()
+    assert [b.key for b in at.button if b.key == "load_sample"], "no sample button on an empty workspace"
+    at.button(key="load_sample").click().run()
+    assert not at.exception
+    conn = store.connect(workspace)
+    pid = store.project_id(conn, "SciFact sample")
+    counts = store.project_counts(conn, pid)
+    assert counts["train_pairs"] >= 256 and counts["test_queries"] == 100
+    assert at.sidebar.selectbox(key="project_select").value == "SciFact sample"
+    assert metric(at, "Training pairs") == f"{counts['train_pairs']:,}"
+
+
+def test_sidebar_picker_creates_a_project(workspace):
+    at = app()
+    at.sidebar.text_input(key="new_project_name").input("Claims")
+    at.sidebar.button(key="create_project").click().run()
+    assert not at.exception
+    conn = store.connect(workspace)
+    assert [p["name"] for p in store.list_projects(conn)] == ["Claims"]
+    assert at.sidebar.selectbox(key="project_select").value == "Claims"
+    assert not [b for b in at.button if b.key == "load_sample"]  # a project exists: no sample offer
+
+
+def test_upload_shows_counts_cleaning_and_imports(workspace):
+    conn = store.connect(workspace)
+    pid = store.create_project(conn, "Upload")
+    sf = load_scifact()
+    q0 = sorted(sf["qrels"]["train"], key=int)[0]
+    d0 = next(iter(sf["qrels"]["train"][q0]))
+    data = scifact_csv(30, extra_rows=[[sf["queries"][q0], sf["corpus"][d0]],  # exact duplicate
+                                       ["<b>Aspirin</b> lowers   risk", "See https://example.org for details."]])
+    expected_pairs = sum(len(sf["qrels"]["train"][q]) for q in sorted(sf["qrels"]["train"], key=int)[:30]) + 1
+    at = app()
+    at.file_uploader(key="train_upload_0").set_value(("pairs.csv", data, "text/csv"))
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    at.radio(key="test_how").set_value("No test set now").run()
+    assert metric(at, "Duplicates removed") == "1"
+    assert metric(at, "Pairs") == f"{expected_pairs:,}"
+    assert any("Shape" in s.value and "(query, positive)" in s.value for s in at.success)
+    assert any("256" in w.value for w in at.warning)  # fewer than 256 examples
+    samples = [df.value for df in at.dataframe if "before" in df.value.columns]
+    assert samples and "Aspirin lowers risk" in set(samples[0]["after"])
+    at.button(key="import_button").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    counts = store.project_counts(conn, pid)
+    assert counts["train_pairs"] == expected_pairs
+    assert metric(at, "Training pairs") == f"{expected_pairs:,}"
+    assert any("Imported" in s.value for s in at.success)
+
+
+def test_conflicts_are_listed_by_row_and_block_the_import(workspace):
+    conn = store.connect(workspace)
+    pid = store.create_project(conn, "Conflicts")
+    sf = load_scifact()
+    q0 = sorted(sf["qrels"]["train"], key=int)[0]
+    d0 = next(iter(sf["qrels"]["train"][q0]))
+    body = io.StringIO()
+    w = csv.writer(body)
+    w.writerow(["query", "passage", "label"])
+    w.writerow([sf["queries"][q0], sf["corpus"][d0], 1])
+    w.writerow([sf["queries"][q0], sf["corpus"]["4983"], 0])
+    w.writerow([sf["queries"][q0], sf["corpus"][d0], 0])  # row 4 contradicts row 2
+    at = app()
+    at.file_uploader(key="train_upload_0").set_value(("labelled.csv", body.getvalue().encode(), "text/csv"))
+    at.run()
+    assert not at.exception
+    tables = [df.value for df in at.dataframe if "other label" in df.value.columns]
+    assert tables, "no conflict table"
+    assert list(tables[0]["row"]) == [4] and "row 2" in tables[0]["other"][0]
+    assert at.button(key="import_button").disabled
+    assert store.project_counts(conn, pid)["train_pairs"] == 0
+
+
+def test_a_beir_folder_path_imports_with_its_test_set(workspace):
+    conn = store.connect(workspace)
+    pid = store.create_project(conn, "Folder")
+    at = app()
+    at.radio(key="train_where").set_value("A file or BEIR folder on this computer").run()
+    at.text_input(key="train_path_0").input(str(ROOT / "sample_data" / "scifact")).run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert metric(at, "Test pairs") != "0"
+    at.button(key="import_button").click().run()
+    counts = store.project_counts(conn, pid)
+    assert counts["test_queries"] == 100 and counts["train_pairs"] > 256
+    assert counts["passages"] > counts["train_pairs"]  # unjudged corpus documents joined the pool

@@ -1,0 +1,162 @@
+"""The Review page through AppTest: judging with the desk's buttons, undo, filters, two-tab conflicts, bulk
+sweeps with their confirmation, and export — each checked against the store, not just the screen."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+from test_review import seed_negatives
+
+from core import review, store
+
+APP = str(Path(__file__).resolve().parents[1] / "app.py")
+
+
+@pytest.fixture()
+def seeded(scifact_project):
+    conn, pid = scifact_project
+    return conn, pid, seed_negatives(conn, pid)
+
+
+@pytest.fixture()
+def at(seeded):
+    app = AppTest.from_file(APP, default_timeout=120)
+    app.session_state["review_actor"] = "tester"
+    app.run()
+    app.switch_page("pages/review.py").run()
+    assert not app.exception
+    return app
+
+
+def shown_id(app) -> int:
+    title = app.subheader[0].value  # "Candidate #12 (...)"
+    return int(title.split("#")[1].split(" ")[0])
+
+
+def status(conn, nid) -> str:
+    return conn.execute("SELECT status FROM negatives WHERE id = ?", (nid,)).fetchone()[0]
+
+
+def test_buttons_show_shortcuts_and_judge_riskiest_first(at, seeded):
+    conn, pid, ids = seeded
+    keys = {b.key: b.proto.shortcut for b in at.button}
+    assert {keys["review_negative"], keys["review_relevant"], keys["review_skip"], keys["review_undo"]} == {
+        "j", "k", "s", "u"}
+    first = shown_id(at)
+    assert first == review.queue(conn, pid)[0]["id"]
+    full = conn.execute("SELECT p.text FROM negatives n JOIN passages p ON p.id = n.passage_id WHERE n.id = ?",
+                        (first,)).fetchone()[0]
+    assert full in [t.value for t in at.text]  # the whole candidate, as plain text
+
+    at.button(key="review_negative").click().run()
+    assert status(conn, first) == "negative"
+    second = shown_id(at)
+    assert second != first and "Overall: 1 of 295 judged" in [p.proto.text for p in at.get("progress")]
+    at.button(key="review_relevant").click().run()
+    assert status(conn, second) == "relevant"
+    assert conn.execute("SELECT origin FROM pairs p JOIN negatives n ON n.query_id = p.query_id AND "
+                        "n.passage_id = p.passage_id WHERE n.id = ?", (second,)).fetchone()[0] == "review"
+    third = shown_id(at)
+    at.button(key="review_skip").click().run()
+    assert status(conn, third) == "skipped"
+    h = review.history(conn, pid)
+    assert [(j["negative_id"], j["new_status"], j["actor"]) for j in h] == [
+        (third, "skipped", "tester"), (second, "relevant", "tester"), (first, "negative", "tester")]
+
+
+def test_undo_repeatedly_brings_candidates_back(at, seeded):
+    conn, pid, ids = seeded
+    judged = []
+    for _ in range(3):
+        judged.append(shown_id(at))
+        at.button(key="review_negative").click().run()
+    for nid in reversed(judged):
+        at.button(key="review_undo").click().run()
+        assert status(conn, nid) == "unjudged"
+        assert shown_id(at) == nid and "shown again" in at.subheader[0].value
+    assert at.button(key="review_undo").disabled
+    assert review.progress(conn, pid)["judged"] == 0
+
+
+def test_filters_narrow_the_queue(at, seeded):
+    conn, pid, ids = seeded
+    qid = conn.execute("SELECT query_id FROM negatives WHERE id = ?", (ids[20],)).fetchone()[0]
+    at.selectbox(key="review_query").set_value(qid).run()
+    nid = shown_id(at)
+    assert conn.execute("SELECT query_id FROM negatives WHERE id = ?", (nid,)).fetchone()[0] == qid
+    assert "(1 of 5 in this queue)" in at.subheader[0].value
+    for _ in range(5):
+        at.button(key="review_negative").click().run()
+    assert any("Nothing left under these filters" in s.value for s in at.success)
+    assert review.progress(conn, pid, qid)["judged"] == 5
+
+    at.selectbox(key="review_query").set_value(None).run()
+    at.slider(key="review_risk").set_value((0.1, 0.2)).run()
+    risk = conn.execute("SELECT risk FROM negatives WHERE id = ?", (shown_id(at),)).fetchone()[0]
+    assert 0.1 <= risk <= 0.2 and risk == 0.2
+    at.slider(key="review_risk").set_value((0.0, 1.0)).run()
+    at.selectbox(key="review_state").set_value("judged").run()
+    assert "of 5 in this queue" in at.subheader[0].value
+    assert status(conn, shown_id(at)) == "negative"
+
+
+def test_another_tab_changing_the_candidate_is_a_clear_conflict(at, seeded, workspace):
+    conn, pid, ids = seeded
+    nid = shown_id(at)
+    other = store.connect(workspace)  # a second tab judged it meanwhile
+    review.judge(other, nid, "relevant", 0, actor="other-tab")
+    at.button(key="review_negative").click().run()
+    assert status(conn, nid) == "relevant"  # not overwritten
+    assert any("changed by other-tab" in w.value and "nothing was saved" in w.value for w in at.warning)
+    assert shown_id(at) == nid and any("relevant by other-tab" in c.value for c in at.caption)
+    at.button(key="review_negative").click().run()  # reloaded with the new version: now it may be changed
+    assert status(conn, nid) == "negative"
+
+
+def test_bulk_sweeps_confirm_the_count(at, seeded):
+    conn, pid, ids = seeded
+    at.segmented_control(key="review_view").set_value("Bulk").run()
+    assert not at.exception and len(at.dataframe) == 1
+    qid = at.selectbox(key="review_bulk_query").value
+    at.button(key="review_bulk_query_go").click().run()
+    assert any("marks **5** unjudged candidates" in w.value for w in at.warning)
+    assert review.progress(conn, pid, qid)["judged"] == 0  # nothing before the confirmation
+    at.button(key="review_bulk_confirm").click().run()
+    assert review.progress(conn, pid, qid)["by_status"]["negative"] == 5
+
+    at.slider(key="review_bulk_level").set_value(0.1).run()
+    n = review.preview(conn, pid, review.QueueFilter(risk_below=0.1))["rows"]
+    assert n > 0 and any(f"{n} unjudged candidates have risk below 0.10" in c.value for c in at.caption)
+    at.button(key="review_bulk_risk_go").click().run()
+    assert any(f"marks **{n}** unjudged" in w.value for w in at.warning)
+    at.button(key="review_bulk_cancel").click().run()
+    assert review.preview(conn, pid, review.QueueFilter(risk_below=0.1))["rows"] == n
+    at.button(key="review_bulk_risk_go").click().run()
+    at.button(key="review_bulk_confirm").click().run()
+    assert review.preview(conn, pid, review.QueueFilter(risk_below=0.1))["rows"] == 0
+    judged = review.progress(conn, pid)["judged"]
+    at.button(key="review_bulk_undo").click().run()
+    assert review.progress(conn, pid)["judged"] == judged - n  # the whole sweep, at once
+
+    at.segmented_control(key="review_view").set_value("History").run()
+    assert len(at.dataframe) == 1 and len(at.dataframe[0].value) == 5 + n + n
+
+
+def test_export_from_the_page(at, seeded):
+    conn, pid, ids = seeded
+    at.button(key="review_relevant").click().run()
+    at.segmented_control(key="review_view").set_value("Export").run()
+    at.selectbox(key="review_export_format").set_value("triplets").run()
+    at.selectbox(key="review_export_to").set_value("parquet").run()
+    at.text_input(key="review_export_name").set_value("../../etc/x").run()
+    at.button(key="review_export_go").click().run()
+    assert any("may not contain '..'" in e.value for e in at.error)
+    at.text_input(key="review_export_name").set_value("mine").run()
+    at.button(key="review_export_go").click().run()
+    assert not at.error
+    path = Path(at.session_state["review_export_summary"]["path"])
+    assert path.name == "mine.parquet" and path.is_file()
+    assert at.session_state["review_export_summary"]["reviewed_positives"] == 1
+    assert [m.value for m in at.metric][2] == "69"

@@ -1,0 +1,245 @@
+"""Training on real SciFact subsets with the bundled model: few steps, short max length, small batches."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT, seed_scifact
+
+from core import jobs, store, training
+from core.training import ConfigError, TrainConfig
+
+pytestmark = pytest.mark.timeout(300)
+
+
+def tiny(**over) -> TrainConfig:
+    """A few steps at max length 64: enough to move a fresh head, small enough for the test budget."""
+    base = dict(max_length=64, batch_size=8, max_steps=8, eval_steps=4, learning_rate=7e-5, head_lr_multiplier=20.0,
+                hard_negatives=1, random_negatives=1, candidates_k=8, validation_fraction=0.2,
+                early_stopping_patience=0, fusion=True)
+    base.update(over)
+    return TrainConfig(**base)
+
+
+def wait_until(predicate, timeout: float, what: str):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.5)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+# --- configuration and data (no model) ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("over, message", [
+    ({"learning_rate": 5.0}, "Learning rate 5 is out of range"),
+    ({"learning_rate": 0.0}, "Learning rate 0 is out of range"),
+    ({"batch_size": 0}, "Batch size 0 is out of range"),
+    ({"batch_size": 4096}, "Batch size 4096 is out of range"),
+    ({"warmup_ratio": 0.9}, "Warm-up ratio 0.9 is out of range"),
+    ({"loss": "hinge"}, "Unknown loss 'hinge'"),
+    ({"validation": "dev"}, "Validation 'dev' is unknown"),
+    ({"hard_negatives": 0, "random_negatives": 0}, "needs negatives"),
+])
+def test_bad_config_gets_a_clear_message(over, message):
+    with pytest.raises(ConfigError, match=message):
+        TrainConfig(**over).validate()
+
+
+def test_a_folder_that_is_not_a_cross_encoder_is_refused(tmp_path):
+    (tmp_path / "config.json").write_text(json.dumps({"architectures": ["GPT2LMHeadModel"]}))
+    (tmp_path / "model.safetensors").write_bytes(b"")
+    with pytest.raises(ConfigError, match="is not a cross-encoder: its architecture is GPT2LMHeadModel"):
+        TrainConfig(base_model=str(tmp_path)).validate()
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(ConfigError, match="not a model folder"):
+        TrainConfig(base_model=str(empty)).validate()
+
+
+def test_defaults_adapt_to_data_size_and_base_model(tmp_path):
+    small = training.default_config({"train_positives": 919, "train_queries": 809, "test_queries": 300})
+    big = training.default_config({"train_positives": 50000, "train_queries": 40000, "test_queries": 300})
+    assert small.epochs > big.epochs and small.learning_rate > 2e-5 and small.head_lr_multiplier > 1
+    assert small.warmup_ratio == 0.1 and small.keep_best and small.validation == "split"
+    trained = tmp_path / "ce"
+    trained.mkdir()
+    (trained / "config.json").write_text(json.dumps({"architectures": ["BertForSequenceClassification"]}))
+    ce = training.default_config({"train_positives": 919, "train_queries": 809}, str(trained))
+    assert ce.learning_rate < small.learning_rate and ce.head_lr_multiplier == 1.0
+    tiny_data = training.default_config({"train_positives": 12, "train_queries": 10, "test_queries": 0})
+    assert tiny_data.validation == "none"
+    assert training.propose_loss("labelled pairs")[0] == "bce"
+    assert training.propose_loss("triplets")[0] == "mnrl"
+    assert training.propose_loss("query + several negatives")[0] == "lambda"
+
+
+def test_false_negatives_are_positives_never_negatives(scifact_project, monkeypatch):
+    db, pid = scifact_project
+    # a mined hard negative reviewed as 'relevant' and one still 'negative', for the same query
+    q = db.execute("SELECT id FROM queries WHERE project_id = ? AND split = 'train' ORDER BY id LIMIT 1", (pid,)).fetchone()[0]
+    extra = [r[0] for r in db.execute("SELECT id FROM passages WHERE project_id = ? AND source = 'corpus' ORDER BY id LIMIT 2", (pid,))]
+    with store.transaction(db):
+        for p, status in zip(extra, ("relevant", "negative")):
+            db.execute("INSERT INTO negatives (project_id, query_id, passage_id, kind, rank, status) VALUES (?, ?, ?, 'hard', 1, ?)",
+                       (pid, q, p, status))
+    monkeypatch.setattr(training, "_first_stage", lambda conn, project, queries, k, spec, ws: ([[] for _ in queries], {}))
+    data = training.build_data(db, pid, tiny(validation="none", random_negatives=3))
+    text = {r[0]: r[1] for r in db.execute("SELECT id, text FROM passages WHERE project_id = ?", (pid,))}
+    qtext = db.execute("SELECT text FROM queries WHERE id = ?", (q,)).fetchone()[0]
+    mine = [r for r in data.train_rows if r["query"] == qtext]
+    assert {"passage": text[extra[0]], "label": 1.0}.items() <= next(r for r in mine if r["passage"] == text[extra[0]]).items()
+    assert not any(r["passage"] == text[extra[0]] and r["label"] == 0.0 for r in data.train_rows)
+    assert any(r["passage"] == text[extra[1]] and r["label"] == 0.0 for r in mine)
+    assert data.stats["reviewed_false_negatives_as_positives"] == 1
+    assert data.eval_source == "none" and "off" in data.eval_note
+
+
+@pytest.mark.parametrize("loss, columns", [("bce", ["query", "passage", "label"]),
+                                           ("mnrl", ["query", "positive", "negative_1", "negative_2"]),
+                                           ("lambda", ["query", "docs", "labels"])])
+def test_rows_take_the_shape_the_loss_needs(scifact_project, monkeypatch, loss, columns):
+    db, pid = scifact_project
+    monkeypatch.setattr(training, "_first_stage", lambda conn, project, queries, k, spec, ws: ([[] for _ in queries], {}))
+    data = training.build_data(db, pid, tiny(loss=loss, validation="none", hard_negatives=0, random_negatives=2))
+    assert data.train_rows and all(list(r) == columns for r in data.train_rows)
+    if loss == "lambda":
+        assert all(sum(r["labels"]) >= 1 and len(r["docs"]) == len(r["labels"]) >= 3 for r in data.train_rows)
+
+
+def test_evaluation_off_without_test_set_and_too_few_queries(db, monkeypatch):
+    pid = seed_scifact(db, "few", n_train=8, n_test=0, n_extra=20)
+    monkeypatch.setattr(training, "_first_stage", lambda conn, project, queries, k, spec, ws: ([[] for _ in queries], {}))
+    data = training.build_data(db, pid, tiny(validation="split"))
+    assert data.eval_source == "none" and data.eval_samples == []
+    assert "Evaluation is off" in data.eval_note and "no test set" in data.eval_note
+
+
+# --- real training (bundled model, few steps) -------------------------------------------------------
+
+
+def test_training_learns_keeps_best_and_records_everything(scifact_project):
+    db, pid = scifact_project
+    run_id, metrics = training.train_project(db, pid, tiny(max_steps=16, eval_steps=4, hard_negatives=2, random_negatives=2))
+    run = training.get_run(db, run_id)
+    assert run["status"] == "completed", run["error"]
+    losses = [json.loads(r[0])["loss"] for r in db.execute(
+        "SELECT data FROM run_events WHERE run_id = ? AND kind = 'loss' ORDER BY step", (run_id,))]
+    assert len(losses) >= 3
+    assert min(losses[1:]) < losses[0]  # the loss falls from its first value
+    evals = [(r[0], json.loads(r[1])) for r in db.execute(
+        "SELECT step, data FROM run_events WHERE run_id = ? AND kind = 'eval' ORDER BY step", (run_id,))]
+    assert [s for s, _ in evals] == [4, 8, 12, 16]
+    best_step, best = max(evals, key=lambda e: (e[1]["val_ndcg@10"], -e[0]))
+    assert metrics["best_validation_ndcg@10"] == pytest.approx(best["val_ndcg@10"])
+    assert metrics["best_step"] == best_step
+    # the saved model is the best checkpoint: its validation score is the best one, not the last one
+    assert metrics["validation"]["ndcg@10"] == pytest.approx(best["val_ndcg@10"], abs=1e-6)
+    model_dir = Path(run["model_dir"])
+    assert (model_dir / "model.safetensors").is_file() and (model_dir / "config.json").is_file()
+    readme = (model_dir / "README.md").read_text()
+    assert "Rerank Studio" in readme and run["snapshot"]["hash"] in readme and "ndcg@10" in readme
+    assert run["snapshot"]["positives"] > 0 and run["snapshot"]["validation_queries"] >= 5
+    assert run["config"]["max_length"] == 64 and run["metrics"]["steps"] == 16
+    assert run["progress"]["step"] == 16 and run["progress"]["total"] == 16
+    assert "test" in metrics and 0 <= metrics["test"]["ndcg@10"] <= 1
+    if "fusion" in metrics:  # recorded for the evaluation page only when it wins on validation
+        assert json.loads((model_dir / training.FUSION_FILE).read_text())["alpha"] == metrics["fusion"]["alpha"]
+        assert metrics["fusion"]["validation_ndcg@10"] > metrics["validation"]["ndcg@10"]
+    from core import models
+    reloaded = models.load_cross_encoder(str(model_dir), max_length=64)
+    assert reloaded.num_labels == 1
+
+
+def test_cancel_then_resume_continues_from_the_checkpoint(scifact_project):
+    db, pid = scifact_project
+    run_id = jobs.submit(db, pid, tiny(max_steps=40, eval_steps=4, validation="none"))
+    wait_until(lambda: (training.get_run(db, run_id)["progress"].get("step") or 0) >= 2, 180, "training steps")
+    assert jobs.cancel(db, run_id) == "cancelling"
+    run = wait_until(lambda: (r := jobs.poll(db, run_id))["status"] != "running" and r, 120, "the run to stop")
+    assert run["status"] == "cancelled", run.get("error")
+    ckpt = training._latest_checkpoint(training.run_folder(db, run_id) / "checkpoints")
+    assert ckpt, "cancel saves a checkpoint"
+    stopped_at = int(ckpt.rsplit("-", 1)[1])
+    assert 2 <= stopped_at < 40
+    with pytest.raises(ValueError, match="only a queued or running run can be cancelled"):
+        jobs.cancel(db, run_id)
+    # a short remaining schedule: same run, fewer total steps keeps the test fast
+    cfg = training.get_run(db, run_id)["config"]
+    training.update_run(db, run_id, config={**cfg, "max_steps": stopped_at + 4})
+    jobs.resume(db, run_id)
+    run = jobs.wait(db, run_id, timeout=240)
+    assert run["status"] == "completed", run.get("error")
+    texts = [e["data"].get("text", "") for e in run["events"]]
+    assert any(t.startswith(f"Resuming from checkpoint-{stopped_at}") for t in texts)
+    assert run["metrics"]["steps"] == stopped_at + 4
+    assert Path(run["model_dir"], "model.safetensors").is_file()
+
+
+def test_killed_job_is_detected_and_a_queued_run_waits_its_turn(scifact_project):
+    db, pid = scifact_project
+    first = jobs.submit(db, pid, tiny(max_steps=200, validation="none"))
+    second = jobs.submit(db, pid, tiny(max_steps=2, validation="none"))
+    assert training.get_run(db, second)["status"] == "queued"  # one heavy job at a time
+    job_pid = wait_until(lambda: training.get_run(db, first)["pid"], 30, "the job's pid")
+    wait_until(lambda: (training.get_run(db, first)["progress"].get("step") or 0) >= 1, 180, "training to start")
+    os.killpg(os.getpgid(job_pid), signal.SIGKILL)
+    wait_until(lambda: not jobs.pid_alive(job_pid), 10, "the job to die")
+    run = jobs.poll(db, first)
+    assert run["status"] == "failed" and "process died" in run["error"]
+    # the dead run freed the machine: the queued one starts and finishes
+    done = jobs.wait(db, second, timeout=200)
+    assert done["status"] == "completed", done.get("error")
+    assert training.get_run(db, first)["status"] == "failed"  # no other run touched
+
+
+def test_a_failure_marks_only_that_run_failed(scifact_project, tmp_path):
+    db, pid = scifact_project
+    other = training.create_run(db, pid, tiny(), status="completed")
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "config.json").write_text(json.dumps({"architectures": ["BertModel"], "model_type": "bert"}))
+    (broken / "model.safetensors").write_bytes(b"not weights")
+    with pytest.raises(RuntimeError, match="Could not load cross-encoder"):
+        training.train_project(db, pid, tiny(base_model=str(broken), validation="none"))
+    runs = {r["id"]: r for r in jobs.list_runs(db, pid)}
+    failed = [r for r in runs.values() if r["status"] == "failed"]
+    assert len(failed) == 1 and "Could not load cross-encoder" in failed[0]["error"]
+    assert runs[other]["status"] == "completed"
+
+
+# --- CLI and torchrun ----------------------------------------------------------------------------
+
+
+def test_torchrun_two_cpu_processes_only_rank0_writes(workspace, db):
+    pid = seed_scifact(db, "dist", n_train=16, n_test=0, n_extra=40)
+    torchrun = Path(sys.executable).with_name("torchrun")
+    env = {**os.environ, "RERANK_STUDIO_HOME": str(workspace), "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(
+        [str(torchrun), "--standalone", "--nproc_per_node=2", "-m", "core", "train", "--project", "dist",
+         "--defaults", "plain", "--max-length", "64", "--batch-size", "4", "--max-steps", "3", "--validation", "none",
+         "--hard-negatives", "1", "--random-negatives", "1", "--eval-steps", "3"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=240,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    lines = [line for line in proc.stdout.splitlines() if line.strip()]
+    assert len(lines) == 1, proc.stdout  # only rank 0 prints
+    result = json.loads(lines[0])
+    assert result["status"] == "completed" and result["metrics"]["steps"] == 3
+    runs = jobs.list_runs(db, pid)
+    assert [r["id"] for r in runs] == [result["run_id"]]  # one run, created once
+    started = db.execute("SELECT COUNT(*) FROM run_events WHERE run_id = ? AND data LIKE '%Started%'",
+                         (result["run_id"],)).fetchone()[0]
+    assert started == 1
+    assert Path(runs[0]["model_dir"], "model.safetensors").is_file()
