@@ -15,6 +15,7 @@ PAGES = [
     st.Page("pages/review.py", title="Review", icon=":material/fact_check:"),
     st.Page("pages/quality.py", title="Quality", icon=":material/monitoring:"),
     st.Page("pages/train.py", title="Train", icon=":material/model_training:"),
+    st.Page("pages/evaluate.py", title="Evaluate", icon=":material/leaderboard:"),
 ]
 
 

@@ -153,3 +153,29 @@ def eval_score_figure(relevant: list[float], non_relevant: list[float], *, title
     fig.update_layout(title=title, barmode="overlay", xaxis_title="score", yaxis_title="share of passages",
                       height=300, margin=dict(l=40, r=10, t=40, b=40), legend=dict(orientation="h", y=-0.25))
     return fig
+
+
+# --- mining (Mine page) ----------------------------------------------------------------------------
+
+
+def mining_scores_figure(series: dict[str, Any], bins: int = 50) -> go.Figure:
+    """Similarity of positives vs mined negatives: overlap is where false negatives hide and margins bite."""
+    import numpy as np
+
+    colours = {"positive": "#54A24B", "hard negative": "#E45756", "random negative": "#BAB0AC"}
+    arrays = {k: np.asarray(v, dtype=float) for k, v in series.items() if len(v)}
+    fig = go.Figure()
+    if arrays:
+        lo = min(float(a.min()) for a in arrays.values())
+        hi = max(float(a.max()) for a in arrays.values())
+        edges = np.linspace(min(lo, 0.0), max(hi, 1e-6), bins + 1)
+        width = edges[1] - edges[0]
+        for name, a in arrays.items():
+            counts, _ = np.histogram(a, bins=edges)
+            fig.add_trace(go.Bar(x=edges[:-1] + width / 2, y=counts, width=width, name=f"{name} ({len(a):,})",
+                                 marker_color=colours.get(name), opacity=0.65,
+                                 hovertemplate="similarity %{x:.2f}: %{y:,}<extra>" + name + "</extra>"))
+    fig.update_layout(title="Similarity to the query: positives vs mined negatives", barmode="overlay",
+                      height=320, xaxis_title="cosine similarity (embedding model)", yaxis_title="count",
+                      margin=dict(l=40, r=10, t=40, b=40), legend=dict(orientation="h", y=-0.25))
+    return fig

@@ -751,10 +751,15 @@ def _md(text: Any) -> str:
     """User text made inert in Markdown (and HTML) reports."""
     import html
 
-    s = html.escape(str(text)).replace("\n", " ").replace("|", "&#124;")
-    for ch in "\\`*_{}[]()#+-!~>":
+    s = html.escape(str(text), quote=False).replace("\n", " ")
+    for ch in "\\`*_{}[]()#+-!~|":
         s = s.replace(ch, "\\" + ch)
     return s
+
+
+def _cell(value: Any) -> Any:
+    """A CSV cell that a spreadsheet will not run as a formula."""
+    return "'" + value if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r") else value
 
 
 def report_markdown(results: dict[str, Any], n: int = 5) -> str:
@@ -815,7 +820,7 @@ def per_query_csv(results: dict[str, Any]) -> str:
     w = csv.writer(buf)
     w.writerow(header)
     for q, info in results["queries"].items():
-        row = [q, info.get("query_id"), info["text"], sum(1 for g in info["relevant"].values() if g > 0)]
+        row = [q, info.get("query_id"), _cell(info["text"]), sum(1 for g in info["relevant"].values() if g > 0)]
         for which in ("realistic", "oracle"):
             for k in keys:
                 if k in results["per_query"][which]:

@@ -370,7 +370,8 @@ def _library_mine(p: Plan, encoder: Any, cross_encoder: Any = None) -> dict[str,
     index_of = {t: i for i, t in enumerate(p.pool_texts)}
     positives = {q: set(pos) for q, pos in zip(p.query_texts, p.positives)}
     result: dict[str, list[tuple[int, float]]] = {q: [] for q in p.query_texts}
-    for q, text, score in zip(out["query"], out["positive"], out["score"]):
+    cols = out.to_dict()
+    for q, text, score in zip(cols["query"], cols["positive"], cols["score"]):
         i = index_of[text]
         if i not in positives[q]:
             result[q].append((i, float(score)))
@@ -398,14 +399,28 @@ def risk_scores(features: dict[str, np.ndarray], reference: np.ndarray, ce_risk:
     return np.clip(risk, 0.0, 1.0)
 
 
-def _lexical(texts: list[str], pairs: dict[str, list[str]], fit: list[str]) -> dict[str, np.ndarray]:
-    """TF-IDF cosine of each text with its aligned partner in every list of `pairs` (fitted on the pool)."""
+_TFIDF: dict[str, Any] = {}
+
+
+def _tfidf(pool: list[str]) -> tuple[Any, Any]:
+    """TF-IDF of the pool, fitted once per pool per process (re-runs with other parameters reuse it)."""
     from sklearn.feature_extraction.text import TfidfVectorizer
 
-    vec = TfidfVectorizer(sublinear_tf=True, stop_words="english").fit(fit)
-    a = vec.transform(texts)
-    return {name: np.asarray(a.multiply(vec.transform(other)).sum(axis=1)).ravel()
-            for name, other in pairs.items()}
+    key = store.text_hash("\x00".join(pool))
+    if _TFIDF.get("key") != key:
+        vec = TfidfVectorizer(sublinear_tf=True, stop_words="english", dtype=np.float32)
+        _TFIDF.update(key=key, vec=vec, matrix=vec.fit_transform(pool).tocsr())
+    return _TFIDF["vec"], _TFIDF["matrix"]
+
+
+def _lexical(p: Plan, idx_n: np.ndarray, idx_p: np.ndarray, q_of: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """TF-IDF cosine of each negative with its positive and with its query."""
+    vec, P = _tfidf(p.pool_texts)
+    Qm = vec.transform(p.query_texts).tocsr()
+    neg = P[idx_n]
+    to_pos = np.asarray(neg.multiply(P[idx_p]).sum(axis=1)).ravel()
+    to_query = np.asarray(neg.multiply(Qm[q_of]).sum(axis=1)).ravel()
+    return to_pos, to_query
 
 
 # --- the run ---------------------------------------------------------------------------------------------
@@ -434,7 +449,7 @@ def _short_reason(params: MiningParams, cand: np.ndarray, pos_score: float, avai
     if params.cross_encoder_rescoring and params.has_filter:
         return "cross-encoder score filters"
     if removed and max(removed.values()) > 0:
-        return max(removed, key=removed.get)
+        return max(removed, key=lambda k: removed[k])
     return "corpus too small for the rank range" if available < params.range_min + params.num_negatives else "range_max"
 
 
@@ -481,7 +496,9 @@ def _run(conn: sqlite3.Connection, p: Plan, run_id: int, progress: Progress | No
     q_row = {t: i for i, t in enumerate(texts_q)}
     Qp = Q[[q_row[t] for t in p.query_texts]]
 
-    # Per query: positive scores (the harder positive is the one margins use), hard then random negatives.
+    # One query x pool similarity matrix serves positives, ranks, random negatives and the short-query reasons.
+    S = Qp @ C.T
+    S_sorted = np.sort(S, axis=1)
     rng = np.random.default_rng(params.seed)
     rows: list[dict[str, Any]] = []
     short: dict[str, int] = {}
@@ -489,21 +506,19 @@ def _run(conn: sqlite3.Connection, p: Plan, run_id: int, progress: Progress | No
     positive_scores: list[float] = []
     n_pool = len(p.pool_texts)
     for qi, (qtext, pos) in enumerate(zip(p.query_texts, p.positives)):
-        scores = C @ Qp[qi]
+        scores = S[qi]
         pscores = scores[pos]
-        positive_scores.extend(float(s) for s in pscores)
-        harder = int(np.argmin(pscores))
+        positive_scores.extend(float(x) for x in pscores)
+        harder = int(np.argmin(pscores))  # margins are measured against the harder positive, as in the library
         pos_idx, pos_score = pos[harder], float(pscores[harder])
         hard = mined[qtext]
-        for i, lib_score in hard:
-            rows.append(dict(q=qi, i=i, kind="hard", score=float(scores[i]), pos=pos_idx, pos_score=pos_score,
-                             lib_score=lib_score))
+        for i, _score in hard:
+            rows.append(dict(q=qi, i=i, kind="hard", score=float(scores[i]), pos=pos_idx, pos_score=pos_score))
         per_query.append(len(hard))
         if len(hard) < params.num_negatives:
-            cand_mask = np.ones(n_pool, dtype=bool)
-            cand_mask[pos] = False
-            window = np.sort(scores[cand_mask])[::-1][: p.range_max]
-            reason = _short_reason(params, window, pos_score, int(cand_mask.sum()))
+            cand = np.delete(scores, pos)
+            window = -np.partition(-cand, min(p.range_max, len(cand)) - 1)[: p.range_max]
+            reason = _short_reason(params, window, pos_score, len(cand))
             short[reason] = short.get(reason, 0) + 1
         if params.random_negatives:
             taken = set(pos) | {i for i, _ in hard}
@@ -514,17 +529,11 @@ def _run(conn: sqlite3.Connection, p: Plan, run_id: int, progress: Progress | No
                     taken.add(i)
                     picked.append(i)
             for i in picked:
-                rows.append(dict(q=qi, i=i, kind="random", score=float(scores[i]), pos=pos_idx,
-                                 pos_score=pos_score, lib_score=None))
-
-    # Ranks: 1 = the passage most similar to the query in the whole pool.
-    by_query: dict[int, list[dict[str, Any]]] = {}
+                rows.append(dict(q=qi, i=i, kind="random", score=float(scores[i]), pos=pos_idx, pos_score=pos_score))
+    # Rank 1 = the passage most similar to the query in the whole pool (positives included).
     for r in rows:
-        by_query.setdefault(r["q"], []).append(r)
-    for qi, items in by_query.items():
-        scores = np.sort(C @ Qp[qi])
-        for r in items:
-            r["rank"] = int(n_pool - np.searchsorted(scores, r["score"], side="right")) + 1
+        r["rank"] = int(n_pool - np.searchsorted(S_sorted[r["q"]], r["score"], side="right")) + 1
+    del S, S_sorted
 
     ce_scores = ce_risk = None
     if ce is not None and rows:
@@ -552,10 +561,7 @@ def _run(conn: sqlite3.Connection, p: Plan, run_id: int, progress: Progress | No
         idx_n = np.array([r["i"] for r in rows])
         idx_p = np.array([r["pos"] for r in rows])
         dense_pos = np.einsum("ij,ij->i", C[idx_n], C[idx_p])
-        neg_texts = [p.pool_texts[i] for i in idx_n]
-        lex = _lexical(neg_texts, {"positive": [p.pool_texts[i] for i in idx_p],
-                                   "query": [p.query_texts[r["q"]] for r in rows]}, p.pool_texts)
-        lex_pos, lex_query = lex["positive"], lex["query"]
+        lex_pos, lex_query = _lexical(p, idx_n, idx_p, np.array([r["q"] for r in rows]))
         hard_mask = np.array([r["kind"] == "hard" for r in rows])
         reference = hard_mask if hard_mask.any() else np.ones(len(rows), dtype=bool)
         risk = risk_scores({"score": s, "score_minus_positive": s - ps, "dense_to_positive": dense_pos,

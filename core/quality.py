@@ -175,20 +175,29 @@ def _backend(tokenizer: Any) -> Any | None:
 
 
 def token_counts(
-    texts: Sequence[str], tokenizer: Any, *, progress: Progress = _noop, chunk: int = 4096
+    texts: Sequence[str], tokenizer: Any, *, progress: Progress = _noop, chunk: int = 1024
 ) -> np.ndarray:
     """Tokens of each text without special tokens (the pair encoding adds those once)."""
+    from concurrent.futures import ThreadPoolExecutor
+
     out = np.zeros(len(texts), dtype=np.int32)
     backend = _backend(tokenizer)
-    for start in range(0, len(texts), chunk):
+    starts = list(range(0, len(texts), chunk))
+
+    def count(start: int) -> int:
         batch = list(texts[start : start + chunk])
-        if backend is not None:
-            encodings = backend.encode_batch_fast(batch, add_special_tokens=False)
-            out[start : start + len(batch)] = [len(e.ids) for e in encodings]
+        if backend is not None:  # the Rust tokenizer releases the GIL: two threads use two cores
+            out[start : start + len(batch)] = [len(e) for e in backend.encode_batch_fast(batch, add_special_tokens=False)]
         else:
             ids = tokenizer(batch, add_special_tokens=False, truncation=False)["input_ids"]
             out[start : start + len(batch)] = [len(i) for i in ids]
-        progress("Counting tokens", min(1.0, (start + len(batch)) / max(1, len(texts))))
+        return len(batch)
+
+    done = 0
+    with ThreadPoolExecutor(max_workers=2 if backend is not None else 1) as pool:
+        for n in pool.map(count, starts):
+            done += n
+            progress("Counting tokens", done / max(1, len(texts)))
     return out
 
 
@@ -299,14 +308,14 @@ def effective_count(n: int, groups: list[list[int]]) -> int:
 
 
 def project_2d(vectors: np.ndarray) -> np.ndarray:
-    """PCA to two dimensions: deterministic, fast, and honest about global structure."""
-    if len(vectors) == 0:
-        return np.zeros((0, 2), dtype=np.float32)
+    """PCA to two dimensions (SVD of the centred sample): deterministic, fast, honest about global structure."""
     if len(vectors) < 3:
         return np.zeros((len(vectors), 2), dtype=np.float32)
-    from sklearn.decomposition import PCA
-
-    return PCA(n_components=2, random_state=0).fit_transform(vectors).astype(np.float32)
+    centred = (vectors - vectors.mean(axis=0, keepdims=True)).astype(np.float64)
+    _, vecs = np.linalg.eigh(centred.T @ centred)  # d x d: cheap even for 100k rows
+    components = vecs[:, ::-1][:, :2].T.copy()
+    components *= np.sign(components[:, [int(np.argmax(np.abs(c))) for c in components]].diagonal())[:, None]
+    return (centred @ components.T).astype(np.float32)
 
 
 def map_sample(group: np.ndarray, size: int = MAP_SAMPLE, seed: int = 0) -> np.ndarray:

@@ -14,6 +14,9 @@ from core.cleaning import RULE_LABELS, RULES, CleaningOptions
 from pages._common import conn, project, project_name
 
 NONE = "—"
+CLEAN_ORDER = ("html", "urls", "control", "symbols", "whitespace")
+CLEAN_SHORT = {"html": "HTML tags & entities", "urls": "URLs", "control": "Control characters",
+               "symbols": "Stray symbols", "whitespace": "Extra whitespace"}
 db = conn()
 
 st.title("Data")
@@ -155,8 +158,8 @@ def import_section() -> None:
 
     st.subheader("3. Cleaning")
     cols = st.columns(len(RULES))
-    chosen = [rule for col, rule in zip(cols, RULES)
-              if col.checkbox(RULE_LABELS[rule], value=True, key=f"clean_{rule}")]
+    chosen = [rule for col, rule in zip(cols, CLEAN_ORDER)
+              if col.checkbox(CLEAN_SHORT[rule], value=True, key=f"clean_{rule}", help=RULE_LABELS[rule])]
     skip_invalid = st.checkbox("Skip rows with problems (blank text, bad labels) instead of stopping; they are "
                                "listed by row", key="skip_invalid")
 

@@ -31,10 +31,12 @@ def default_reviewer() -> str:
         return "reviewer"
 
 
+if st.session_state.get("review_project") != pid:  # another project: its queries, positions, focus start over
+    for key in [k for k in st.session_state if k.startswith("review_") and k != "review_actor"]:
+        del st.session_state[key]
+    st.session_state["review_project"] = pid
 st.session_state.setdefault("review_actor", default_reviewer())
 st.session_state.setdefault("review_pos", 0)
-with st.sidebar:
-    st.text_input("Reviewer", key="review_actor", help="Saved with every judgement; undo takes back yours.")
 
 
 def actor() -> str:
@@ -140,8 +142,11 @@ if overall["total"] == 0:
     st.info("No mined candidates yet: mine hard negatives on the Mine page, then come back to review them. "
             "You can still export uploaded pairs below.")
 
-view = st.segmented_control("View", VIEWS, default="Desk", required=True, key="review_view",
-                            label_visibility="collapsed")
+with st.container(horizontal=True, vertical_alignment="center"):
+    view = st.segmented_control("View", VIEWS, default="Desk", required=True, key="review_view",
+                                label_visibility="collapsed")
+    with st.popover(f"Reviewer: {actor()}", icon=":material/person:"):
+        st.text_input("Reviewer", key="review_actor", help="Saved with every judgement; undo takes back yours.")
 
 if view == "Desk" and overall["total"]:
     queries = review.query_progress(db, pid)

@@ -37,7 +37,7 @@ def test_upload_import_and_counts_on_screen(studio_server, page, tmp_path, works
     duplicates = page.locator("[data-testid='stMetric']", has_text="Duplicates removed")
     assert duplicates.locator("[data-testid='stMetricValue']").inner_text().strip() == "3"
 
-    page.get_by_text("Collapse whitespace").wait_for()
+    page.get_by_text("Extra whitespace").wait_for()
     page.get_by_text("Share of queries for the test set").wait_for()
     page.locator("[data-testid='stDataFrame'] canvas").first.wait_for()
     page.wait_for_timeout(800)  # let the lazily drawn tables paint

@@ -274,3 +274,280 @@ def test_two_tabs_judging_the_same_candidate_get_a_conflict_not_an_overwrite(stu
         for t in tabs:
             t.close()
         conn.close()
+
+
+# --- fault: export paths that try to leave the workspace -------------------------------------
+
+ESCAPES = ["../escape", "nested/../../escape", "/tmp/rerank-studio-escape", "link/escape"]
+
+
+def escape_setup(workspace, tmp_path):
+    """An 'outside' folder and a symlink inside exports/ that points at it (an escape by resolution)."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (workspace / "exports").mkdir(parents=True, exist_ok=True)
+    (workspace / "exports" / "link").symlink_to(outside, target_is_directory=True)
+    return outside
+
+
+def nothing_escaped(workspace, outside) -> None:
+    from pathlib import Path
+
+    assert not any(outside.iterdir()), list(outside.iterdir())
+    assert not (workspace / "escape").exists() and not (workspace.parent / "escape").exists()
+    assert not list(Path("/tmp").glob("rerank-studio-escape*"))
+
+
+def test_dataset_export_refuses_paths_outside_the_workspace(scifact_project, workspace, tmp_path):
+    from core import export
+
+    conn, pid = scifact_project
+    outside = escape_setup(workspace, tmp_path)
+    for name in ESCAPES:
+        with pytest.raises(ValueError, match=r"\.\.|outside"):
+            export.export(conn, pid, "pairs", "jsonl", out=name)
+    nothing_escaped(workspace, outside)
+    summary = export.export(conn, pid, "pairs", "jsonl", out="inside")  # a plain name still works
+    assert summary["rows"] > 0 and summary["path"].startswith(str((workspace / "exports").resolve()))
+
+
+def completed_run_with_model(conn, pid, model_dir):
+    """A completed run whose model folder holds the bundled encoder's config and tokenizer."""
+    import shutil
+    from pathlib import Path
+
+    from core import models, training
+
+    model_dir.mkdir(parents=True)
+    for f in Path(models.bundled_path()).iterdir():
+        if f.is_file() and f.stat().st_size < 2_000_000:
+            shutil.copy(f, model_dir / f.name)
+    run_id = training.create_run(conn, pid, training.TrainConfig(), status="completed")
+    training.update_run(conn, run_id, model_dir=str(model_dir))
+    return run_id
+
+
+def test_model_export_refuses_paths_outside_the_workspace(scifact_project, workspace, tmp_path):
+    from core import evaluation, training
+
+    conn, pid = scifact_project
+    outside = escape_setup(workspace, tmp_path)
+    run_id = completed_run_with_model(conn, pid, training.run_folder(conn, "x").parent / "r1" / "model")
+    for name in ESCAPES:
+        with pytest.raises(evaluation.EvaluationError, match=r"not allowed|outside"):
+            evaluation.export_model_folder(conn, run_id, name)
+    nothing_escaped(workspace, outside)
+    dest = evaluation.export_model_folder(conn, run_id, "my-model")  # a plain name still works
+    assert (dest / "config.json").is_file() and dest.parent == (workspace / "exports").resolve()
+
+
+def test_model_export_refuses_a_model_folder_outside_the_workspace(scifact_project, workspace, tmp_path):
+    """A run row pointing at a folder outside the workspace (or through '..') is not copied from."""
+    from core import evaluation
+
+    conn, pid = scifact_project
+    foreign = completed_run_with_model(conn, pid, tmp_path / "elsewhere" / "model")
+    with pytest.raises(evaluation.EvaluationError, match=r"outside|not allowed|\.\."):
+        evaluation.export_model_folder(conn, foreign, "from-outside")
+    dotted = completed_run_with_model(conn, pid, workspace / "runs" / "r2" / "model")
+    conn.execute("UPDATE runs SET model_dir = ? WHERE id = ?",
+                 (str(workspace / "runs" / ".." / ".." / "elsewhere" / "model"), dotted))
+    with pytest.raises(evaluation.EvaluationError, match=r"outside|not allowed|\.\."):
+        evaluation.export_model_folder(conn, dotted, "through-dots")
+    assert not (workspace / "exports" / "from-outside").exists()
+    assert not (workspace / "exports" / "through-dots").exists()
+
+
+@pytest.mark.browser
+def test_review_page_export_refuses_a_name_with_dots(studio_server, page, tmp_path):
+    conn = store.connect(studio_server.home)
+    seed_desk(conn)
+    open_desk(page, studio_server)
+    page.get_by_role("radio", name="Export").click()
+    wait_for_app(page)
+    page.get_by_label("Name (optional)").fill("../../escape")
+    page.get_by_label("Name (optional)").press("Enter")
+    wait_for_app(page)
+    page.get_by_role("button", name=re.compile("^Export")).click()
+    wait_for_app(page)
+    alert = page.locator("[data-testid='stAlert']").filter(has_text="may not contain '..'")
+    expect(alert).to_be_visible(timeout=30_000)
+    expect(page.get_by_text("Wrote ")).to_have_count(0)
+    assert not (studio_server.home / "escape").exists() and not (studio_server.home.parent / "escape").exists()
+    conn.close()
+
+
+# --- fault: bad uploads through the real browser ----------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def upload_server(tmp_path_factory):
+    """One studio for the upload faults (each test opens its own tab, so its own session)."""
+    home = tmp_path_factory.mktemp("uploads") / "studio-home"
+    home.mkdir()
+    conn = store.connect(home)
+    store.create_project(conn, "uploads")
+    server = StudioServer(home).start()
+    yield server, conn
+    server.stop()
+    conn.close()
+
+
+def real_pairs_csv(n: int = 6) -> list[str]:
+    """CSV lines of real SciFact (query, passage, label) rows, quoted."""
+    import csv
+    import io
+
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    for q, p, lab in scifact_rows(n)[:n]:
+        w.writerow([q, p, int(lab)])
+    return buf.getvalue().splitlines()
+
+
+def bad_file(kind: str) -> tuple[str, bytes, int | None, str | None, str]:
+    """(file name, bytes, row, column, words of the message) for one entry of the Data page's bad-input list."""
+    header = "query,passage,label"
+    good = real_pairs_csv()
+    if kind == "empty":
+        return "empty.csv", b"", None, None, "the file is empty"
+    if kind == "binary":
+        return "photo.csv", bytes(range(256)) * 8, None, None, "binary data"
+    if kind == "header_only":
+        return "header_only.csv", (header + "\n").encode(), None, None, "no data rows"
+    if kind == "label":
+        lines = [header, *good[:3], good[3].rsplit(",", 1)[0] + ",maybe", *good[4:]]
+        return "labels.csv", ("\n".join(lines) + "\n").encode(), 5, "label", "'maybe' is not a number"
+    if kind == "blank_query":
+        lines = [header, *good[:2], '"   ",' + good[2].split(",", 1)[1], *good[3:]]
+        return "blank.csv", ("\n".join(lines) + "\n").encode(), 4, "query", "the query is blank"
+    if kind == "not_utf8":
+        body = "\n".join([header, *good[:1]]) + "\n"
+        return "latin1.csv", body.encode() + "caf\xe9 au lait?,a passage,1\n".encode("latin-1"), 3, "query", "not UTF-8"
+    raise ValueError(kind)
+
+
+@pytest.mark.browser
+@pytest.mark.parametrize("kind", ["empty", "binary", "header_only", "label", "blank_query", "not_utf8"])
+def test_bad_upload_is_refused_with_file_row_and_column(upload_server, page, tmp_path, kind):
+    server, conn = upload_server
+    name, data, row, column, words = bad_file(kind)
+    path = tmp_path / name
+    path.write_bytes(data)
+    page.goto(server.url)
+    wait_for_app(page)
+    page.get_by_text("Training data: CSV, TSV, JSONL, JSON or Parquet").wait_for(timeout=30_000)
+    page.locator("[data-testid='stFileUploaderDropzoneInput']").first.set_input_files(str(path))
+    # The person sees an error, and a problems table whose row names the file, the row and the column.
+    expect(page.locator("[data-testid='stAlert']").filter(has_text=re.compile("cannot be imported|problems stop"))
+           ).to_be_visible(timeout=30_000)
+    wait_for_app(page)
+    # The grid paints on a canvas; its accessible table (what a screen reader reads) holds the same cells.
+    problem = page.locator("[data-testid='stDataFrame'] tr").filter(has_text=words)
+    expect(problem.first).to_be_attached(timeout=30_000)
+    cells = [c.strip() for c in problem.first.locator("td").all_inner_texts()]
+    assert cells[0] == name, cells
+    if row is not None:
+        assert cells[1:3] == [str(row), column], cells
+    assert any(words in c for c in cells), cells
+    import_button = page.get_by_role("button", name=re.compile("Import"))
+    if import_button.count():
+        expect(import_button.first).to_be_disabled()
+    pid = store.project_id(conn, "uploads")
+    assert store.project_counts(conn, pid)["train_pairs"] == 0
+    assert conn.execute("SELECT COUNT(*) FROM imports").fetchone()[0] == 0
+
+
+# --- fault: HTML and script in the data -------------------------------------------------------
+
+SCRIPT = "Does <script>window.__xss = 'script'; alert('script')</script> aspirin lower the risk of stroke?"
+SCRIPT_TWIN = "Does <script>window.__xss = 'script'; alert('script')</script> aspirin lower the risk of a stroke?"
+IMG = "Aspirin trial. <img src=x onerror=\"window.__xss = 'img'; alert('img')\"> Low-dose aspirin reduced stroke."
+
+
+class Watch:
+    """Everything a payload could do in the tab: open a dialog, set the global, or exist as a live element."""
+
+    def __init__(self, page):
+        self.page, self.dialogs = page, []
+        page.on("dialog", lambda d: (self.dialogs.append(d.message), d.dismiss()))
+
+    def assert_inert(self, where: str) -> None:
+        self.page.wait_for_timeout(300)  # an onerror fires as soon as the element exists
+        assert self.dialogs == [], f"{where}: a dialog opened: {self.dialogs}"
+        assert self.page.evaluate("typeof window.__xss") == "undefined", where
+        live = self.page.evaluate(
+            """() => [...document.querySelectorAll('img[src="x"], script')]
+                     .filter(e => (e.getAttribute('src') === 'x') || e.textContent.includes('__xss')).length""")
+        assert live == 0, f"{where}: a payload became an element"
+
+
+def shown_literally(page, text: str) -> None:
+    """The literal payload is on screen as text (plain text elements, or the grids' accessible cells)."""
+    hits = page.evaluate(
+        """(t) => [...document.querySelectorAll('[data-testid="stMain"] *')]
+                 .filter(e => e.children.length === 0 && e.textContent.includes(t)).length""", text)
+    assert hits > 0, f"{text!r} is not shown as text"
+
+
+@pytest.mark.browser
+def test_script_and_img_payloads_are_shown_as_text_and_never_run(studio_server, page, tmp_path):
+    import csv
+
+    conn = store.connect(studio_server.home)
+    pid = store.create_project(conn, "xss")
+    rows = [(q, p, int(lab)) for q, p, lab in scifact_rows(30)]
+    rows += [(SCRIPT, IMG, 1), (SCRIPT_TWIN, rows[0][1], 1), (rows[1][0], IMG + " Second trial.", 1)]
+    path = tmp_path / "payloads.csv"
+    with open(path, "w", encoding="utf-8", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["query", "passage", "label"])
+        w.writerows(rows)
+    watch = Watch(page)
+
+    # Data: upload, see the raw text in the before/after preview, import with HTML kept as typed.
+    page.goto(f"{studio_server.url}/?project=xss")
+    wait_for_app(page)
+    page.locator("[data-testid='stFileUploaderDropzoneInput']").first.set_input_files(str(path))
+    expect(page.get_by_text("Ready to import.")).to_be_visible(timeout=60_000)
+    wait_for_app(page)
+    shown_literally(page, "<script>window.__xss")
+    watch.assert_inert("Data page preview")
+    page.get_by_text("Strip HTML tags and entities").click()
+    wait_for_app(page)
+    expect(page.get_by_text("Ready to import.")).to_be_visible(timeout=60_000)
+    page.get_by_role("button", name=re.compile("Import")).click()
+    expect(page.get_by_text(re.compile("Imported \\d+ training pairs"))).to_be_visible(timeout=60_000)
+    wait_for_app(page)
+    assert conn.execute("SELECT COUNT(*) FROM queries WHERE text = ?", (SCRIPT,)).fetchone()[0] == 1
+    page.get_by_text("Some training pairs").click()
+    wait_for_app(page)
+    watch.assert_inert("Data page after import")
+    SCREENSHOTS_DIR = tmp_path
+    page.screenshot(path=str(SCREENSHOTS_DIR / "xss-data.png"))
+
+    # Review: a mined candidate carrying the img payload, for the script query.
+    q = conn.execute("SELECT id FROM queries WHERE text = ?", (SCRIPT,)).fetchone()[0]
+    img = conn.execute("SELECT id FROM passages WHERE text = ?", (IMG + " Second trial.",)).fetchone()[0]
+    pos = conn.execute("SELECT passage_id FROM pairs WHERE query_id = ?", (q,)).fetchone()[0]
+    with store.transaction(conn):
+        conn.execute("INSERT INTO negatives (project_id, query_id, passage_id, positive_id, kind, rank, score, "
+                     "positive_score, risk) VALUES (?, ?, ?, ?, 'hard', 1, 0.8, 0.9, 0.99)", (pid, q, img, pos))
+    page.goto(f"{studio_server.url}/review?project=xss")
+    wait_for_app(page)
+    expect(heading(page)).to_be_visible(timeout=30_000)
+    shown_literally(page, SCRIPT)
+    shown_literally(page, IMG)
+    watch.assert_inert("Review desk")
+
+    # Quality: the payload queries are near-duplicates, so the clusters table lists them; plots draw them.
+    page.goto(f"{studio_server.url}/quality?project=xss")
+    wait_for_app(page)
+    expect(page.locator(".js-plotly-plot .main-svg").first).to_be_visible(timeout=120_000)
+    wait_for_app(page)
+    shown_literally(page, "<script>window.__xss")
+    points = page.locator("[data-testid='stPlotlyChart'] .scatterlayer .point")
+    for i in range(min(points.count(), 40)):  # hover labels render the texts too
+        points.nth(i).hover(force=True)
+    watch.assert_inert("Quality page")
+    conn.close()

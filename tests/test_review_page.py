@@ -160,3 +160,22 @@ def test_export_from_the_page(at, seeded):
     assert path.name == "mine.parquet" and path.is_file()
     assert at.session_state["review_export_summary"]["reviewed_positives"] == 1
     assert [m.value for m in at.metric][2] == "69"
+
+
+def test_switching_project_starts_the_desk_over(at, seeded):
+    conn, pid, ids = seeded
+    from conftest import seed_scifact
+
+    other = seed_scifact(conn, "other", n_train=10, n_test=2, n_extra=50)
+    other_ids = seed_negatives(conn, other)
+    at.selectbox(key="review_query").set_value(
+        conn.execute("SELECT query_id FROM negatives WHERE id = ?", (ids[0],)).fetchone()[0]).run()
+    at.button(key="review_negative").click().run()
+    at.button(key="review_undo").click().run()  # the desk now focuses a candidate of the first project
+    # What the sidebar picker does (after switch_page AppTest runs the page alone, without app.py's sidebar).
+    at.session_state["project_id"], at.session_state["project_name"] = other, "other"
+    at.run()
+    assert not at.exception
+    assert shown_id(at) == review.queue(conn, other)[0]["id"] and shown_id(at) in other_ids
+    assert at.selectbox(key="review_query").value is None
+    assert "Overall: 0 of 50 judged" in [p.proto.text for p in at.get("progress")]
