@@ -12,6 +12,7 @@ st.set_page_config(page_title="Rerank Studio", page_icon=":material/sort:", layo
 # The user's path, in order. A page is listed here only once it works.
 PAGES = [
     st.Page("pages/data.py", title="Data", icon=":material/upload_file:", default=True),
+    st.Page("pages/mine.py", title="Mine", icon=":material/target:"),
     st.Page("pages/review.py", title="Review", icon=":material/fact_check:"),
     st.Page("pages/quality.py", title="Quality", icon=":material/monitoring:"),
     st.Page("pages/train.py", title="Train", icon=":material/model_training:"),

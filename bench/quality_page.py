@@ -182,11 +182,25 @@ def page_computation(ws: Path) -> dict:
     start = time.perf_counter()
     quality.analyse(conn, pid, max_length=512)  # the next open: report from the disk cache
     warm = time.perf_counter() - start
+    folder = store.cache_dir(ws) / "quality"
+
+    def again(patterns: tuple[str, ...]) -> float:
+        for pattern in patterns:
+            for f in folder.glob(pattern):
+                f.unlink()
+        quality._MEMO.clear()
+        t1 = time.perf_counter()
+        quality.analyse(conn, pid, max_length=512)
+        return time.perf_counter() - t1
+
+    after_judgement = again(("report-*.pkl",))  # a judgement: neighbours and token counts stay cached
+    tokens_cached = again(("report-*.pkl", "queries-*.pkl", "passages-*.pkl"))  # only token counts cached
     return {
         "seconds": round(total, 2), "seconds_report": round(t_report, 2), "seconds_cached_reopen": round(warm, 2),
         "seconds_imports_untimed": round(imports, 2),
+        "seconds_after_a_judgement": round(after_judgement, 2), "seconds_token_counts_cached": round(tokens_cached, 2),
         "pairs": int((t.kind == "pair").sum()), "mined": int((t.kind == "mined").sum()),
-        "queries": len(q.texts), "passages": len(p.texts), "tokens_counted": int(t.passage_tokens.sum()),
+        "queries": len(q.texts), "passages": len(p.texts), "unique_texts_tokenized": len(report.query_text) + len(report.passage_text),
         "truncated": int((t.overflow > 0).sum()), "checks": {c.rule[:24]: c.state for c in checks},
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
     }

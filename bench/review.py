@@ -18,12 +18,12 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from conftest import load_scifact  # noqa: E402  (real SciFact texts, CC BY-NC 2.0, BEIR)
+from conftest import load_scifact  # noqa: E402 (real SciFact texts: BEIR SciFact, CC BY-NC 2.0)
 
 from core import review, store  # noqa: E402
 
-CANDIDATES = int(os.environ.get("BENCH_CANDIDATES", 100_000))
-JUDGEMENTS = int(os.environ.get("BENCH_JUDGEMENTS", 300))
+CANDIDATES = int(os.environ.get("BENCH_CANDIDATES", "100000"))
+JUDGEMENTS = int(os.environ.get("BENCH_JUDGEMENTS", "300"))
 
 
 def ms(seconds: float) -> float:

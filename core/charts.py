@@ -71,9 +71,9 @@ def embedding_map_figure(xy: Any, groups: list[str], texts: list[str], *, title:
             customdata=[[_hover_safe(texts[i])] for i in rows],
             hovertemplate="%{customdata[0]}<extra>" + name + "</extra>",
         ))
-    fig.update_layout(title=title, height=height, margin=dict(l=10, r=10, t=40, b=10),
-                      xaxis=dict(showticklabels=False, title="PCA 1"), yaxis=dict(showticklabels=False, title="PCA 2"),
-                      legend=dict(orientation="h", y=-0.05), hoverlabel=dict(align="left"))
+    fig.update_layout(title=title, height=height, margin=dict(l=10, r=10, t=70, b=10), showlegend=True,
+                      xaxis=dict(showticklabels=False, zeroline=False), yaxis=dict(showticklabels=False, zeroline=False),
+                      legend=dict(orientation="h", x=0, y=1.0, yanchor="bottom"), hoverlabel=dict(align="left"))
     return fig
 
 
@@ -99,7 +99,7 @@ def binned_histogram_figure(series: dict[str, Any], *, title: str, xaxis: str, l
         fig.add_vline(x=limit, line_dash="dash", line_color="#E45756",
                       annotation_text=f"{limit_label} ({limit})", annotation_position="top right")
     fig.update_layout(title=title, barmode="overlay", height=height, xaxis_title=xaxis, yaxis_title="count",
-                      margin=dict(l=40, r=10, t=40, b=40), legend=dict(orientation="h", y=-0.25))
+                      margin=dict(l=40, r=10, t=40, b=40), legend=dict(orientation="h", y=-0.3), showlegend=True)
     return fig
 
 

@@ -136,6 +136,8 @@ _CONTROL = re.compile(
 
 def strip_control(text: str) -> str:
     """Remove control characters and zero-width/bidi marks that are invisible but change tokens."""
+    if text.isprintable():  # fast path in C: no controls, no format characters
+        return text
     return _CONTROL.sub("", text)
 
 
@@ -151,21 +153,23 @@ _STRAY = re.compile(
     "\U0001f000-\U0001faff"  # emoji, pictographs
     "\ufe0f\u20e3"  # emoji variation selector / keycap
     "]"
-    r"|([*=_#~+|^\-<>•·])\1{3,}"  # decorative runs: "*****", "=====", "-----"
 )
+_RUN_HINT = re.compile(r"[*=_#~+|^\-<>•·]{4}")  # cheap pre-check, no back-reference
+_RUNS = re.compile(r"([*=_#~+|^\-<>•·])\1{3,}")  # decorative runs: "*****", "=====", "-----"
 
 
 def strip_symbols(text: str) -> str:
     """Remove emoji, dingbats, box drawing and decorative runs, keeping symbols that carry meaning."""
-    return _STRAY.sub("", text) if _STRAY.search(text) else text
-
-
-_SPACE = re.compile(r"\s+")
+    if not text.isascii() and _STRAY.search(text):
+        text = _STRAY.sub("", text)
+    if _RUN_HINT.search(text):
+        text = _RUNS.sub("", text)
+    return text
 
 
 def collapse_whitespace(text: str) -> str:
     """One space between words, none at the ends: line breaks and tabs mean nothing to the tokenizer."""
-    return _SPACE.sub(" ", text).strip()
+    return " ".join(text.split())
 
 
 _RULE_FUNCS = {

@@ -89,6 +89,8 @@ PRESETS: dict[str, dict[str, Any]] = {
     # NV-Retriever's best: top-k with a positive-aware relative margin of 5% (TopK-PercPos 95%).
     "recommended": dict(num_negatives=5, range_min=0, range_max=None, relative_margin=0.05,
                         absolute_margin=None, max_score=None, min_score=None, sampling_strategy="top"),
+    # The miner's own defaults: 3 negatives, top sampling, no margins.
+    "library": {},
     # Fewer false negatives at the price of easier negatives: skip the 10 closest, wider margin, cap the score,
     # sample within ranks 10-100.
     "strict": dict(num_negatives=5, range_min=10, range_max=100, relative_margin=0.1, absolute_margin=None,
@@ -496,44 +498,48 @@ def _run(conn: sqlite3.Connection, p: Plan, run_id: int, progress: Progress | No
     q_row = {t: i for i, t in enumerate(texts_q)}
     Qp = Q[[q_row[t] for t in p.query_texts]]
 
-    # One query x pool similarity matrix serves positives, ranks, random negatives and the short-query reasons.
-    S = Qp @ C.T
-    S_sorted = np.sort(S, axis=1)
+    # Query x pool similarities (in chunks, so a large pool stays in memory) serve positives, ranks, random
+    # negatives and the short-query reasons.
     rng = np.random.default_rng(params.seed)
     rows: list[dict[str, Any]] = []
     short: dict[str, int] = {}
     per_query: list[int] = []
     positive_scores: list[float] = []
     n_pool = len(p.pool_texts)
-    for qi, (qtext, pos) in enumerate(zip(p.query_texts, p.positives)):
-        scores = S[qi]
-        pscores = scores[pos]
-        positive_scores.extend(float(x) for x in pscores)
-        harder = int(np.argmin(pscores))  # margins are measured against the harder positive, as in the library
-        pos_idx, pos_score = pos[harder], float(pscores[harder])
-        hard = mined[qtext]
-        for i, _score in hard:
-            rows.append(dict(q=qi, i=i, kind="hard", score=float(scores[i]), pos=pos_idx, pos_score=pos_score))
-        per_query.append(len(hard))
-        if len(hard) < params.num_negatives:
-            cand = np.delete(scores, pos)
-            window = -np.partition(-cand, min(p.range_max, len(cand)) - 1)[: p.range_max]
-            reason = _short_reason(params, window, pos_score, len(cand))
-            short[reason] = short.get(reason, 0) + 1
-        if params.random_negatives:
-            taken = set(pos) | {i for i, _ in hard}
-            picked: list[int] = []
-            while len(picked) < params.random_negatives:
+    chunk = max(1, 2**26 // max(n_pool, 1))  # ~256 MB of float32 scores per chunk
+    for first in range(0, len(p.query_texts), chunk):
+        S = Qp[first : first + chunk] @ C.T
+        S_sorted = np.sort(S, axis=1)
+        for qi in range(first, min(first + chunk, len(p.query_texts))):
+            qtext, pos = p.query_texts[qi], p.positives[qi]
+            scores, ordered = S[qi - first], S_sorted[qi - first]
+            pscores = scores[pos]
+            positive_scores.extend(float(x) for x in pscores)
+            harder = int(np.argmin(pscores))  # margins are measured against the harder positive, as in the library
+            pos_idx, pos_score = pos[harder], float(pscores[harder])
+            hard = mined[qtext]
+            picked = [i for i, _ in hard]
+            per_query.append(len(hard))
+            if len(hard) < params.num_negatives:
+                cand = np.delete(scores, pos)
+                window = -np.partition(-cand, min(p.range_max, len(cand)) - 1)[: p.range_max]
+                reason = _short_reason(params, window, pos_score, len(cand))
+                short[reason] = short.get(reason, 0) + 1
+            taken = set(pos) | set(picked)
+            randoms: list[int] = []
+            while len(randoms) < params.random_negatives:
                 i = int(rng.integers(n_pool))
                 if i not in taken:
                     taken.add(i)
-                    picked.append(i)
-            for i in picked:
-                rows.append(dict(q=qi, i=i, kind="random", score=float(scores[i]), pos=pos_idx, pos_score=pos_score))
-    # Rank 1 = the passage most similar to the query in the whole pool (positives included).
-    for r in rows:
-        r["rank"] = int(n_pool - np.searchsorted(S_sorted[r["q"]], r["score"], side="right")) + 1
-    del S, S_sorted
+                    randoms.append(i)
+            for kind, items in (("hard", picked), ("random", randoms)):
+                for i in items:
+                    score = float(scores[i])
+                    # Rank 1 = the passage most similar to the query in the whole pool (positives included).
+                    rank = int(n_pool - np.searchsorted(ordered, score, side="right")) + 1
+                    rows.append(dict(q=qi, i=i, kind=kind, score=score, pos=pos_idx, pos_score=pos_score,
+                                     rank=rank))
+        del S, S_sorted
 
     ce_scores = ce_risk = None
     if ce is not None and rows:

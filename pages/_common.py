@@ -8,6 +8,15 @@ import streamlit as st
 
 from core import store
 
+# Streamlit sees this pages/ folder and, until app.py's st.navigation has run once in the process, routes a
+# deep link (/review after a server restart, a bookmark) to the bare page script in its legacy multipage mode:
+# no sidebar picker, wrong navigation. Leave that mode and rerun, so app.py routes the same URL itself.
+from streamlit.runtime.pages_manager import PagesManager  # noqa: E402
+
+if PagesManager.uses_pages_directory:
+    PagesManager.uses_pages_directory = False
+    st.rerun()
+
 
 def conn() -> sqlite3.Connection:
     """One connection per browser session, opened on first use."""

@@ -222,7 +222,7 @@ def check(spec: ingest.ImportSpec) -> ingest.Report:
         s = p.stat()
         return (str(p), s.st_size, s.st_mtime)
 
-    sig = (repr(spec), sig_of(spec.train), sig_of(spec.test), store.data_version(db, pid))
+    sig = (pid, repr(spec), sig_of(spec.train), sig_of(spec.test), store.data_version(db, pid))
     cached = st.session_state.get("_report")
     if cached and cached[0] == sig:
         return cached[1]

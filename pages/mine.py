@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from pathlib import Path
 
 import pandas as pd
@@ -34,7 +35,7 @@ elif source == "Hub id":
 st.subheader("Parameters")
 preset_name = st.segmented_control("Preset", list(mining.PRESETS), default="recommended", key="mine_preset",
                                    help="recommended: top-k with a 5% relative margin to the positive "
-                                        "(NV-Retriever's best). strict: skip the 10 closest, wider margin, "
+                                        "(NV-Retriever's best). library: the miner's own defaults. strict: skip the 10 closest, wider margin, "
                                         "score cap, random sampling — fewer false negatives, easier negatives.")
 base = mining.preset(preset_name or "recommended")
 k = f"mine_{preset_name}_"  # a preset change gives every widget its preset's value
@@ -143,7 +144,7 @@ if run["status"] != "completed":
     st.warning(f"The last run {run['status']}: {stats.get('error', '')}. The negatives below are from before it.")
     completed = db.execute("SELECT stats FROM mining_runs WHERE project_id = ? AND status = 'completed' "
                            "ORDER BY id DESC LIMIT 1", (pid,)).fetchone()
-    stats = {} if completed is None else __import__("json").loads(completed["stats"])
+    stats = {} if completed is None else json.loads(completed["stats"])
 if stats:
     m = st.columns(5)
     m[0].metric("Hard negatives", f"{stats['hard_negatives']:,}")

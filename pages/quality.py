@@ -188,7 +188,9 @@ if len(cut_rows):
             progress=lambda m, f: bar.progress(min(f, 1.0), text=m))
         bar.empty()
     if c2.button(f"Shorten all {len(cut_rows):,} truncated pairs", icon=":material/done_all:",
-                 key="quality_accept_every"):
+                 key="quality_accept_every",
+                 help="Embeds every window of every truncated passage (cached), then accepts the best window of "
+                      "each in one transaction. Undo restores all originals."):
         bar = st.progress(0.0, text="Proposing snippets…")
         every = quality.propose_snippets(report, cut_rows, embed_model=embedder, train_model=train_model,
                                          progress=lambda m, f: bar.progress(min(f, 1.0), text=m))
@@ -198,7 +200,8 @@ if len(cut_rows):
         st.session_state["quality_flash"] = f"Shortened {done:,} pairs to their best snippet."
         st.rerun()
 
-    proposals = [s for s in st.session_state.get("quality_snippets", []) if s.pair_id in set(t.pair_id[cut_rows].tolist())]
+    still_cut = set(t.pair_id[cut_rows].tolist())
+    proposals = [s for s in st.session_state.get("quality_snippets", []) if s.pair_id in still_cut]
     if proposals:
         if st.button(f"Accept all {len(proposals)} proposals", icon=":material/check:", key="quality_accept_all"):
             done = quality.accept_snippets(db, pid, proposals)

@@ -140,7 +140,7 @@ if message:
 overall = review.progress(db, pid)
 if overall["total"] == 0:
     st.info("No mined candidates yet: mine hard negatives on the Mine page, then come back to review them. "
-            "You can still export uploaded pairs below.")
+            "The Export view still exports your uploaded pairs.")
 
 with st.container(horizontal=True, vertical_alignment="center"):
     view = st.segmented_control("View", VIEWS, default="Desk", required=True, key="review_view",

@@ -4,7 +4,6 @@ CLI, and every bad input of the issue — each names file/row/column and leaves 
 from __future__ import annotations
 
 import csv
-import io
 import json
 import os
 import subprocess

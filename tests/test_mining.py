@@ -62,15 +62,22 @@ def hidden_share(conn, project: int, hidden: set, fraction: float = 0.1) -> dict
 
 @pytest.fixture(scope="session")
 def shared_embeddings(tmp_path_factory) -> Path:
-    """One embedding cache for the session: each text is embedded once however many tests mine it."""
-    return tmp_path_factory.mktemp("embedding-cache")
+    """One embedding cache for the session (also used by test_mine_page.py): each text is embedded once."""
+    folder = tmp_path_factory.getbasetemp() / "shared-embeddings"
+    folder.mkdir(exist_ok=True)
+    return folder
+
+
+def link_cache(workspace: Path, shared: Path) -> None:
+    """embed_texts keys its cache folder by workspace: point this workspace's at the session's."""
+    (workspace / "cache").mkdir(parents=True, exist_ok=True)
+    (workspace / "cache" / "embeddings").symlink_to(shared, target_is_directory=True)
 
 
 @pytest.fixture()
 def mined_db(db, workspace, shared_embeddings):
     """The SciFact fixture project with its workspace's embedding cache pointed at the session cache."""
-    (workspace / "cache").mkdir(parents=True, exist_ok=True)
-    (workspace / "cache" / "embeddings").symlink_to(shared_embeddings, target_is_directory=True)
+    link_cache(workspace, shared_embeddings)
     return db, seed_scifact(db)
 
 
@@ -259,8 +266,9 @@ def test_extra_corpus_file_joins_the_pool_and_cli_prints_stats(mined_db, tmp_pat
                         "(?, ?, ?)", (pid, *[sf["corpus"][d] for d in fresh])).fetchone()[0] == 3
 
 
-def test_cross_encoder_second_opinion_and_cost(mined_db):
-    conn, pid = mined_db
+def test_cross_encoder_second_opinion_and_cost(db, workspace, shared_embeddings):
+    link_cache(workspace, shared_embeddings)
+    conn, pid = db, seed_scifact(db, "ce", n_train=10, n_test=0, n_extra=40)
     params = mining.MiningParams(num_negatives=2, cross_encoder=models.BUNDLED, cross_encoder_max_length=128)
     p = mining.plan(conn, pid, params)
     cost = mining.cross_encoder_cost(p)
@@ -278,15 +286,14 @@ def test_cross_encoder_second_opinion_and_cost(mined_db):
 
 def test_risk_puts_hidden_relevant_abstracts_first(db, workspace, shared_embeddings):
     """SciFact train queries with 2+ relevant abstracts keep one; the others hide in the pool as passages."""
-    (workspace / "cache").mkdir(parents=True, exist_ok=True)
-    (workspace / "cache" / "embeddings").symlink_to(shared_embeddings, target_is_directory=True)
+    link_cache(workspace, shared_embeddings)
     sf = load_scifact()
     train = sorted(sf["qrels"]["train"], key=int)
-    multi = [q for q in train if len(sf["qrels"]["train"][q]) >= 2][:40]
-    single = [q for q in train if len(sf["qrels"]["train"][q]) == 1][:110]
-    pid, hidden = seed_hidden(db, "hidden", multi + single, extra=150)
+    multi = [q for q in train if len(sf["qrels"]["train"][q]) >= 2]  # all 77, hiding 109 abstracts
+    single = [q for q in train if len(sf["qrels"]["train"][q]) == 1][:300]
+    pid, hidden = seed_hidden(db, "hidden", multi + single, extra=500)
     mining.mine(db, pid, mining.preset("recommended", num_negatives=10))
     result = hidden_share(db, pid, hidden)
     print("risk triage:", result)
-    assert result["hidden_mined"] >= 10
-    assert result["share"] >= 0.8, result
+    assert result["hidden_mined"] >= 20
+    assert result["share"] >= 0.8, result  # measured 0.828 (24 of 29); full data (bench): 0.864

@@ -21,8 +21,8 @@ def test_quality_page_draws_plots_and_checklist(page, studio_server):
     page.get_by_role("link", name="Quality").click()
     wait_for_app(page, timeout=180_000)
     page.wait_for_selector(".js-plotly-plot .main-svg", timeout=60_000)
-    expect(page.get_by_text("Health check")).to_be_visible()
-    expect(page.get_by_text("Label balance")).to_be_visible()
+    expect(page.get_by_text("Health check", exact=True)).to_be_visible()
+    expect(page.get_by_text("Label balance (positives : negatives)")).to_be_visible()
     assert page.locator(".js-plotly-plot").count() >= 5
     page.wait_for_timeout(1500)  # let plotly finish its transitions
     SCREENSHOTS.mkdir(exist_ok=True)

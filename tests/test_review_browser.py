@@ -33,6 +33,11 @@ def open_desk(page, server) -> None:
     page.get_by_role("link", name="Review").click()
     wait_for_app(page)
     expect(page.get_by_text(HEADING)).to_be_visible(timeout=30_000)
+    # The desk is ready for keys once its buttons are drawn with their shortcut hints.
+    for label, key in (("Negative", "J"), ("Relevant", "K"), ("Skip", "S"), ("Undo", "U")):
+        expect(page.get_by_role("button", name=re.compile(label))).to_contain_text(key, ignore_case=True)
+    expect(page.get_by_role("button", name=re.compile("Negative"))).to_be_enabled()
+    wait_for_app(page)
 
 
 def shown(page) -> int:
@@ -53,10 +58,7 @@ def statuses(conn, ids) -> dict[int, str]:
 
 def test_shortcuts_judge_and_a_reload_keeps_them(page, seeded_server):
     server, conn, pid = seeded_server
-    open_desk(page, server)
-    # The buttons show their keys.
-    for label, key in (("Negative", "J"), ("Relevant", "K"), ("Skip", "S"), ("Undo", "U")):
-        expect(page.get_by_role("button", name=re.compile(label))).to_contain_text(key, ignore_case=True)
+    open_desk(page, server)  # also checks that the buttons show their keys
     a = shown(page)
     press(page, "j", a)
     b = shown(page)
@@ -116,12 +118,8 @@ def shown_rows(page) -> int:
     return int(grid.get_attribute("aria-rowcount")) - 1
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "Streamlit 1.67 sees the pages/ folder beside app.py and runs in MPA-v1 mode until '/' is visited: a "
-    "fresh server answering /review runs pages/review.py without app.py (no project picker, no navigation). "
-    "Fix: rename pages/ (e.g. to views/) so st.navigation is the only router."))
 def test_direct_review_url_on_a_fresh_server(page, seeded_server):
     server, conn, pid = seeded_server
     page.goto(f"{server.url}/review?project=scifact")  # a bookmark, or the tab reloading after a restart
     wait_for_app(page)
-    expect(page.get_by_text(HEADING)).to_be_visible(timeout=8_000)
+    expect(page.get_by_text(HEADING)).to_be_visible(timeout=5_000)
