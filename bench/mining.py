@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import resource
+import shutil
 import sys
 import tempfile
 import time
@@ -29,12 +30,11 @@ from test_mining import hidden_share, seed_hidden  # noqa: E402
 from core import mining, models, store  # noqa: E402
 
 
-def main() -> dict:
+def main(home: Path) -> dict:
     from datasets import Dataset
     from sentence_transformers.util import mine_hard_negatives
 
     sf = load_scifact()
-    home = Path(tempfile.mkdtemp(prefix="bench-mining-"))
     conn = store.connect(home)
     pid = store.create_project(conn, "scifact-train")
     rows = [(sf["queries"][q], sf["corpus"][d], s) for q, docs in sf["qrels"]["train"].items() for d, s in docs.items()]
@@ -90,4 +90,8 @@ def main() -> dict:
 
 
 if __name__ == "__main__":
-    print(json.dumps(main()))
+    home = Path(tempfile.mkdtemp(prefix="bench-mining-"))
+    try:
+        print(json.dumps(main(home)))
+    finally:
+        shutil.rmtree(home, ignore_errors=True)

@@ -880,6 +880,7 @@ def export_onnx(conn: sqlite3.Connection, run_id: str, name: str | None = None,
         raise EvaluationError(f"{dest} already exists; choose another name.")
     max_length = int(run["config"].get("max_length", 256))
     ce = models.load_cross_encoder(run["model_dir"], max_length=max_length, device="cpu")
+    ce.eval()
     hf, tok = ce.model, ce.tokenizer
     hf.eval()
     pairs = list(check_pairs or [("what does a reranker do", "A reranker orders candidate passages by relevance."),
@@ -905,8 +906,9 @@ def export_onnx(conn: sqlite3.Connection, run_id: str, name: str | None = None,
     hf.config.save_pretrained(str(dest))
     session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
     onnx_logits = session.run(["logits"], {n: enc[n].numpy() for n in names})[0].reshape(-1)
-    with torch.inference_mode():
-        torch_logits = hf(**{n: enc[n] for n in names}).logits.numpy().reshape(-1)
+    # the reference is the CrossEncoder itself (its own tokenization and forward), logits and activated scores
+    torch_logits = np.asarray(ce.predict([list(p) for p in pairs], activation_fn=torch.nn.Identity(),
+                                         convert_to_numpy=True)).reshape(-1)
     ce_scores = np.asarray(ce.predict([list(p) for p in pairs], convert_to_numpy=True)).reshape(-1)
     onnx_scores = 1 / (1 + np.exp(-onnx_logits))  # the CrossEncoder's sigmoid activation
     info = {"path": str(onnx_path), "pairs_checked": len(pairs),

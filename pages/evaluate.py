@@ -69,6 +69,7 @@ if go:
                                           progress=report)
             status.update(label=f"Done in {results['wall_s']:.0f} s", state="complete", expanded=False)
         st.session_state["eval_id"] = results["evaluation_id"]
+        st.session_state["eval_pick"] = results["evaluation_id"]  # show the new one, not the last picked
     except (evaluation.EvaluationError, models.ModelError, store.StoreError) as exc:
         st.error(str(exc))
 

@@ -20,13 +20,13 @@ pytrec_eval = pytest.importorskip("pytrec_eval")
 
 @pytest.fixture(scope="module")
 def scifact_runs(tmp_path_factory):
-    """BM25 and embedding rankings (top 30) of 80 SciFact test queries over a 700-passage corpus subset,
+    """BM25 and embedding rankings (top 30) of 60 SciFact test queries over a 450-passage corpus subset,
     with graded qrels: SciFact-relevant = 2, passages both systems put in their top 3 (not relevant) = 1,
     and the next such passages judged 0."""
     sf = load_scifact()
-    qids = sorted(sf["qrels"]["test"], key=int)[:80]
+    qids = sorted(sf["qrels"]["test"], key=int)[:60]
     rel = {d for q in qids for d in sf["qrels"]["test"][q]}
-    corpus_ids = sorted(rel, key=int) + [d for d in sorted(sf["corpus"], key=int) if d not in rel][: 700 - len(rel)]
+    corpus_ids = sorted(rel, key=int) + [d for d in sorted(sf["corpus"], key=int) if d not in rel][: 450 - len(rel)]
     corpus = {d: sf["corpus"][d] for d in corpus_ids}
     texts = [sf["queries"][q] for q in qids]
     bm25 = ev.bm25_search(corpus, texts, 30)

@@ -1,0 +1,233 @@
+"""The whole path as a person walks it, in real headless Chromium against a real studio server, on a small
+SciFact sample: upload pairs and a test set -> clean -> mine (with extra corpus) -> judge ten candidates with
+the keyboard -> quality plots -> train a few steps -> evaluate -> export. One screenshot per page goes to
+SCREENSHOTS/<page>.png (the README's tour), and each step asserts what a person would check on screen."""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+import time
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import expect
+
+from conftest import SCREENSHOTS, load_scifact, wait_for_app
+from core import store
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+N_TRAIN, N_TEST, N_CORPUS = 40, 15, 200
+PROJECT = "SciFact e2e"
+HEADING = re.compile(r"Candidate #(\d+)")
+
+
+# --- the user's files -------------------------------------------------------------------------
+
+
+def write_files(folder: Path) -> dict:
+    """Real SciFact rows as a person would bring them: training pairs (with two exact duplicates and a row
+    with HTML and a URL to clean), a test set, and extra corpus passages for mining."""
+    sf = load_scifact()
+    train_q = sorted(sf["qrels"]["train"], key=int)[:N_TRAIN]
+    test_q = sorted(sf["qrels"]["test"], key=int)[:N_TEST]
+    train = [(sf["queries"][q], sf["corpus"][d]) for q in train_q for d in sf["qrels"]["train"][q]]
+    test = [(sf["queries"][q], sf["corpus"][d]) for q in test_q for d in sf["qrels"]["test"][q]]
+    q0, p0 = train[0]
+    # The query loses its tags and the passage its URL: once clean, the row is train[0] again, a duplicate.
+    messy = (f"<b>{q0}</b>", p0 + " https://example.org/trial")
+    files = {"train": folder / "scifact_train.csv", "test": folder / "scifact_test.csv",
+             "corpus": folder / "scifact_corpus.jsonl"}
+    with open(files["train"], "w", encoding="utf-8", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["query", "positive"])
+        w.writerows(train + train[1:3] + [messy])
+    with open(files["test"], "w", encoding="utf-8", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["query", "positive"])
+        w.writerows(test)
+    used = {d for q in train_q for d in sf["qrels"]["train"][q]} | {d for q in test_q for d in sf["qrels"]["test"][q]}
+    extra = [d for d in sorted(sf["corpus"], key=int) if d not in used][:N_CORPUS]
+    with open(files["corpus"], "w", encoding="utf-8") as fh:
+        for d in extra:
+            fh.write(json.dumps({"text": sf["corpus"][d]}) + "\n")
+    return {"files": files, "train_pairs": len(set(train)), "train_queries": len(train_q),
+            "test_queries": len(test_q), "test_pairs": len(set(test))}
+
+
+# --- small helpers ------------------------------------------------------------------------------
+
+
+def shoot(page, name: str) -> None:
+    SCREENSHOTS.mkdir(exist_ok=True)
+    page.wait_for_timeout(600)  # let canvases (tables, plots) paint
+    page.screenshot(path=str(SCREENSHOTS / f"{name}.png"))
+
+
+def go(page, title: str) -> None:
+    """Navigate as a person does: the sidebar link."""
+    page.get_by_role("link", name=title, exact=True).click()
+    wait_for_app(page)
+    expect(page.get_by_role("heading", name=title, level=1)).to_be_visible(timeout=60_000)
+
+
+def metric(page, label: str) -> str:
+    box = page.locator("[data-testid='stMetric']").filter(has_text=label).first
+    return box.locator("[data-testid='stMetricValue']").inner_text().strip()
+
+
+def upload(page, region: str, path: Path) -> None:
+    page.get_by_role("region", name=re.compile("^" + re.escape(region))).locator("input[type=file]").set_input_files(
+        str(path))
+
+
+def timed(log: dict, step: str, t0: float) -> float:
+    now = time.time()
+    log[step] = round(now - t0, 1)
+    return now
+
+
+# --- the walk -----------------------------------------------------------------------------------
+
+
+def test_the_whole_path_in_chromium(studio_server, chromium, tmp_path):
+    sample = write_files(tmp_path)
+    files = sample["files"]
+    context = chromium.new_context(viewport={"width": 1400, "height": 1000})
+    page = context.new_page()
+    steps: dict[str, float] = {}
+    t = time.time()
+    try:
+        # 1. Data: a new project, the training pairs and a test set, cleaning on, check, import.
+        page.goto(studio_server.url)
+        wait_for_app(page)
+        expect(page.get_by_text("No project yet.", exact=True)).to_be_visible()
+        page.get_by_role("button", name=re.compile("New project")).click()
+        page.get_by_label("Name", exact=True).fill(PROJECT)
+        page.get_by_role("button", name="Create", exact=True).click()
+        wait_for_app(page)
+        expect(page.get_by_text(f"Project {PROJECT}")).to_be_visible(timeout=30_000)
+        upload(page, "Training data:", files["train"])
+        expect(page.get_by_text("(query, positive)").first).to_be_visible(timeout=60_000)
+        page.get_by_text("Upload a test file", exact=True).click()
+        wait_for_app(page)
+        upload(page, "Test data:", files["test"])
+        expect(page.get_by_text("Ready to import.")).to_be_visible(timeout=60_000)
+        wait_for_app(page)
+        assert metric(page, "Pairs") == str(sample["train_pairs"])
+        assert metric(page, "Unique queries") == str(sample["train_queries"])
+        assert metric(page, "Duplicates removed") == "3"  # two exact copies and the row that cleans to one
+        expect(page.get_by_text(re.compile(r"Cleaning changed [1-9]\d* of"))).to_be_visible()
+        assert metric(page, "Test pairs") == str(sample["test_pairs"])
+        page.get_by_role("button", name="Import").click()
+        expect(page.get_by_text(re.compile(rf"Imported {sample['train_pairs']} training pairs"))).to_be_visible(
+            timeout=60_000)
+        wait_for_app(page)
+        assert metric(page, "Training queries") == str(sample["train_queries"])
+        assert metric(page, "Test queries") == str(sample["test_queries"])
+        page.locator("[data-testid='stMain']").evaluate("e => e.scrollTo(0, 0)")
+        shoot(page, "data")
+        t = timed(steps, "data", t)
+
+        # 2. Mine: extra corpus passages join the pool; mine with the recommended preset.
+        go(page, "Mine")
+        upload(page, "Extra corpus", files["corpus"])
+        expect(page.get_by_text(f"({N_CORPUS} new from {files['corpus'].name})", exact=False)).to_be_visible(
+            timeout=60_000)
+        wait_for_app(page)
+        page.get_by_role("button", name="Mine", exact=True).click()
+        expect(page.get_by_text(re.compile(r"Mined \d+ hard and \d+ random negatives"))).to_be_visible(
+            timeout=180_000)
+        wait_for_app(page)
+        hard = int(metric(page, "Hard negatives").replace(",", ""))
+        assert hard >= N_TRAIN  # at least one per training query from a pool of 200+ passages
+        expect(page.locator(".js-plotly-plot .main-svg").first).to_be_visible(timeout=30_000)
+        shoot(page, "mine")
+        t = timed(steps, "mine", t)
+
+        # 3. Review: ten candidates with the keyboard, the sixth marked relevant; each one acknowledged.
+        go(page, "Review")
+        expect(page.get_by_role("heading", name=HEADING)).to_be_visible(timeout=60_000)
+        total = int(re.search(r"Overall: 0 of ([\d,]+) judged", page.locator("[data-testid='stMain']").inner_text())
+                    .group(1).replace(",", ""))
+        judged: dict[int, str] = {}
+        for i in range(10):
+            key, status = ("k", "relevant") if i == 5 else ("j", "negative")
+            expect(page.get_by_role("button", name=re.compile("^Negative"))).to_be_enabled(timeout=30_000)
+            nid = int(HEADING.search(page.get_by_role("heading", name=HEADING).inner_text()).group(1))
+            page.locator("body").press(key)
+            expect(page.get_by_text(f"Saved #{nid} as {status}.")).to_be_visible(timeout=30_000)
+            judged[nid] = status
+            expect(page.get_by_text(f"Overall: {len(judged)} of {total:,} judged")).to_be_visible(timeout=30_000)
+        wait_for_app(page)
+        shoot(page, "review")
+        conn = store.connect(studio_server.home)
+        pid = store.project_id(conn, PROJECT)
+        stored = dict(conn.execute("SELECT id, status FROM negatives WHERE project_id = ? AND status != 'unjudged'",
+                                   (pid,)).fetchall())
+        assert stored == judged
+        # Export the curated dataset: the false negative is a positive now.
+        page.get_by_role("radio", name="Export").click()
+        wait_for_app(page)
+        page.get_by_role("button", name=re.compile("^Export$|download.*Export")).last.click()
+        expect(page.get_by_text(re.compile(r"Wrote \d+ rows to .*exports"))).to_be_visible(timeout=60_000)
+        assert metric(page, "Positives") == str(sample["train_pairs"] + 1)
+        t = timed(steps, "review", t)
+
+        # 4. Quality: the health check and the plots render.
+        go(page, "Quality")
+        expect(page.get_by_role("heading", name="Health check")).to_be_visible(timeout=120_000)
+        wait_for_app(page)
+        plots = page.locator("[data-testid='stPlotlyChart'] .main-svg")
+        expect(plots.first).to_be_visible(timeout=60_000)
+        assert page.locator("[data-testid='stPlotlyChart']").count() >= 5  # two maps, lengths, three histograms
+        assert metric(page, "Training queries") == str(sample["train_queries"])
+        expect(page.get_by_text("Query map")).to_be_visible()
+        shoot(page, "quality")
+        t = timed(steps, "quality", t)
+
+        # 5. Train: tiny settings (a tenth of an epoch, batch 8, 64 tokens), in the background, watched live.
+        go(page, "Train")
+        page.get_by_role("spinbutton", name="Epochs").fill("0.1")
+        page.get_by_role("spinbutton", name="Batch size").fill("8")
+        page.get_by_role("spinbutton", name="Max length (tokens)").fill("64")
+        page.get_by_role("button", name=re.compile("Train")).last.click()
+        run_heading = page.get_by_role("heading", name=re.compile(r"^Run \S+ — "))
+        expect(run_heading).to_be_visible(timeout=60_000)
+        expect(run_heading).to_contain_text("completed", timeout=240_000)
+        expect(page.get_by_text(re.compile(r"step (\d+) of \1"))).to_be_visible(timeout=30_000)
+        run_id = re.search(r"Run (\S+) —", run_heading.inner_text()).group(1)
+        run = conn.execute("SELECT status, config, model_dir FROM runs WHERE id = ?", (run_id,)).fetchone()
+        cfg = json.loads(run["config"])
+        assert (run["status"], cfg["batch_size"], cfg["max_length"], cfg["epochs"]) == ("completed", 8, 64, 0.1)
+        assert (Path(run["model_dir"]) / "model.safetensors").is_file()
+        shoot(page, "train")
+        t = timed(steps, "train", t)
+
+        # 6. Evaluate: the first stage vs the fine-tuned run on the 15 test queries.
+        go(page, "Evaluate")
+        expect(page.get_by_text(f"Project test set ({sample['test_queries']} queries)")).to_be_visible()
+        page.get_by_role("button", name=re.compile("^Evaluate$|play_arrow.*Evaluate")).last.click()
+        expect(page.get_by_role("heading", name="Realistic figures")).to_be_visible(timeout=180_000)
+        wait_for_app(page)
+        verdict = page.locator("[data-testid='stAlert']").filter(
+            has_text=re.compile("beat the first stage|Better on average|Beats the first stage"))
+        expect(verdict.first).to_be_visible()
+        table = page.locator("[data-testid='stDataFrame']").first
+        expect(table.locator("tr").filter(has_text=run_id)).to_have_count(1, timeout=30_000)
+        header = [c.strip() for c in table.locator("th").all_inner_texts()]
+        assert {"system", "ndcg@10", "mrr@10"} <= set(header), header
+        shoot(page, "evaluate")
+
+        # 7. Export the model folder.
+        page.get_by_role("button", name=re.compile("Copy model folder")).click()
+        expect(page.get_by_text(re.compile(r"Copied to .*exports"))).to_be_visible(timeout=60_000)
+        exported = store.workspace_of(conn) / "exports" / f"model-{run_id}"
+        assert (exported / "model.safetensors").is_file() and (exported / "README.md").is_file()
+        t = timed(steps, "evaluate+export", t)
+        conn.close()
+    finally:
+        print("e2e step seconds:", json.dumps(steps))
+        context.close()
