@@ -31,6 +31,7 @@ def default_reviewer() -> str:
         return "reviewer"
 
 
+sent_from_evaluate = st.session_state.pop("review_query_filter", None)  # a loss sent back from Evaluate
 if st.session_state.get("review_project") != pid:  # another project: its queries, positions, focus start over
     for key in [k for k in st.session_state if k.startswith("review_") and k != "review_actor"]:
         del st.session_state[key]
@@ -147,6 +148,24 @@ with st.container(horizontal=True, vertical_alignment="center"):
                                 label_visibility="collapsed")
     with st.popover(f"Reviewer: {actor()}", icon=":material/person:"):
         st.text_input("Reviewer", key="review_actor", help="Saved with every judgement; undo takes back yours.")
+
+if sent_from_evaluate is not None:
+    queries = review.query_progress(db, pid)
+    if any(q["query_id"] == sent_from_evaluate for q in queries):
+        st.session_state["review_query"] = sent_from_evaluate
+        reset_position()
+    else:
+        sent = db.execute("SELECT text, split FROM queries WHERE id = ?", (sent_from_evaluate,)).fetchone()
+        labelled = db.execute(
+            "SELECT s.text AS passage, p.label FROM pairs p JOIN passages s ON s.id = p.passage_id "
+            "WHERE p.query_id = ? ORDER BY p.label DESC", (sent_from_evaluate,)).fetchall()
+        with st.container(border=True):
+            st.markdown("**Sent from Evaluate** — this query has no mined candidates to judge"
+                        + (" (test queries are never mined, so the test set stays clean)."
+                           if sent and sent["split"] == "test" else "."))
+            st.text(sent["text"] if sent else "(query no longer in the project)")
+            st.caption("Its labelled passages: check that the label is right and the passage is complete.")
+            st.dataframe([dict(r) for r in labelled], hide_index=True, width="stretch")
 
 if view == "Desk" and overall["total"]:
     queries = review.query_progress(db, pid)

@@ -150,6 +150,7 @@ def test_the_whole_path_in_chromium(studio_server, chromium, tmp_path):
         # 3. Review: ten candidates with the keyboard, the sixth marked relevant; each one acknowledged.
         go(page, "Review")
         expect(page.get_by_role("heading", name=HEADING)).to_be_visible(timeout=60_000)
+        page.get_by_role("heading", name="Review", level=1).click()  # focus on the desk, not the sidebar link
         total = int(re.search(r"Overall: 0 of ([\d,]+) judged", page.locator("[data-testid='stMain']").inner_text())
                     .group(1).replace(",", ""))
         judged: dict[int, str] = {}
@@ -157,10 +158,11 @@ def test_the_whole_path_in_chromium(studio_server, chromium, tmp_path):
             key, status = ("k", "relevant") if i == 5 else ("j", "negative")
             expect(page.get_by_role("button", name=re.compile("^Negative"))).to_be_enabled(timeout=30_000)
             nid = int(HEADING.search(page.get_by_role("heading", name=HEADING).inner_text()).group(1))
-            page.locator("body").press(key)
-            expect(page.get_by_text(f"Saved #{nid} as {status}.")).to_be_visible(timeout=30_000)
+            page.keyboard.press(key)
+            # The acknowledgement on screen: the overall count moves on and a toast names the candidate.
+            expect(page.get_by_text(f"Overall: {len(judged) + 1} of {total:,} judged")).to_be_visible(timeout=30_000)
+            expect(page.get_by_text(f"Saved #{nid} as {status}.")).to_be_visible(timeout=10_000)
             judged[nid] = status
-            expect(page.get_by_text(f"Overall: {len(judged)} of {total:,} judged")).to_be_visible(timeout=30_000)
         wait_for_app(page)
         shoot(page, "review")
         conn = store.connect(studio_server.home)

@@ -136,13 +136,16 @@ def ce_folder(tmp_path_factory):
     return save_cross_encoder(tmp_path_factory.mktemp("ce") / "model")
 
 
-@pytest.fixture()
-def evaluated(db, workspace, ce_folder):
+@pytest.fixture(scope="module")
+def evaluated(tmp_path_factory, ce_folder):
+    """One evaluation shared by the read-only tests below (its own workspace)."""
+    db = store.connect(tmp_path_factory.mktemp("eval-ws"))
     pid = seed_scifact(db, n_train=5, n_test=12, n_extra=150)
     fusion = {"alpha": 0.5, "first_stage": f"embedding:{models.BUNDLED}", "method": "alpha*z(ce)+(1-alpha)*z(cos)"}
     run_id = insert_run(db, pid, ce_folder, fusion=fusion)
     res = ev.evaluate(db, pid, [run_id], first_stage="bm25", top_k=5, include_base=True, n_bootstrap=200)
-    return db, pid, run_id, res
+    yield db, pid, run_id, res
+    db.close()
 
 
 def test_realistic_and_oracle_stay_separate(evaluated):
@@ -208,7 +211,9 @@ def test_exports(evaluated):
 
 
 def test_markdown_report_escapes_user_text(evaluated):
-    _, _, run_id, res = evaluated
+    import copy
+
+    res = copy.deepcopy(evaluated[3])
     q = next(iter(res["queries"]))
     res["queries"][q]["text"] = "<script>alert(1)</script> | *x*"
     res["params"]["test_set"] = "<img src=x onerror=alert(1)>.csv"

@@ -179,3 +179,24 @@ def test_switching_project_starts_the_desk_over(at, seeded):
     assert shown_id(at) == review.queue(conn, other)[0]["id"] and shown_id(at) in other_ids
     assert at.selectbox(key="review_query").value is None
     assert "Overall: 0 of 50 judged" in [p.proto.text for p in at.get("progress")]
+
+
+def test_a_loss_sent_from_evaluate_lands_on_its_query(seeded):
+    conn, pid, ids = seeded
+    mined_query = conn.execute("SELECT query_id FROM negatives WHERE id = ?", (ids[-1],)).fetchone()[0]
+    test_query = conn.execute(
+        "SELECT id, text FROM queries WHERE project_id = ? AND split = 'test' LIMIT 1", (pid,)).fetchone()
+    app = AppTest.from_file(APP, default_timeout=120)
+    app.run()
+    app.session_state["review_query_filter"] = mined_query
+    app.switch_page("pages/review.py").run()
+    assert not app.exception
+    assert app.selectbox(key="review_query").value == mined_query
+    assert {c["query_id"] for c in review.queue(conn, pid, review.QueueFilter(query_id=mined_query))}
+    assert conn.execute("SELECT query_id FROM negatives WHERE id = ?", (shown_id(app),)).fetchone()[0] == mined_query
+
+    app.session_state["review_query_filter"] = test_query["id"]
+    app.run()
+    assert not app.exception
+    assert any("test queries are never mined" in m.value for m in app.markdown)
+    assert test_query["text"] in [t.value for t in app.text]
