@@ -94,10 +94,13 @@ def main() -> None:
                                random_negatives=1, candidates_k=a.candidates, eval_steps=a.steps)
     data = training.build_data(conn, pid, cfg, Path(a.home))  # also warms the embedding cache
 
-    t_plain = plain_run(data.train_rows, cfg)
-    _, studio = training.train_project(conn, pid, cfg)
-    grouped_cfg = training.TrainConfig.from_dict({**cfg.to_dict(), "grouped_batches": True})
-    _, grouped = training.train_project(conn, pid, grouped_cfg)
+    import contextlib
+
+    with contextlib.redirect_stdout(sys.stderr):  # the trainer prints its logs; stdout stays one JSON line
+        t_plain = plain_run(data.train_rows, cfg)
+        _, studio = training.train_project(conn, pid, cfg)
+        grouped_cfg = training.TrainConfig.from_dict({**cfg.to_dict(), "grouped_batches": True})
+        _, grouped = training.train_project(conn, pid, grouped_cfg)
     print(json.dumps({
         "studio_vs_plain": round(studio["train_seconds"] / t_plain, 3),
         "pairs_per_s": studio["pairs_per_s"],

@@ -506,6 +506,10 @@ def _length_sampler_class() -> type:
             n = len(self.lengths)
             return n // self.batch_size if self.drop_last else math.ceil(n / self.batch_size)
 
+    # TrainingArguments are pickled with checkpoints: make the class findable as core.training.LengthGroupedBatchSampler
+    LengthGroupedBatchSampler.__qualname__ = "LengthGroupedBatchSampler"
+    LengthGroupedBatchSampler.__module__ = __name__
+    globals()["LengthGroupedBatchSampler"] = LengthGroupedBatchSampler
     return LengthGroupedBatchSampler
 
 
@@ -831,6 +835,7 @@ def _train(conn: sqlite3.Connection, run: dict[str, Any], folder: Path, workspac
         disable_tqdm=True,
         use_cpu=not torch.cuda.is_available(),
         ddp_backend=("gloo" if not torch.cuda.is_available() else None) if distributed else None,
+        ddp_find_unused_parameters=False if distributed else None,
         batch_sampler=_length_sampler_class() if cfg.grouped_batches else "batch_sampler",
         save_only_model=False,
     )

@@ -131,13 +131,14 @@ def test_evaluation_off_without_test_set_and_too_few_queries(db, monkeypatch):
 
 def test_training_learns_keeps_best_and_records_everything(scifact_project):
     db, pid = scifact_project
-    run_id, metrics = training.train_project(db, pid, tiny(max_steps=16, eval_steps=4, hard_negatives=2, random_negatives=2))
+    run_id, metrics = training.train_project(db, pid, tiny(max_steps=16, eval_steps=4, hard_negatives=1, random_negatives=1,
+                                                           learning_rate=1e-4))
     run = training.get_run(db, run_id)
     assert run["status"] == "completed", run["error"]
     losses = [json.loads(r[0])["loss"] for r in db.execute(
         "SELECT data FROM run_events WHERE run_id = ? AND kind = 'loss' ORDER BY step", (run_id,))]
     assert len(losses) >= 3
-    assert min(losses[1:]) < losses[0]  # the loss falls from its first value
+    assert sum(losses[-2:]) / 2 < losses[0]  # the loss falls from its first value
     evals = [(r[0], json.loads(r[1])) for r in db.execute(
         "SELECT step, data FROM run_events WHERE run_id = ? AND kind = 'eval' ORDER BY step", (run_id,))]
     assert [s for s, _ in evals] == [4, 8, 12, 16]
