@@ -51,5 +51,6 @@ def project_picker() -> None:
                     st.rerun()
 
 
+page = st.navigation(PAGES)  # first: it also takes Streamlit out of its legacy pages/ routing
 project_picker()
-st.navigation(PAGES).run()
+page.run()

@@ -851,9 +851,23 @@ def export_model_folder(conn: sqlite3.Connection, run_id: str, name: str | None 
     dest = safe_export_path(store.workspace_of(conn), name or f"model-{run_id}")
     if dest.exists():
         raise EvaluationError(f"{dest} already exists; choose another name.")
+    source = run_model_dir(conn, run)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copytree(run["model_dir"], dest, ignore=shutil.ignore_patterns("checkpoint-*", "optimizer.pt"))
+    shutil.copytree(source, dest, ignore=shutil.ignore_patterns("checkpoint-*", "optimizer.pt"))
     return dest
+
+
+def run_model_dir(conn: sqlite3.Connection, run: dict[str, Any]) -> Path:
+    """A run's model folder, only if it really lies under the workspace's runs/ (a tampered row copies nothing)."""
+    raw = str(run.get("model_dir") or "")
+    runs = store.runs_dir(store.workspace_of(conn)).resolve()
+    folder = Path(raw).resolve()
+    if ".." in Path(raw).parts or not folder.is_relative_to(runs):
+        raise EvaluationError(f"The model folder {raw!r} of run {run.get('id')} is outside the workspace's runs "
+                              f"folder ({runs}); it is not exported.")
+    if not folder.is_dir():
+        raise EvaluationError(f"The model folder {raw!r} of run {run.get('id')} no longer exists.")
+    return folder
 
 
 def write_export(conn: sqlite3.Connection, name: str, content: str) -> Path:
@@ -879,7 +893,7 @@ def export_onnx(conn: sqlite3.Connection, run_id: str, name: str | None = None,
     if dest.exists():
         raise EvaluationError(f"{dest} already exists; choose another name.")
     max_length = int(run["config"].get("max_length", 256))
-    ce = models.load_cross_encoder(run["model_dir"], max_length=max_length, device="cpu")
+    ce = models.load_cross_encoder(str(run_model_dir(conn, run)), max_length=max_length, device="cpu")
     ce.eval()
     hf, tok = ce.model, ce.tokenizer
     hf.eval()

@@ -673,6 +673,12 @@ class FileInfo:
     beir: dict[str, Any] | None = None
 
 
+
+def displayable(record: dict[str, Any]) -> dict[str, Any]:
+    """A preview row a page can show: bytes that were not UTF-8 appear as U+FFFD instead of breaking the table."""
+    return {k: v.encode("utf-8", "surrogateescape").decode("utf-8", "replace") if isinstance(v, str) else v
+            for k, v in record.items()}
+
 def inspect(path: Path, name: str | None = None, max_mb: float | None = None) -> FileInfo:
     """Read only the head of a file (or a BEIR folder's layout) and guess the column roles."""
     path = Path(path)
@@ -697,7 +703,7 @@ def inspect(path: Path, name: str | None = None, max_mb: float | None = None) ->
         mapping = detect_columns(reader.columns, sample, name)
     except IngestError as exc:
         err = str(exc)
-    return FileInfo(name=name, format=reader.fmt, columns=reader.columns, sample=sample[:5],
+    return FileInfo(name=name, format=reader.fmt, columns=reader.columns, sample=[displayable(r) for r in sample[:5]],
                     mapping=mapping, detect_error=err)
 
 

@@ -252,18 +252,19 @@ def workspace_of(conn: sqlite3.Connection) -> Path:
 @contextmanager
 def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
     """One write transaction: all of it lands or none of it does."""
-    conn.execute("BEGIN IMMEDIATE")
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+    except sqlite3.OperationalError as exc:  # read-only file or folder, locked past the timeout
+        raise StoreError(f"Could not save to the workspace: {exc}") from exc
     try:
         yield conn
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
-    else:
-        try:
-            conn.execute("COMMIT")
-        except sqlite3.OperationalError as exc:
+        conn.execute("COMMIT")
+    except BaseException as exc:
+        if conn.in_transaction:  # SQLite may already have rolled back by itself (disk full)
             conn.execute("ROLLBACK")
+        if isinstance(exc, sqlite3.OperationalError):
             raise StoreError(f"Could not save to the workspace: {exc}") from exc
+        raise
 
 
 # --- projects -------------------------------------------------------------------------------

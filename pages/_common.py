@@ -21,7 +21,12 @@ if PagesManager.uses_pages_directory:
 def conn() -> sqlite3.Connection:
     """One connection per browser session, opened on first use."""
     if "_conn" not in st.session_state:
-        st.session_state["_conn"] = store.connect()
+        try:
+            st.session_state["_conn"] = store.connect()
+        except store.StoreError as exc:  # unwritable or full workspace: say so plainly, never a traceback
+            st.error(f"{exc}\n\nPoint RERANK_STUDIO_HOME at a writable folder, or free space, then reload.",
+                     icon=":material/error:")
+            st.stop()
     return st.session_state["_conn"]
 
 

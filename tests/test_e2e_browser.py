@@ -1,7 +1,7 @@
 """The whole path as a person walks it, in real headless Chromium against a real studio server, on a small
 SciFact sample: upload pairs and a test set -> clean -> mine (with extra corpus) -> judge ten candidates with
 the keyboard -> quality plots -> train a few steps -> evaluate -> export. One screenshot per page goes to
-SCREENSHOTS/<page>.png (the README's tour), and each step asserts what a person would check on screen."""
+SCREENSHOTS/tour/<page>.png (the README's tour), and each step asserts what a person would check on screen."""
 
 from __future__ import annotations
 
@@ -60,10 +60,13 @@ def write_files(folder: Path) -> dict:
 # --- small helpers ------------------------------------------------------------------------------
 
 
+TOUR = SCREENSHOTS / "tour"  # its own folder: other browser tests write SCREENSHOTS/<page>.png too
+
+
 def shoot(page, name: str) -> None:
-    SCREENSHOTS.mkdir(exist_ok=True)
+    TOUR.mkdir(parents=True, exist_ok=True)
     page.wait_for_timeout(600)  # let canvases (tables, plots) paint
-    page.screenshot(path=str(SCREENSHOTS / f"{name}.png"))
+    page.screenshot(path=str(TOUR / f"{name}.png"))
 
 
 def go(page, title: str) -> None:

@@ -216,6 +216,8 @@ def test_server_sigkilled_mid_judging_loses_no_acknowledged_judgement(studio_ser
         expect(page.get_by_text(f"Saved #{nid} as {status}.")).to_be_visible(timeout=30_000)
         acknowledged[nid] = status
         expect(page.get_by_text(f"Overall: {len(acknowledged)} of")).to_be_visible(timeout=30_000)
+        expect(heading(page)).not_to_have_text(re.compile(rf"Candidate #{nid}\b"), timeout=30_000)
+        wait_for_app(page)
         ready(page)
     in_flight = shown(page)
     page.locator("body").press("j")  # one more, and the server dies while it may be landing
@@ -482,12 +484,12 @@ class Watch:
         assert live == 0, f"{where}: a payload became an element"
 
 
-def shown_literally(page, text: str) -> None:
-    """The literal payload is on screen as text (plain text elements, or the grids' accessible cells)."""
-    hits = page.evaluate(
+def shown_literally(page, text: str, timeout: float = 30_000) -> None:
+    """The literal payload is on screen as text (plain text elements, or the grids' accessible cells, which
+    are filled once the canvas has painted)."""
+    page.wait_for_function(
         """(t) => [...document.querySelectorAll('[data-testid="stMain"] *')]
-                 .filter(e => e.children.length === 0 && e.textContent.includes(t)).length""", text)
-    assert hits > 0, f"{text!r} is not shown as text"
+                 .some(e => e.children.length === 0 && e.textContent.includes(t))""", arg=text, timeout=timeout)
 
 
 @pytest.mark.browser
@@ -497,7 +499,8 @@ def test_script_and_img_payloads_are_shown_as_text_and_never_run(studio_server, 
     conn = store.connect(studio_server.home)
     pid = store.create_project(conn, "xss")
     rows = [(q, p, int(lab)) for q, p, lab in scifact_rows(30)]
-    rows += [(SCRIPT, IMG, 1), (SCRIPT_TWIN, rows[0][1], 1), (rows[1][0], IMG + " Second trial.", 1)]
+    # First in the file, so the before/after preview (a few rows) shows them.
+    rows = [(SCRIPT, IMG, 1), (SCRIPT_TWIN, rows[0][1], 1), (rows[1][0], IMG + " Second trial.", 1)] + rows
     path = tmp_path / "payloads.csv"
     with open(path, "w", encoding="utf-8", newline="") as fh:
         w = csv.writer(fh)
@@ -513,7 +516,7 @@ def test_script_and_img_payloads_are_shown_as_text_and_never_run(studio_server, 
     wait_for_app(page)
     shown_literally(page, "<script>window.__xss")
     watch.assert_inert("Data page preview")
-    page.get_by_text("Strip HTML tags and entities").click()
+    page.get_by_text(re.compile(r"^(Strip )?HTML tags")).first.click()
     wait_for_app(page)
     expect(page.get_by_text("Ready to import.")).to_be_visible(timeout=60_000)
     page.get_by_role("button", name=re.compile("Import")).click()
