@@ -121,7 +121,14 @@ def save_cross_encoder(folder: Path, max_length: int = 128) -> Path:
 
 
 def insert_run(conn, project: int, model_dir: Path, *, fusion: dict | None = None, run_id: str = "run-a") -> str:
+    """A completed run as training leaves it: the model folder under the workspace's runs/RUN_ID/model."""
+    import shutil
+
     metrics = {"fusion": fusion} if fusion else {}
+    placed = store.runs_dir(store.workspace_of(conn)) / run_id / "model"
+    if not placed.exists():
+        shutil.copytree(model_dir, placed)
+    model_dir = placed
     with store.transaction(conn):
         conn.execute(
             "INSERT INTO runs (id, project_id, created_at, updated_at, status, config, metrics, model_dir) "
