@@ -205,7 +205,14 @@ class _Reader:
         raise NotImplementedError
 
     def fraction(self) -> float:
-        return 0.0
+        """Share of the file read so far (streaming readers keep `_raw` and `_size`), for the progress bar."""
+        raw, size = getattr(self, "_raw", None), getattr(self, "_size", None)
+        if raw is None or not size:
+            return 0.0
+        try:
+            return min(raw.tell() / size, 1.0)
+        except (OSError, ValueError):
+            return 0.0
 
     def close(self) -> None:
         pass
@@ -289,12 +296,6 @@ class _CsvReader(_Reader):
                 values = values[:n]
             yield row, dict(zip(cols, values))
 
-    def fraction(self) -> float:
-        try:
-            return min(self._raw.tell() / self._size, 1.0)
-        except (OSError, ValueError):
-            return 0.0
-
     def close(self) -> None:
         self._raw.close()
 
@@ -341,12 +342,6 @@ class _JsonlReader(_Reader):
         yield from self._peeked
         self._peeked = []
         yield from self._iter
-
-    def fraction(self) -> float:
-        try:
-            return min(self._raw.tell() / self._size, 1.0)
-        except (OSError, ValueError):
-            return 0.0
 
     def close(self) -> None:
         self._fh.close()
