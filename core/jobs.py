@@ -64,8 +64,8 @@ def submit(conn: sqlite3.Connection, project: int, cfg: training.TrainConfig) ->
 def _launch(conn: sqlite3.Connection, run_id: str) -> int:
     folder = training.run_folder(conn, run_id)
     folder.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, "RERANK_STUDIO_HOME": str(store.workspace_of(conn)), "TOKENIZERS_PARALLELISM": "false",
-           "HF_HUB_OFFLINE": os.environ.get("HF_HUB_OFFLINE", "1")}
+    # The job inherits the studio's network setting: offline stays offline, an online user's hub id still loads.
+    env = {**os.environ, "RERANK_STUDIO_HOME": str(store.workspace_of(conn)), "TOKENIZERS_PARALLELISM": "false"}
     for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
         env.pop(k, None)
     log = open(folder / "job.log", "ab")
