@@ -77,6 +77,19 @@ def embedding_map_figure(xy: Any, groups: list[str], texts: list[str], *, title:
     return fig
 
 
+
+def _overlaid_bars(fig: go.Figure, arrays: dict[str, Any], edges: Any, colours: dict[str, str], opacity: float,
+                   x_hover: str) -> None:
+    """Histograms of several series on shared bin edges, as overlaid bars that keep each series' count."""
+    import numpy as np
+
+    width = edges[1] - edges[0]
+    for name, a in arrays.items():
+        counts, _ = np.histogram(a, bins=edges)
+        fig.add_trace(go.Bar(x=edges[:-1] + width / 2, y=counts, width=width, name=f"{name} ({len(a):,})",
+                             marker_color=colours.get(name), opacity=opacity,
+                             hovertemplate=x_hover + ": %{y:,}<extra>" + name + "</extra>"))
+
 def binned_histogram_figure(series: dict[str, Any], *, title: str, xaxis: str, limit: int | None = None,
                             limit_label: str = "context limit", bins: int = 60, height: int = 300) -> go.Figure:
     """Overlaid histograms binned in numpy (100k values stay a few hundred bars), with an optional limit line."""
@@ -89,12 +102,7 @@ def binned_histogram_figure(series: dict[str, Any], *, title: str, xaxis: str, l
         if limit is not None:
             hi = max(hi, float(limit) * 1.05)
         edges = np.linspace(0, max(hi, 1.0), bins + 1)
-        width = edges[1] - edges[0]
-        for name, a in arrays.items():
-            counts, _ = np.histogram(a, bins=edges)
-            fig.add_trace(go.Bar(x=edges[:-1] + width / 2, y=counts, width=width, name=f"{name} ({len(a):,})",
-                                 marker_color=_QUALITY_COLOURS.get(name), opacity=0.7,
-                                 hovertemplate="%{x:.0f}: %{y:,}<extra>" + name + "</extra>"))
+        _overlaid_bars(fig, arrays, edges, _QUALITY_COLOURS, 0.7, "%{x:.0f}")
     if limit is not None:
         fig.add_vline(x=limit, line_dash="dash", line_color="#E45756",
                       annotation_text=f"{limit_label} ({limit})", annotation_position="top right")
@@ -169,12 +177,7 @@ def mining_scores_figure(series: dict[str, Any], bins: int = 50) -> go.Figure:
         lo = min(float(a.min()) for a in arrays.values())
         hi = max(float(a.max()) for a in arrays.values())
         edges = np.linspace(min(lo, 0.0), max(hi, 1e-6), bins + 1)
-        width = edges[1] - edges[0]
-        for name, a in arrays.items():
-            counts, _ = np.histogram(a, bins=edges)
-            fig.add_trace(go.Bar(x=edges[:-1] + width / 2, y=counts, width=width, name=f"{name} ({len(a):,})",
-                                 marker_color=colours.get(name), opacity=0.65,
-                                 hovertemplate="similarity %{x:.2f}: %{y:,}<extra>" + name + "</extra>"))
+        _overlaid_bars(fig, arrays, edges, colours, 0.65, "similarity %{x:.2f}")
     fig.update_layout(title="Similarity to the query: positives vs mined negatives", barmode="overlay",
                       height=320, xaxis_title="cosine similarity (embedding model)", yaxis_title="count",
                       margin=dict(l=40, r=10, t=40, b=40), legend=dict(orientation="h", y=-0.25))
