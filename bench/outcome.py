@@ -4,7 +4,7 @@ Prints one JSON line: NDCG@10 of BM25 and of the embedding model alone on the 30
 reranker on the top 20 of each (realistic figures: first-stage candidates only), fused figures when the run
 carries a score fusion, the margins over the first stages with paired-test p-values, and wall times per step.
 
-Usage (training takes ~30 min on 2 CPU cores; run on an idle machine):
+Usage (training takes ~30 min on 2 CPU cores, the whole bench ~42 min; run on an idle machine):
     flock /tmp/rerank-heavy.lock env HF_HUB_OFFLINE=1 .venv/bin/python bench/outcome.py [--workspace DIR]
         [--train-arg=--max-steps=20 ...]   # extra `python -m core train` flags, e.g. for a smoke run
 Data: BEIR SciFact (CC BY-NC 2.0), /work/shared/data/scifact or $SCIFACT_DIR.
@@ -71,13 +71,21 @@ def main() -> None:
         out[f"margin_finetuned_over_{stage}"] = round(res["reranked_ndcg10"] - res["first_stage_ndcg10"], 6)
         out[f"p_finetuned_vs_{stage}"] = res["reranked_vs_first_stage_p"]
         out[f"oracle_ndcg10_finetuned_{stage}_top{k}"] = res.get("oracle_reranked_ndcg10")
+        if "cross_encoder_part_ndcg10" in res:  # a residual run: its score is logit + beta x embedding cosine
+            out[f"ndcg10_cross_encoder_part_{stage}_top{k}"] = res["cross_encoder_part_ndcg10"]
+            out["residual_beta"] = res.get("residual_beta")
+        if "prior_only_ndcg10" in res:  # the embedding cosine alone on these candidates: the cross-encoder adds the rest
+            out[f"ndcg10_prior_only_{stage}_top{k}"] = res["prior_only_ndcg10"]
+            out[f"p_finetuned_vs_prior_only_{stage}"] = res["reranked_vs_prior_only_p"]
         if "fused_ndcg10" in res:
             out[f"ndcg10_fused_{stage}_top{k}"] = res["fused_ndcg10"]
             out[f"ndcg10_fused_{stage}_top{k}_ci"] = res["fused_ndcg10_ci"]
             out[f"margin_fused_over_{stage}"] = round(res["fused_ndcg10"] - res["first_stage_ndcg10"], 6)
             out["fused_alpha"] = res["fused_alpha"]
     out["beats_both_first_stages"] = all(out[f"margin_finetuned_over_{s}"] > 0 for s in ("bm25", "embedding"))
-    out["train_config"] = {k: v for k, v in (train.get("metrics") or {}).items() if k in ("best_step", "beats_first_stage")}
+    out["train_config"] = {k: v for k, v in (train.get("metrics") or {}).items()
+                           if k in ("best_step", "steps", "beats_first_stage", "train_seconds", "pairs_per_s")}
+    out["train_validation"] = (train.get("metrics") or {}).get("validation")
     out["ingest"] = {k: ingest.get(k) for k in ("train_pairs", "test_pairs", "passages") if k in ingest}
     out["mined"] = {k: mine.get(k) for k in ("negatives", "queries") if k in mine}
     out.update(walls)

@@ -72,6 +72,29 @@ def plain_run(rows, cfg) -> float:
     return time.time() - t
 
 
+def padding_bound(rows, cfg) -> dict[str, float]:
+    """How much padding random batches carry, and the most any length grouping could remove (rows sorted by length):
+    when most pairs fill max_length, grouping has little to save."""
+    import random
+
+    from core import models
+
+    tok = models.load_tokenizer(models.BUNDLED)
+    lengths = [len(x) for x in tok([r["query"] for r in rows], [r["passage"] for r in rows], truncation=True,
+                                   max_length=cfg.max_length)["input_ids"]]
+
+    def tokens(order: list[int]) -> int:
+        return sum(max(lengths[i] for i in order[s:s + cfg.batch_size]) * len(order[s:s + cfg.batch_size])
+                   for s in range(0, len(order), cfg.batch_size))
+
+    shuffled = list(range(len(rows)))
+    random.Random(cfg.seed).shuffle(shuffled)
+    best = sorted(range(len(rows)), key=lengths.__getitem__)
+    return {"rows_at_max_length": round(sum(n >= cfg.max_length for n in lengths) / len(lengths), 3),
+            "padding_share_random": round(1 - sum(lengths) / tokens(shuffled), 3),
+            "best_possible_grouped_vs_plain_tokens": round(tokens(best) / tokens(shuffled), 3)}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--home", default="/tmp/rerank-bench-training", help="workspace (keeps the embedding cache)")
@@ -110,6 +133,7 @@ def main() -> None:
         "ndcg10_first_stage": round(studio["test"]["first_stage_ndcg@10"], 4),
         "plain_script_s": round(t_plain, 1), "studio_train_s": studio["train_seconds"],
         "grouped_train_s": grouped["train_seconds"],
+        "padding": padding_bound(data.train_rows, cfg),
         "setup": {"train_queries": a.train_queries, "rows": len(data.train_rows), "steps": a.steps,
                   "batch_size": a.batch_size, "max_length": a.max_length,
                   "test": f"{len(data.test_samples)} SciFact test queries, embedding top {a.candidates} reranked"},

@@ -32,6 +32,7 @@ Ranking = list[tuple[str, float]]  # (passage key, score), best first
 
 FIRST_STAGES = {"bm25": "BM25 (bm25s)", "embedding": "embedding model (exact search)", "file": "candidates from the file"}
 FUSION_FILE = "studio_fusion.json"
+RESIDUAL = "residual"  # a run trained as logit + beta x embedding cosine (see core.training)
 SNIPPET = 400
 REALISTIC_NOTE = "realistic: the reranker sees only the first stage's top-k candidates"
 ORACLE_NOTE = ("oracle: every relevant passage is added to the candidates — an upper bound on reranking, "
@@ -430,7 +431,7 @@ def run_fusion(run: dict[str, Any]) -> dict[str, Any] | None:
     path = Path(run.get("model_dir") or "") / FUSION_FILE
     if not fusion and path.is_file():
         fusion = json.loads(path.read_text())
-    return fusion if fusion and "alpha" in fusion else None
+    return fusion if fusion and ("alpha" in fusion or fusion.get("method") == RESIDUAL) else None
 
 
 def base_is_random(base_model: str) -> bool:
@@ -522,9 +523,37 @@ def evaluate(conn: sqlite3.Connection, project: int, run_ids: Sequence[str] = ()
         for q, ds in groups:
             per_query[q] = dict(zip(ds, scores[at: at + len(ds)].tolist()))
             at += len(ds)
-        ce_scores[key] = per_query
         fusion = sysinfo.pop("fusion", None)
-        systems.append({k: v for k, v in sysinfo.items() if k not in ("spec",)})
+        if fusion and fusion.get("method") == RESIDUAL:
+            # the run's score is what it was trained to give; its cross-encoder part is shown apart, as a component
+            ckey = f"{key}:cross-encoder"
+            ce_scores[ckey] = per_query
+            rankings[ckey], oracle_rankings[ckey] = _rank(groups, fs_lists, per_query)
+            cos = _fusion_first_stage(ts, groups, fusion, first_stage, embedding_model, fs_lists, workspace)
+            beta = float(fusion["beta"])
+            per_query = {q: {d: per_query[q][d] + beta * float(c) for d, c in zip(ds, cos[q])} for q, ds in groups}
+            sysinfo["label"] = (f"Fine-tuned run {sysinfo['run_id']} (as trained: cross-encoder + {beta:g} x "
+                                f"embedding cosine)")
+            sysinfo["residual_beta"] = beta
+            sysinfo["notes"] = [f"residual run: {fusion.get('formula', 'score = logit + beta x cosine')}; "
+                                f"embedding model {fusion.get('first_stage', '?')}"]
+            systems.append({k: v for k, v in sysinfo.items() if k not in ("spec",)})
+            systems.append({"key": ckey, "kind": "component", "run_id": sysinfo["run_id"],
+                            "label": f"Run {sysinfo['run_id']}: its cross-encoder part alone (a correction, not a "
+                                     "ranker on its own)", "notes": []})
+            if first_stage != "embedding" and f"prior:{fusion.get('first_stage')}" not in rankings:
+                # what the run's prior alone does to these candidates: the cross-encoder's share is the rest
+                pkey = f"prior:{fusion.get('first_stage')}"
+                prior = {q: dict(zip(ds, np.asarray(cos[q], float).tolist())) for q, ds in groups}
+                rankings[pkey], oracle_rankings[pkey] = _rank(groups, fs_lists, prior)
+                ce_scores[pkey] = prior
+                systems.append({"key": pkey, "kind": "component", "run_id": None,
+                                "label": "Embedding cosine alone reranking these candidates (a residual run's prior, "
+                                         "no cross-encoder)", "notes": []})
+            fusion = None
+        else:
+            systems.append({k: v for k, v in sysinfo.items() if k not in ("spec",)})
+        ce_scores[key] = per_query
         rankings[key], oracle_rankings[key] = _rank(groups, fs_lists, per_query)
         if fusion:
             fkey = f"{key}:fused"
@@ -609,8 +638,10 @@ def _summarize(ts: TestSet, qkeys: list[str], systems: list[dict[str, Any]], ran
     comparisons = []
     rerankers = [s["key"] for s in systems if s["kind"] != "first_stage"]
     refs = ["first_stage"] + [s["key"] for s in systems if s["kind"] == "base"]
+    priors = [s["key"] for s in systems if s["key"].startswith("prior:")]
+    kinds = {s["key"]: s["kind"] for s in systems}
     for key in rerankers:
-        for ref in refs:
+        for ref in refs + (priors if kinds[key] == "run" else []):
             if ref == key:
                 continue
             a = [pq_real[ref][q]["ndcg@10"] for q in qkeys]
@@ -987,6 +1018,14 @@ def cli_main(args: Any) -> dict[str, Any]:
         if f"{key}:fused" in real:
             put("fused", real[f"{key}:fused"])
             out["fused_alpha"] = system(res, f"{key}:fused")["fusion"]["alpha"]
+        if f"{key}:cross-encoder" in real:
+            put("cross_encoder_part", real[f"{key}:cross-encoder"])
+            out["residual_beta"] = system(res, key).get("residual_beta")
+            prior = next((k for k in real if k.startswith("prior:")), None)
+            if prior:
+                put("prior_only", real[prior])
+                c = next(c for c in res["comparisons"] if c["system"] == key and c["reference"] == prior)
+                out["reranked_vs_prior_only_p"] = _r(c["p_value"])
         if key in orc:
             out["oracle_reranked_ndcg10"] = _r(orc[key]["mean"]["ndcg@10"])
         for extra in args.run[1:]:

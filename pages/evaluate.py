@@ -93,8 +93,8 @@ rerankers = [k for k, s in systems.items() if s["kind"] != "first_stage"]
 st.subheader("Verdict")
 fs_value = res["realistic"]["first_stage"]["mean"]["ndcg@10"]
 for c in res["comparisons"]:
-    if c["reference"] != "first_stage" or systems[c["system"]]["kind"] == "base":
-        continue
+    if c["reference"] != "first_stage" or systems[c["system"]]["kind"] in ("base", "component"):
+        continue  # a residual run's cross-encoder part is a correction, judged only as part of its run
     value = res["realistic"][c["system"]]["mean"]["ndcg@10"]
     text = (f"{systems[c['system']]['label']}: NDCG@10 {value:.3f} vs first stage {fs_value:.3f} "
             f"({c['mean_diff']:+.3f}, p = {c['p_value']:.3g}).")
@@ -151,7 +151,8 @@ if not rerankers:
 # --- 3. per query ----------------------------------------------------------------------------------
 st.subheader("Per query")
 c1, c2 = st.columns(2)
-focus = c1.selectbox("System", rerankers, index=len(rerankers) - 1, format_func=lambda k: systems[k]["label"],
+runs_first = [k for k in rerankers if systems[k]["kind"] == "run"] or rerankers
+focus = c1.selectbox("System", rerankers, index=rerankers.index(runs_first[-1]), format_func=lambda k: systems[k]["label"],
                      key="eval_focus")
 references = ["first_stage"] + [k for k in rerankers if systems[k]["kind"] == "base"]
 reference = c2.selectbox("Over", references, format_func=lambda k: systems[k]["label"], key="eval_reference")

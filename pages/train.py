@@ -45,9 +45,9 @@ except (training.ConfigError, models.ModelError) as exc:
 fresh = kind == "bundled" or not training._is_trained(base)
 st.caption("Defaults below adapt to your data (" + f"{counts['train_positives']} positives, "
            f"{counts['train_queries']} training queries) and to the base model: "
-           + ("a new head needs more epochs and a faster head learning rate." if fresh else
+           + ("a new head learns a residual over the embedding model, with a faster head learning rate." if fresh else
               "a trained cross-encoder needs a gentle touch."))
-proposed, why = training.propose_loss(shape)
+proposed, why = training.propose_loss(shape, fresh=fresh)
 
 with st.form("train_form"):
     st.subheader("Loss")
@@ -82,7 +82,8 @@ with st.form("train_form"):
                                key="patience")
     keep_best = st.checkbox("Keep the best checkpoint (NDCG@10 on validation)", value=defaults.keep_best, key="keep_best")
     fusion = st.checkbox("If the reranker alone loses to the first stage, record a blend with the first-stage score "
-                         "(weight chosen on validation; reported separately)", value=defaults.fusion, key="fusion")
+                         "(weight chosen on validation; reported separately; a residual run needs none)",
+                         value=defaults.fusion, key="fusion")
     if validation == "test":
         st.warning("Choosing checkpoints on the test set makes its scores optimistic.")
 
@@ -171,6 +172,7 @@ table = [{
     "val NDCG@10": (r["metrics"].get("validation") or {}).get("ndcg@10"),
     "first stage": (r["metrics"].get("validation") or {}).get("first_stage_ndcg@10"),
     "fused": (r["metrics"].get("fusion") or {}).get("validation_ndcg@10"),
+    "residual beta": (r["metrics"].get("fusion") or {}).get("beta"),
     "model folder": r["model_dir"] or "", "error": r["error"] or "",
 } for r in runs]
 st.dataframe(table, hide_index=True, width="stretch")

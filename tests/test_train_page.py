@@ -23,7 +23,7 @@ def test_form_renders_with_adaptive_defaults_and_proposed_loss(workspace, db):
     pid = seed_scifact(db, n_train=60, n_test=10, n_extra=10)
     at = app(workspace, pid).run()
     assert not at.exception
-    assert at.selectbox(key="loss").value == "bce"
+    assert at.selectbox(key="loss").value == "residual"  # the bundled encoder gets a new head
     assert any("Proposed for this data" in c.value for c in at.caption)
     defaults = training.default_config(training.store.project_counts(db, pid))
     assert at.number_input(key="lr").value == pytest.approx(defaults.learning_rate)

@@ -80,6 +80,9 @@ def test_defaults_adapt_to_data_size_and_base_model(tmp_path):
     assert ce.learning_rate < small.learning_rate and ce.head_lr_multiplier == 1.0
     tiny_data = training.default_config({"train_positives": 12, "train_queries": 10, "test_queries": 0})
     assert tiny_data.validation == "none"
+    assert small.loss == "residual" and small.batch_size * (1 + small.hard_negatives + small.random_negatives) == 32
+    assert ce.loss == "bce"  # a trained cross-encoder is fine-tuned directly
+    assert training.propose_loss("labelled pairs", fresh=True)[0] == "residual"
     assert training.propose_loss("labelled pairs")[0] == "bce"
     assert training.propose_loss("triplets")[0] == "mnrl"
     assert training.propose_loss("query + several negatives")[0] == "lambda"
@@ -244,3 +247,66 @@ def test_torchrun_two_cpu_processes_only_rank0_writes(workspace, db):
                          (result["run_id"],)).fetchone()[0]
     assert started == 1
     assert Path(runs[0]["model_dir"], "model.safetensors").is_file()
+
+
+def test_residual_run_starts_at_the_embedding_ranking_learns_and_is_evaluated_as_trained(scifact_project):
+    """The fresh-head default: logit + beta x cosine, a zero head at step 0, the same score at evaluation."""
+    import numpy as np
+    import torch
+
+    from core import evaluation, models
+    from core.embeddings import embed_texts
+
+    db, pid = scifact_project
+    cfg = tiny(loss="residual", max_steps=12, eval_steps=4, batch_size=2, hard_negatives=2, random_negatives=1,
+               learning_rate=1e-4, early_stopping_patience=0)
+    data = training.build_data(db, pid, cfg)
+    assert all(list(r) == ["query", "docs", "priors", "labels"] for r in data.train_rows)
+    beta = data.residual_beta
+    assert beta is not None and 1 <= beta <= 100 and data.stats["residual_beta"] == beta
+    pos = [p for r in data.train_rows for p, lab in zip(r["priors"], r["labels"]) if lab > 0]
+    neg = [p for r in data.train_rows for p, lab in zip(r["priors"], r["labels"]) if lab == 0]
+    assert np.mean(pos) > np.mean(neg) + 0.1  # the embedding cosine already separates them: the prior is real
+    # a zero head ranks exactly like the first stage
+    model = models.load_cross_encoder(models.BUNDLED, max_length=64)
+    model.activation_fn = torch.nn.Identity()
+    torch.nn.init.zeros_(model.model.classifier.weight)
+    torch.nn.init.zeros_(model.model.classifier.bias)
+    at_start = training.make_residual_evaluator(data.eval_samples, beta, "val")(model)
+    first = training.rank_metrics(data.eval_samples, [np.asarray(s["first_stage_scores"]) for s in data.eval_samples])
+    assert at_start["val_ndcg@10"] == pytest.approx(first["ndcg@10"], abs=1e-9)
+
+    run_id, metrics = training.train_project(db, pid, cfg)
+    run = training.get_run(db, run_id)
+    assert run["status"] == "completed", run["error"]
+    losses = [json.loads(r[0])["loss"] for r in db.execute(
+        "SELECT data FROM run_events WHERE run_id = ? AND kind = 'loss' ORDER BY step", (run_id,))]
+    assert losses and all(np.isfinite(losses))
+    assert metrics["fusion"]["method"] == "residual" and metrics["fusion"]["beta"] == beta
+    assert 0 <= metrics["validation"]["cross_encoder_alone_ndcg@10"] <= 1
+    model_dir = Path(run["model_dir"])
+    assert json.loads((model_dir / training.FUSION_FILE).read_text())["beta"] == beta
+    assert "+ " in (model_dir / "README.md").read_text() and "x cosine" in (model_dir / "README.md").read_text()
+    reloaded = models.load_cross_encoder(str(model_dir), max_length=64)
+    assert isinstance(reloaded.activation_fn, torch.nn.Identity)  # predict gives the logit the residual adds to
+    assert training.verdict(metrics)[1].startswith("The reranker (cross-encoder + ")
+
+    # evaluation scores the run as trained; its cross-encoder part is shown apart
+    res = evaluation.evaluate(db, pid, [run_id], first_stage="bm25", top_k=5, include_base=False, n_bootstrap=50)
+    key = f"run:{run_id}"
+    kinds = {s["key"]: s["kind"] for s in res["systems"]}
+    assert kinds[key] == "run" and kinds[f"{key}:cross-encoder"] == "component"
+    assert "as trained" in evaluation.system(res, key)["label"]
+    q = next(iter(res["queries"]))
+    combined = dict((d, s) for d, s in res["rankings"][key][q])
+    part = dict((d, s) for d, s in res["rankings"][f"{key}:cross-encoder"][q])
+    docs = list(combined)
+    vec = embed_texts([res["queries"][q]["text"]] + [evaluation.project_test_set(db, pid).corpus[d] for d in docs],
+                      models.BUNDLED, workspace=store.workspace_of(db))
+    prior_key = f"prior:{metrics['fusion']['first_stage']}"  # BM25 candidates: the cosine alone is shown too
+    assert kinds[prior_key] == "component"
+    assert any(c["system"] == key and c["reference"] == prior_key for c in res["comparisons"])
+    prior = dict((d, s) for d, s in res["rankings"][prior_key][q])
+    for d, cos in zip(docs, vec[1:] @ vec[0]):
+        assert combined[d] == pytest.approx(part[d] + beta * float(cos), abs=1e-4)
+        assert prior[d] == pytest.approx(float(cos), abs=1e-5)
