@@ -122,7 +122,7 @@ def eval_metric_figure(rows: list[dict[str, Any]], metric: str = "ndcg@10") -> g
         x=means, y=[_hover_safe(x, 60, 120) for x in labels], orientation="h",
         error_x=dict(type="data", symmetric=False, array=[r["ci"][1] - r["mean"] for r in rows],
                      arrayminus=[r["mean"] - r["ci"][0] for r in rows]),
-        marker_color=["#BAB0AC" if r.get("kind") == "first_stage" else "#4C78A8" for r in rows],
+        marker_color=[{"first_stage": "#BAB0AC", "component": "#A0CBE8"}.get(r.get("kind"), "#4C78A8") for r in rows],
         hovertemplate="%{x:.4f}<extra></extra>"))
     fig.update_layout(title=f"{metric.upper()} (realistic, 95% bootstrap interval)", xaxis_title=metric,
                       height=120 + 40 * len(rows), margin=dict(l=10, r=10, t=40, b=40), yaxis=dict(autorange="reversed"))
