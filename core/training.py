@@ -220,8 +220,8 @@ def default_config(stats: dict[str, Any], base_model: str = models.BUNDLED, shap
         cfg.learning_rate = 7e-5  # 1.5e-4 did worse on validation (0.692 vs 0.706 after 200 steps)
         cfg.head_lr_multiplier = 20.0
         cfg.max_length = 128
-        # 3 epochs of SciFact's ~730 training queries = 546 steps: 30 min on 2 shared CPU cores, validation
-        # NDCG@10 0.690 -> 0.753 and still rising; test 0.648 -> 0.689 (bench/outcome.py).
+        # 3 epochs of SciFact's ~730 training queries = 546 steps: 28 min on 2 idle CPU cores, validation
+        # NDCG@10 0.690 -> 0.749 and still rising; test 0.648 -> 0.690 (bench/outcome.py).
         cfg.epochs = 3.0 if queries < 5000 else 1.0
         cfg.early_stopping_patience = 3
         rows = max(1, queries)
