@@ -25,14 +25,14 @@ from typing import Any
 
 import numpy as np
 
-from core import models, store
+from core import models, store, training
 
 Progress = Callable[[str, int, int], None]  # (phase, done, total)
 Ranking = list[tuple[str, float]]  # (passage key, score), best first
 
 FIRST_STAGES = {"bm25": "BM25 (bm25s)", "embedding": "embedding model (exact search)", "file": "candidates from the file"}
-FUSION_FILE = "studio_fusion.json"
-RESIDUAL = "residual"  # a run trained as logit + beta x embedding cosine (see core.training)
+FUSION_FILE = training.FUSION_FILE
+RESIDUAL = training.RESIDUAL  # a run trained as logit + beta x embedding cosine
 SNIPPET = 400
 REALISTIC_NOTE = "realistic: the reranker sees only the first stage's top-k candidates"
 ORACLE_NOTE = ("oracle: every relevant passage is added to the candidates — an upper bound on reranking, "
@@ -378,16 +378,6 @@ def predict_pairs(model: Any, pairs: list[tuple[str, str]], *, batch_size: int =
     return np.concatenate(out) if out else np.zeros(0)
 
 
-def _zscore(x: np.ndarray) -> np.ndarray:
-    sd = float(x.std())
-    return (x - x.mean()) / sd if sd > 1e-9 else x - x.mean()
-
-
-def fuse(ce: np.ndarray, first: np.ndarray, alpha: float) -> np.ndarray:
-    """alpha x z(cross-encoder) + (1 - alpha) x z(first stage), z-scored within one query's candidates (as trained)."""
-    return alpha * _zscore(np.asarray(ce, float)) + (1 - alpha) * _zscore(np.asarray(first, float))
-
-
 def _order(keys: list[str], scores: np.ndarray) -> Ranking:
     idx = np.argsort(-np.asarray(scores, float), kind="stable")  # ties keep the first-stage order
     return [(keys[i], float(scores[i])) for i in idx]
@@ -531,7 +521,8 @@ def evaluate(conn: sqlite3.Connection, project: int, run_ids: Sequence[str] = ()
             rankings[ckey], oracle_rankings[ckey] = _rank(groups, fs_lists, per_query)
             cos = _fusion_first_stage(ts, groups, fusion, first_stage, embedding_model, fs_lists, workspace)
             beta = float(fusion["beta"])
-            per_query = {q: {d: per_query[q][d] + beta * float(c) for d, c in zip(ds, cos[q])} for q, ds in groups}
+            per_query = {q: dict(zip(ds, training.residual_score([per_query[q][d] for d in ds], cos[q], beta).tolist()))
+                         for q, ds in groups}
             sysinfo["label"] = (f"Fine-tuned run {sysinfo['run_id']} (as trained: cross-encoder + {beta:g} x "
                                 f"embedding cosine)")
             sysinfo["residual_beta"] = beta
@@ -558,11 +549,11 @@ def evaluate(conn: sqlite3.Connection, project: int, run_ids: Sequence[str] = ()
         if fusion:
             fkey = f"{key}:fused"
             fs_scores = _fusion_first_stage(ts, groups, fusion, first_stage, embedding_model, fs_lists, workspace)
-            fused = {q: dict(zip(ds, fuse(np.array([per_query[q][d] for d in ds]), fs_scores[q], fusion["alpha"])
+            fused = {q: dict(zip(ds, training.fused_scores(np.array([per_query[q][d] for d in ds]), fs_scores[q], fusion["alpha"])
                                  .tolist())) for q, ds in groups}
             # realistic and oracle are fused separately: z-scores are taken over each candidate list
             fused_real = {q: dict(zip([d for d, _ in fs_lists[q]],
-                                      fuse(np.array([per_query[q][d] for d, _ in fs_lists[q]]),
+                                      training.fused_scores(np.array([per_query[q][d] for d, _ in fs_lists[q]]),
                                            fs_scores[q][: len(fs_lists[q])], fusion["alpha"]).tolist()))
                           for q in qkeys}
             rankings[fkey] = {q: _order(list(fused_real[q]), np.array(list(fused_real[q].values()))) for q in qkeys}

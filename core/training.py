@@ -543,10 +543,14 @@ def make_residual_loss(model: Any, beta: float, mini_batch_size: int = 32) -> An
     return ResidualListwiseLoss()
 
 
+def residual_score(ce: Any, cosine: Any, beta: float) -> np.ndarray:
+    """The score a residual run was trained to give: logit + beta x embedding cosine (training and evaluation)."""
+    return np.asarray(ce, dtype=float) + float(beta) * np.asarray(cosine, dtype=float)
+
+
 def residual_scores(ce: list[np.ndarray], samples: list[dict[str, Any]], beta: float) -> list[np.ndarray]:
-    """The score a residual run was trained to give: logit + beta x first-stage cosine."""
-    return [np.asarray(c, dtype=float) + beta * np.asarray(s["first_stage_scores"], dtype=float)
-            for c, s in zip(ce, samples)]
+    """`residual_score` for every candidate list (its first-stage scores are the embedding cosines)."""
+    return [residual_score(c, s["first_stage_scores"], beta) for c, s in zip(ce, samples)]
 
 
 def make_residual_evaluator(samples: list[dict[str, Any]], beta: float, name: str) -> Any:
