@@ -77,7 +77,6 @@ def embedding_map_figure(xy: Any, groups: list[str], texts: list[str], *, title:
     return fig
 
 
-
 def _overlaid_bars(fig: go.Figure, arrays: dict[str, Any], edges: Any, colours: dict[str, str], opacity: float,
                    x_hover: str) -> None:
     """Histograms of several series on shared bin edges, as overlaid bars that keep each series' count."""
@@ -89,6 +88,7 @@ def _overlaid_bars(fig: go.Figure, arrays: dict[str, Any], edges: Any, colours: 
         fig.add_trace(go.Bar(x=edges[:-1] + width / 2, y=counts, width=width, name=f"{name} ({len(a):,})",
                              marker_color=colours.get(name), opacity=opacity,
                              hovertemplate=x_hover + ": %{y:,}<extra>" + name + "</extra>"))
+
 
 def binned_histogram_figure(series: dict[str, Any], *, title: str, xaxis: str, limit: int | None = None,
                             limit_label: str = "context limit", bins: int = 60, height: int = 300) -> go.Figure:

@@ -668,11 +668,11 @@ class FileInfo:
     beir: dict[str, Any] | None = None
 
 
-
 def displayable(record: dict[str, Any]) -> dict[str, Any]:
     """A preview row a page can show: bytes that were not UTF-8 appear as U+FFFD instead of breaking the table."""
     return {k: v.encode("utf-8", "surrogateescape").decode("utf-8", "replace") if isinstance(v, str) else v
             for k, v in record.items()}
+
 
 def inspect(path: Path, name: str | None = None, max_mb: float | None = None) -> FileInfo:
     """Read only the head of a file (or a BEIR folder's layout) and guess the column roles."""

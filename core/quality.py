@@ -14,6 +14,7 @@ transaction; reverting re-points the pair and removes the snippet row (and the p
 from __future__ import annotations
 
 import hashlib
+import json
 import pickle
 import re
 import sqlite3
@@ -422,8 +423,6 @@ def _read(conn: sqlite3.Connection, project: int) -> dict[str, Any]:
 def settings_models(conn: sqlite3.Connection, project: int) -> tuple[str, str, int]:
     """The embedding model (the last mining run's), the model to train and its max length (the last training
     run's, or the project's settings), so the page measures what the user actually chose."""
-    import json
-
     s = store.project_settings(conn, project)
     mined = conn.execute(
         "SELECT params FROM mining_runs WHERE project_id = ? ORDER BY id DESC LIMIT 1", (project,)

@@ -177,6 +177,17 @@ def query_progress(conn: sqlite3.Connection, project: int) -> list[dict[str, Any
     return [dict(r) for r in rows]
 
 
+def labelled_query(conn: sqlite3.Connection, query_id: int) -> dict[str, Any] | None:
+    """A query with its labelled passages (best label first), for a query that has no mined candidates to judge."""
+    q = conn.execute("SELECT text, split FROM queries WHERE id = ?", (int(query_id),)).fetchone()
+    if q is None:
+        return None
+    labelled = conn.execute(
+        "SELECT s.text AS passage, p.label FROM pairs p JOIN passages s ON s.id = p.passage_id "
+        "WHERE p.query_id = ? ORDER BY p.label DESC", (int(query_id),)).fetchall()
+    return {"text": q["text"], "split": q["split"], "labelled": [dict(r) for r in labelled]}
+
+
 def desk(
     conn: sqlite3.Connection, project: int, flt: QueueFilter = QueueFilter(), *, position: int = 0,
     focus: int | None = None,

@@ -150,22 +150,18 @@ with st.container(horizontal=True, vertical_alignment="center"):
         st.text_input("Reviewer", key="review_actor", help="Saved with every judgement; undo takes back yours.")
 
 if sent_from_evaluate is not None:
-    queries = review.query_progress(db, pid)
-    if any(q["query_id"] == sent_from_evaluate for q in queries):
+    if review.progress(db, pid, sent_from_evaluate)["total"]:  # it has mined candidates: open it on the desk
         st.session_state["review_query"] = sent_from_evaluate
         reset_position()
     else:
-        sent = db.execute("SELECT text, split FROM queries WHERE id = ?", (sent_from_evaluate,)).fetchone()
-        labelled = db.execute(
-            "SELECT s.text AS passage, p.label FROM pairs p JOIN passages s ON s.id = p.passage_id "
-            "WHERE p.query_id = ? ORDER BY p.label DESC", (sent_from_evaluate,)).fetchall()
+        sent = review.labelled_query(db, sent_from_evaluate)
         with st.container(border=True):
             st.markdown("**Sent from Evaluate** — this query has no mined candidates to judge"
                         + (" (test queries are never mined, so the test set stays clean)."
                            if sent and sent["split"] == "test" else "."))
             st.text(sent["text"] if sent else "(query no longer in the project)")
             st.caption("Its labelled passages: check that the label is right and the passage is complete.")
-            st.dataframe([dict(r) for r in labelled], hide_index=True, width="stretch")
+            st.dataframe(sent["labelled"] if sent else [], hide_index=True, width="stretch")
 
 if view == "Desk" and overall["total"]:
     queries = review.query_progress(db, pid)
