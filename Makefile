@@ -25,10 +25,13 @@ browser:
 	  { $$SUDO apt-get update -q >/dev/null && $$SUDO apt-get install -y -q chromium >/dev/null; }; }
 	@chromium --version
 
+# The source tree is watched only when developing (make run DEV=1): watching a folder that holds .venv floods the log.
+WATCH := $(if $(DEV),auto,none)
+
 run: setup
 	$(PY) -m core sample
 	$(PY) -m streamlit run app.py --server.address $(ADDRESS) --server.port $(PORT) \
-	  --server.headless false --browser.gatherUsageStats false
+	  --server.headless false --browser.gatherUsageStats false --server.fileWatcherType $(WATCH)
 
 test: setup browser
 	HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false $(PY) -m pytest $(PYTEST_ARGS)

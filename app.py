@@ -1,22 +1,26 @@
-"""Rerank Studio entry point: navigation over the pages and the project picker every page shares."""
+"""Rerank Studio entry point: navigation over the pages, the project picker and the job status every page shares."""
 
 from __future__ import annotations
 
 import streamlit as st
 
 from core import store
-from pages._common import conn
+from pages._common import back_to_overview, conn
+from pages._jobs import sidebar_status
 
 st.set_page_config(page_title="Rerank Studio", page_icon=":material/sort:", layout="wide")
 
-# The user's path, in order. A page is listed here only once it works.
+# The overview first, then the user's path in order. Every page has its own url_path, so a deep link (/data,
+# /review) opens that page, and the default page is served at the root.
+OVERVIEW = st.Page("pages/overview.py", title="Overview", icon=":material/home:", url_path="overview", default=True)
 PAGES = [
-    st.Page("pages/data.py", title="Data", icon=":material/upload_file:", default=True),
-    st.Page("pages/mine.py", title="Mine", icon=":material/target:"),
-    st.Page("pages/review.py", title="Review", icon=":material/fact_check:"),
-    st.Page("pages/quality.py", title="Quality", icon=":material/monitoring:"),
-    st.Page("pages/train.py", title="Train", icon=":material/model_training:"),
-    st.Page("pages/evaluate.py", title="Evaluate", icon=":material/leaderboard:"),
+    OVERVIEW,
+    st.Page("pages/data.py", title="Data", icon=":material/upload_file:", url_path="data"),
+    st.Page("pages/mine.py", title="Mine", icon=":material/target:", url_path="mine"),
+    st.Page("pages/review.py", title="Review", icon=":material/fact_check:", url_path="review"),
+    st.Page("pages/quality.py", title="Quality", icon=":material/monitoring:", url_path="quality"),
+    st.Page("pages/train.py", title="Train", icon=":material/model_training:", url_path="train"),
+    st.Page("pages/evaluate.py", title="Evaluate", icon=":material/leaderboard:", url_path="evaluate"),
 ]
 
 
@@ -53,4 +57,8 @@ def project_picker() -> None:
 
 page = st.navigation(PAGES)  # first: it also takes Streamlit out of its legacy pages/ routing
 project_picker()
+with st.sidebar:
+    sidebar_status(conn(), st.session_state.get("project_id"))
+if page.url_path != OVERVIEW.url_path and st.session_state.get("project_id") is not None:
+    back_to_overview()
 page.run()

@@ -4,7 +4,9 @@ Prints one JSON line. `pairs`/`seconds`/`peak_rss_mb` are the 100k-pair CSV impo
 `unique` is a worst case for memory: a ~150 MB file in which every passage is different (nothing repeats, so
 no memo helps). Each import runs in a fresh child process so its peak RSS is its own.
 
-    HF_HUB_OFFLINE=1 .venv/bin/python bench/ingest.py [--pairs 100000] [--keep DIR]
+    HF_HUB_OFFLINE=1 .venv/bin/python bench/ingest.py --data path/to/scifact [--pairs 100000] [--keep DIR]
+
+The SciFact folder comes from --data or $SCIFACT_DIR (see bench/scifact_data.py for where to get it).
 """
 
 from __future__ import annotations
@@ -22,8 +24,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from scifact_data import add_data_argument, scifact_dir  # noqa: E402  (bench/ is the script's folder)
+
 ROOT = Path(__file__).resolve().parents[1]
-SCIFACT = Path(os.environ.get("SCIFACT_DIR", ROOT.parent / "shared" / "data" / "scifact"))
 
 CHILD = """
 import json, sys, time, resource
@@ -40,7 +43,7 @@ print(json.dumps({"seconds": time.perf_counter() - t, "pairs": s["pairs"], "quer
 
 def corpus() -> list[str]:
     docs = []
-    with open(SCIFACT / "corpus.jsonl", encoding="utf-8") as fh:
+    with open(scifact_dir() / "corpus.jsonl", encoding="utf-8") as fh:
         for line in fh:
             d = json.loads(line)
             docs.append(f"{d['title']}. {d['text']}".strip())
@@ -108,7 +111,9 @@ def main() -> None:
     ap.add_argument("--pairs", type=int, default=100_000)
     ap.add_argument("--unique-mb", type=float, default=150.0, help="0 skips the all-unique file")
     ap.add_argument("--keep", type=Path, help="keep the generated files here")
+    add_data_argument(ap)
     args = ap.parse_args()
+    scifact_dir(args.data)
     tmp = Path(tempfile.mkdtemp(prefix="bench-ingest-"))
     folder = args.keep or tmp
     folder.mkdir(parents=True, exist_ok=True)

@@ -1,6 +1,7 @@
 """Bench: the Quality page's full computation at 10,000 and 100,000 pairs, with embeddings cached.
 
-Prints one JSON line {"seconds_10k", "seconds_100k", "peak_rss_mb", ...}.
+Prints one JSON line {"seconds_10k", "seconds_100k", "peak_rss_mb", ...}. Data: --data FOLDER or $SCIFACT_DIR
+(default ../shared/data/scifact), a BEIR SciFact folder.
 
 Data (SciFact, BEIR, CC BY-NC 2.0): every real query and abstract, plus composed ones so 100,000 pairs have
 25,000 distinct queries (a real query + the first words of another) and 30,000 distinct passages (first half of one
@@ -32,7 +33,16 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-SCIFACT = Path(os.environ.get("SCIFACT_DIR", ROOT.parent / "shared" / "data" / "scifact"))
+sys.path.insert(0, str(ROOT / "bench"))
+from scifact_data import scifact_dir  # noqa: E402 - the benches' one --data rule
+
+_DATA = None
+if "--data" in sys.argv:  # --data PATH wins over $SCIFACT_DIR; child processes inherit it through the env
+    _i = sys.argv.index("--data")
+    _DATA = sys.argv[_i + 1]
+    del sys.argv[_i : _i + 2]
+# exits saying where to get BEIR SciFact when missing; sets SCIFACT_DIR for the child processes
+SCIFACT = scifact_dir(_DATA or os.environ.get("SCIFACT_DIR") or ROOT.parent / "shared" / "data" / "scifact")
 HOME = Path(os.environ.get("QUALITY_BENCH_HOME", "/tmp/rerank-bench-quality"))
 
 
@@ -178,7 +188,7 @@ def page_computation(ws: Path) -> dict:
         f.to_json()
     quality.truncated_table(report, quality.truncated(report))
     total = time.perf_counter() - start
-    quality._MEMO.clear()
+    quality.forget_memo()
     start = time.perf_counter()
     quality.analyse(conn, pid, max_length=512)  # the next open: report from the disk cache
     warm = time.perf_counter() - start
@@ -188,13 +198,13 @@ def page_computation(ws: Path) -> dict:
         for pattern in patterns:
             for f in folder.glob(pattern):
                 f.unlink()
-        quality._MEMO.clear()
+        quality.forget_memo()
         t1 = time.perf_counter()
         quality.analyse(conn, pid, max_length=512)
         return time.perf_counter() - t1
 
-    after_judgement = again(("report-*.pkl",))  # a judgement: neighbours and token counts stay cached
-    tokens_cached = again(("report-*.pkl", "queries-*.pkl", "passages-*.pkl"))  # only token counts cached
+    after_judgement = again(("report-*",))  # a judgement: neighbours and token counts stay cached
+    tokens_cached = again(("report-*", "queries-*", "passages-*"))  # only token counts cached
     return {
         "seconds": round(total, 2), "seconds_report": round(t_report, 2), "seconds_cached_reopen": round(warm, 2),
         "seconds_imports_untimed": round(imports, 2),

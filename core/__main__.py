@@ -12,12 +12,15 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 # command -> module; each module defines `cli_arguments(parser)` and `cli_main(args) -> dict`.
 COMMANDS: dict[str, tuple[str, str]] = {
-    "ingest": ("core.ingest", "import training pairs (and a test set) into a project"),
+    "ingest": ("core.ingest.cli", "import training pairs (and a test set) into a project"),
     "sample": ("core.sample", "load the bundled SciFact sample project (idempotent)"),
-    "mine": ("core.mining", "mine hard negatives for a project"),
-    "export": ("core.export", "export the curated dataset"),
-    "train": ("core.training", "train a cross-encoder reranker"),
-    "evaluate": ("core.evaluation", "evaluate a run on the test set"),
+    "mine": ("core.mining.cli", "mine hard negatives for a project"),
+    "export": ("core.review.dataset_export", "export the curated dataset"),
+    "train": ("core.training.cli", "train a cross-encoder reranker"),
+    "evaluate": ("core.evaluation.cli", "evaluate a run on the test set"),
+    "export-model": ("core.export.cli", "ship a run as a self-contained bundle (or --onnx)"),
+    "serve": ("core.export.serve", "serve a bundle or run folder over HTTP: POST /v1/rerank"),
+    "job": ("core.runs.worker", "run a queued background job (the studio starts these)"),
 }
 
 

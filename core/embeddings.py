@@ -56,6 +56,50 @@ class EmbeddingCache:
         self.conn.close()
 
 
+Encoder = Callable[[list[str]], np.ndarray]
+
+
+class FastPathUnavailable(RuntimeError):
+    """The ONNX path could not be built for this model; embed_texts falls back to torch."""
+
+
+def _use_fast(model_spec: str | None, trust_remote_code: bool) -> bool:
+    """The fast path is on (RERANK_STUDIO_FAST, measured default) and the model's pipeline can be exported."""
+    from core.inference import policy
+    from core.inference.onnx_export import OnnxUnsupported, check_supported
+
+    if trust_remote_code or not policy.fast_enabled("embed"):
+        return False
+    try:
+        check_supported(Path(models.resolve(model_spec)), "embed")
+    except (OnnxUnsupported, OSError, ValueError):
+        return False
+    return True
+
+
+def _cache_key(model_spec: str | None, fast: bool) -> str:
+    """The cache key: int8 vectors differ slightly from torch's, so they never share a cache with them."""
+    from core.inference import policy
+
+    key = models.model_key(model_spec)
+    return f"{key}|{policy.variant()}" if fast and policy.quantize() else key
+
+
+def _encoder(model_spec: str | None, fast: bool, batch_size: int, trust_remote_code: bool) -> Encoder:
+    """Texts -> normalized vectors, by ONNX Runtime (fast) or sentence-transformers' torch encode."""
+    if fast:
+        from core.inference import policy
+        from core.inference.onnx_backend import fast_embedder
+
+        try:
+            return fast_embedder(model_spec, quantize=policy.quantize())
+        except Exception as exc:  # noqa: BLE001 - any export failure means "use torch"
+            raise FastPathUnavailable(str(exc)) from exc
+    model = models.load_embedder(model_spec, trust_remote_code=trust_remote_code)
+    return lambda chunk: model.encode(chunk, batch_size=batch_size, normalize_embeddings=True,
+                                      convert_to_numpy=True, show_progress_bar=False)
+
+
 def embed_texts(
     texts: Sequence[str],
     model_spec: str | None = None,
@@ -65,13 +109,24 @@ def embed_texts(
     progress: Progress | None = None,
     trust_remote_code: bool = False,
     stats: dict[str, int] | None = None,
+    fast: bool | None = None,
 ) -> np.ndarray:
     """Normalized float32 embeddings for texts, computing only those the cache lacks.
 
-    `stats`, when given, receives {"cached": n, "computed": m} so callers can show cache hits.
+    `stats`, when given, receives {"cached": n, "computed": m} so callers can show cache hits. `fast` forces the
+    ONNX Runtime path on or off (default: core.inference.policy decides).
     """
-    key = models.model_key(model_spec)
-    cache = EmbeddingCache(key, cache_dir(workspace) if workspace else None)
+    use_fast = _use_fast(model_spec, trust_remote_code) if fast is None else fast
+    try:
+        return _embed(texts, model_spec, use_fast, workspace, batch_size, progress, trust_remote_code, stats)
+    except FastPathUnavailable:
+        return _embed(texts, model_spec, False, workspace, batch_size, progress, trust_remote_code, stats)
+
+
+def _embed(texts: Sequence[str], model_spec: str | None, fast: bool, workspace: Path | None, batch_size: int,
+           progress: Progress | None, trust_remote_code: bool, stats: dict[str, int] | None) -> np.ndarray:
+    """embed_texts with the path chosen."""
+    cache = EmbeddingCache(_cache_key(model_spec, fast), cache_dir(workspace) if workspace else None)
     try:
         hashes = [text_hash(t) for t in texts]
         known = cache.get(list(dict.fromkeys(hashes)))
@@ -86,20 +141,14 @@ def embed_texts(
         if progress:
             progress(0, total)
         if missing:
-            model = models.load_embedder(model_spec, trust_remote_code=trust_remote_code)
+            encode = _encoder(model_spec, fast, batch_size, trust_remote_code)
             todo_hashes, todo_texts = list(missing), list(missing.values())
             # Longest first groups similar lengths into a batch: less padding, same vectors.
             order = sorted(range(total), key=lambda i: -len(todo_texts[i]))
             step = max(batch_size * 8, 256)
             for start in range(0, total, step):
                 idx = order[start : start + step]
-                vectors = model.encode(
-                    [todo_texts[i] for i in idx],
-                    batch_size=batch_size,
-                    normalize_embeddings=True,
-                    convert_to_numpy=True,
-                    show_progress_bar=False,
-                )
+                vectors = encode([todo_texts[i] for i in idx])
                 cache.put([todo_hashes[i] for i in idx], vectors)
                 for i, v in zip(idx, vectors):
                     known[todo_hashes[i]] = v

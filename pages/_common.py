@@ -42,3 +42,9 @@ def project() -> int:
 def project_name() -> str:
     """The chosen project's name, for headings."""
     return st.session_state.get("project_name", "")
+
+
+def back_to_overview() -> None:
+    """The small link at the top of a step's page back to the project overview (the first screen)."""
+    params = {"project": project_name()} if project_name() else None
+    st.page_link("pages/overview.py", label="Overview", icon=":material/arrow_back:", query_params=params)

@@ -10,7 +10,8 @@ import pandas as pd
 import streamlit as st
 
 from core import ingest, sample, store
-from core.cleaning import RULE_LABELS, RULES, CleaningOptions
+from core.ingest.cleaning import RULE_LABELS, RULES, CleaningOptions
+from core.markdown import escape_markdown
 from pages._common import conn, project, project_name
 
 NONE = "—"
@@ -36,7 +37,7 @@ if not store.list_projects(db):
     st.stop()
 
 pid = project()
-st.caption(f"Project **{project_name()}** · bring (query, relevant passage) pairs; rows are numbered as a "
+st.caption(f"Project **{escape_markdown(project_name())}** · bring (query, relevant passage) pairs; rows are numbered as a "
            "spreadsheet shows them (the header is row 1; in JSONL, the line).")
 
 
@@ -56,6 +57,9 @@ def save_upload(upload) -> Path:
 def show_problems(problems: list[ingest.Problem], total: int | None = None) -> None:
     """Problems as a table (user text never becomes HTML), with where to find each one."""
     rows = [{"file": p.file, "row": p.row, "column": p.column, "problem": p.message} for p in problems]
+    if any("id" in p.detail for p in problems):  # e.g. a qrels id a BEIR folder lacks
+        for row, p in zip(rows, problems):
+            row["id"] = p.detail.get("id")
     st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
     if total and total > len(problems):
         st.caption(f"… {total - len(problems):,} more not listed.")
@@ -92,7 +96,7 @@ def inspect(path: Path, name: str) -> ingest.FileInfo | None:
             cache.clear()
             cache[sig] = ingest.inspect(path, name)
         except ingest.IngestError as exc:
-            st.error(f"{name} cannot be imported.")
+            st.error(f"{escape_markdown(name)} cannot be imported.")
             show_problems(exc.problems, exc.total)
             return None
     return cache[sig]
@@ -103,7 +107,7 @@ def map_columns(info: ingest.FileInfo, key: str) -> ingest.ColumnMap | None:
     cols = info.columns
     guess = info.mapping or ingest.ColumnMap(query=cols[0] if cols else "")
     if info.detect_error:
-        st.warning(f"Columns not recognised: {info.detect_error} Choose them below.")
+        st.warning(f"Columns not recognised: {escape_markdown(info.detect_error)} Choose them below.")
     opts = [NONE, *cols]
 
     def pick(col, label, current):
@@ -126,7 +130,7 @@ def map_columns(info: ingest.FileInfo, key: str) -> ingest.ColumnMap | None:
     try:
         mapping.validate(cols, info.name)
     except ingest.IngestError as exc:
-        st.error(exc.problems[0].message)
+        st.error(escape_markdown(exc.problems[0].message))
         return None
     st.success(f"Shape: **{mapping.shape_text}**", icon=":material/table_view:")
     with st.expander("First rows as read"):
@@ -160,8 +164,8 @@ def import_section() -> None:
     cols = st.columns(len(RULES))
     chosen = [rule for col, rule in zip(cols, CLEAN_ORDER)
               if col.checkbox(CLEAN_SHORT[rule], value=True, key=f"clean_{rule}", help=RULE_LABELS[rule])]
-    skip_invalid = st.checkbox("Skip rows with problems (blank text, bad labels) instead of stopping; they are "
-                               "listed by row", key="skip_invalid")
+    skip_invalid = st.checkbox("Skip rows with problems (blank text, bad labels, qrels ids a BEIR folder lacks) "
+                               "instead of stopping; they are listed by row", key="skip_invalid")
 
     st.subheader("4. Test set")
     test_path = test_name = None
@@ -275,7 +279,7 @@ def show_report(report: ingest.Report) -> None:
         st.warning(f"{len(dropped):,} rows will be left out:")
         show_problems(dropped)
     for w in report.warnings:
-        st.warning(w)
+        st.warning(escape_markdown(w))
     if s and not report.blocking:
         st.success("Ready to import.", icon=":material/check_circle:")
 
@@ -289,7 +293,7 @@ def summary_section() -> None:
         st.success(f"Imported {last['pairs']:,} training pairs ({last['unique_queries']:,} queries) and "
                    f"{last['test_pairs']:,} test pairs; {last['duplicates_removed']:,} duplicates removed.")
         for w in last.get("warnings", []):
-            st.warning(w)
+            st.warning(escape_markdown(w))
     counts = store.project_counts(db, pid)
     c = st.columns(5)
     c[0].metric("Training pairs", f"{counts['train_pairs']:,}")

@@ -5,15 +5,17 @@ from __future__ import annotations
 import streamlit as st
 
 from core import charts, evaluation, models, store
+from core.markdown import escape_markdown as md
+from core.runs import records
 from pages._common import conn, project, project_name
 
 st.title("Evaluate")
 db = conn()
 pid = project()
-st.caption(f"Project **{project_name()}** — does the fine-tuned reranker beat what you had, on which queries, "
+st.caption(f"Project **{md(project_name())}** — does the fine-tuned reranker beat what you had, on which queries, "
            "and can you trust the figure?")
 
-runs = evaluation.list_runs(db, pid)
+runs = records.list_runs(db, pid, status="completed")
 counts = store.project_counts(db, pid)
 
 # --- 1. what to evaluate --------------------------------------------------------------------------
@@ -60,8 +62,8 @@ if go:
             test_set = evaluation.read_test_file(upload.getvalue(), upload.name, db, pid)
         bar = st.progress(0.0, text="Starting…")
 
-        def report(phase: str, done: int, total: int) -> None:
-            bar.progress(min(done / total, 1.0) if total else 1.0, text=f"{phase}: {done:,}/{total:,}")
+        def report(fraction: float, message: str) -> None:
+            bar.progress(min(max(fraction, 0.0), 1.0), text=message)
 
         with st.status("Evaluating…", expanded=True) as status:
             results = evaluation.evaluate(db, pid, chosen, test_set=test_set, first_stage=first_stage,
@@ -90,15 +92,25 @@ params = res["params"]
 systems = {s["key"]: s for s in res["systems"]}
 rerankers = [k for k, s in systems.items() if s["kind"] != "first_stage"]
 
+which = evaluation.figures_kind(res)  # "oracle" when the candidates held every relevant passage
+main = res[which]
+used = params.get("test_labels_used_for") or []
+
 st.subheader("Verdict")
-fs_value = res["realistic"]["first_stage"]["mean"]["ndcg@10"]
+if which == evaluation.ORACLE:
+    st.warning("No realistic verdict: " + md(evaluation.FILE_ORACLE_NOTE), icon=":material/warning:")
+if used:
+    st.warning("Test labels used: " + md(evaluation.test_labels_note(used)), icon=":material/warning:")
+fs_value = main["first_stage"]["mean"]["ndcg@10"]
 for c in res["comparisons"]:
     if c["reference"] != "first_stage" or systems[c["system"]]["kind"] in ("base", "component"):
         continue  # a residual run's cross-encoder part is a correction, judged only as part of its run
-    value = res["realistic"][c["system"]]["mean"]["ndcg@10"]
-    text = (f"{systems[c['system']]['label']}: NDCG@10 {value:.3f} vs first stage {fs_value:.3f} "
+    value = main[c["system"]]["mean"]["ndcg@10"]
+    text = (f"{md(systems[c['system']]['label'])}: {which} NDCG@10 {value:.3f} vs first stage {fs_value:.3f} "
             f"({c['mean_diff']:+.3f}, p = {c['p_value']:.3g}).")
-    if value <= fs_value:
+    if which == evaluation.ORACLE:
+        st.info("Oracle upper bound, not a realistic figure. " + text, icon=":material/info:")
+    elif value <= fs_value:
         st.error("The model does NOT beat the first stage. " + text + " Use the first stage alone, or improve the "
                  "data (review losses below) and train again.", icon=":material/trending_down:")
     elif c["p_value"] >= 0.05:
@@ -107,22 +119,23 @@ for c in res["comparisons"]:
         st.success("Beats the first stage. " + text, icon=":material/trending_up:")
 for s in res["systems"]:
     for note in s.get("notes", []):
-        st.caption(f"{s['label']}: {note}")
+        st.caption(f"{md(s['label'])}: {md(note)}")
 for note in params.get("notes", []):
-    st.caption(note)
+    st.caption(md(note))
 
-st.subheader("Realistic figures")
-st.caption(f"{evaluation.REALISTIC_NOTE} · test set: {params['test_set']} ({params['queries']} queries) · first stage: "
-           f"{params['first_stage_label']}, top {params['top_k']} · 95% bootstrap intervals over queries "
+st.subheader("Realistic figures" if which == evaluation.REALISTIC else "Oracle figures (upper bound, not realistic)")
+st.caption(f"{md(evaluation.REALISTIC_NOTE if which == evaluation.REALISTIC else evaluation.FILE_ORACLE_NOTE)} · "
+           f"test set: {md(params['test_set'])} ({params['queries']} queries) · first stage: "
+           f"{md(params['first_stage_label'])}, top {params['top_k']} · 95% bootstrap intervals over queries "
            f"({params['n_bootstrap']} resamples, seed {params['seed']}).")
-st.dataframe(evaluation.results_table(res, "realistic"), hide_index=True, width="stretch")
+st.dataframe(evaluation.results_table(res, which), hide_index=True, width="stretch")
 st.plotly_chart(charts.eval_metric_figure(
-    [{"label": s["label"], "kind": s["kind"], "mean": res["realistic"][k]["mean"]["ndcg@10"],
-      "ci": res["realistic"][k]["ci"]["ndcg@10"]} for k, s in systems.items()]), key="eval_bar")
+    [{"label": s["label"], "kind": s["kind"], "mean": main[k]["mean"]["ndcg@10"],
+      "ci": main[k]["ci"]["ndcg@10"]} for k, s in systems.items()]), key="eval_bar")
 
-if res.get("oracle"):
+if which == evaluation.REALISTIC and res.get("oracle"):
     with st.expander("Oracle figures — upper bound, NOT what users will see"):
-        st.caption(evaluation.ORACLE_NOTE)
+        st.caption(md(evaluation.ORACLE_NOTE))
         st.dataframe(evaluation.results_table(res, "oracle"), hide_index=True, width="stretch")
 
 st.subheader("Paired tests")
@@ -138,7 +151,7 @@ with st.expander("Compare any two systems"):
     sys_b = b_col.selectbox("System", keys, index=len(keys) - 1, format_func=lambda k: systems[k]["label"],
                             key="eval_cmp_b")
     metric = m_col.selectbox("Metric", res["metrics"], key="eval_cmp_metric")
-    pq = res["per_query"]["realistic"]
+    pq = res["per_query"][which]
     test = evaluation.paired_test([pq[sys_a][q][metric] for q in res["queries"]],
                                   [pq[sys_b][q][metric] for q in res["queries"]], seed=params["seed"])
     st.write(f"Mean difference {test['mean_diff']:+.4f} (95% CI [{test['ci'][0]:+.3f}, {test['ci'][1]:+.3f}]), "
@@ -177,7 +190,7 @@ row = by_key[qkey]
 with st.container(border=True):
     st.text(row["query"])
     st.caption(f"NDCG@10 {row['before']:.3f} → {row['after']:.3f} ({row['delta']:+.3f}) with "
-               f"{systems[focus]['label']} over {systems[reference]['label']}.")
+               f"{md(systems[focus]['label'])} over {md(systems[reference]['label'])}.")
     moves = evaluation.query_movement(res, qkey, focus)
     st.dataframe([{"rank": m["rank"], "first-stage rank": m["before"],
                    "moved": ("" if m["moved"] is None else f"{m['moved']:+d}"), "relevant": "✔" if m["relevant"] else "",
@@ -227,14 +240,14 @@ if run_ids:
         b1, b2 = st.columns(2)
         if b1.button("Copy model folder", icon=":material/folder_copy:", key="eval_export_model"):
             try:
-                st.success(f"Copied to {evaluation.export_model_folder(db, run_id, name)}")
+                st.success(f"Copied to {md(evaluation.export_model_folder(db, run_id, name))}")
             except (evaluation.EvaluationError, OSError) as exc:
                 st.error(str(exc))
         if b2.button("Export ONNX (verified with onnxruntime)", icon=":material/memory:", key="eval_export_onnx"):
             try:
                 with st.spinner("Exporting to ONNX…"):
                     info = evaluation.export_onnx(db, run_id, name + "-onnx")
-                st.success(f"ONNX written to {info['path']}; largest score difference vs the model "
+                st.success(f"ONNX written to {md(info['path'])}; largest score difference vs the model "
                            f"{info['max_abs_score_diff_vs_cross_encoder']:.2e}.")
                 st.caption(info["note"] + "; exported with torch.onnx instead.")
             except (evaluation.EvaluationError, models.ModelError, OSError) as exc:

@@ -3,20 +3,20 @@
 from __future__ import annotations
 
 import hashlib
-import json
 from pathlib import Path
 
 import pandas as pd
 import streamlit as st
 
 from core import charts, mining, models, store
+from core.markdown import escape_markdown
 from pages._common import conn, project, project_name
 
 db = conn()
 st.title("Mine")
 pid = project()
 counts = store.project_counts(db, pid)
-st.caption(f"Project **{project_name()}** · {counts['train_queries']:,} training queries, "
+st.caption(f"Project **{escape_markdown(project_name())}** · {counts['train_queries']:,} training queries, "
            f"{counts['passages']:,} passages in the pool, {counts['negatives']:,} negatives "
            f"({counts['judged']:,} judged — re-mining keeps those).")
 
@@ -107,10 +107,10 @@ params = mining.MiningParams(
 try:
     plan = mining.plan(db, pid, params, extra_path)
 except ValueError as exc:  # MiningError and ModelError: said before any work
-    st.error(str(exc), icon=":material/error:")
+    st.error(escape_markdown(exc), icon=":material/error:")
     st.stop()
 st.caption(f"{len(plan.query_ids):,} queries with a positive · pool of {len(plan.pool_texts):,} passages"
-           + (f" ({len(plan.extra_texts):,} new from {upload.name})" if plan.extra_texts else "")
+           + (f" ({len(plan.extra_texts):,} new from {escape_markdown(upload.name)})" if plan.extra_texts else "")
            + f" · ranks {params.range_min}–{plan.range_max}")
 cost = mining.cross_encoder_cost(plan)
 if cost["pairs"]:
@@ -121,14 +121,14 @@ if st.button("Mine", type="primary", icon=":material/target:", key="mine_run"):
     with st.status("Mining…", expanded=True) as status:
         bar = st.progress(0.0, text="Loading the model…")
 
-        def on_progress(phase: str, done: int, total: int) -> None:
-            bar.progress(min(done / total, 1.0) if total else 1.0, text=f"{phase}: {done:,} / {total:,}")
+        def on_progress(fraction: float, message: str) -> None:
+            bar.progress(min(max(fraction, 0.0), 1.0), text=message)
 
         try:
             stats = mining.mine(db, pid, params, extra_corpus=extra_path, progress=on_progress)
         except (ValueError, RuntimeError) as exc:
             status.update(label="Mining failed — the previous negatives are unchanged.", state="error")
-            st.error(str(exc))
+            st.error(escape_markdown(exc))
             st.stop()
         status.update(label=f"Mined {stats['hard_negatives']:,} hard and {stats['random_negatives']:,} random "
                             f"negatives in {stats['seconds']['total']:.1f} s", state="complete", expanded=False)
@@ -141,10 +141,9 @@ if run is None:
 stats = run["stats"]
 st.subheader("Result")
 if run["status"] != "completed":
-    st.warning(f"The last run {run['status']}: {stats.get('error', '')}. The negatives below are from before it.")
-    completed = db.execute("SELECT stats FROM mining_runs WHERE project_id = ? AND status = 'completed' "
-                           "ORDER BY id DESC LIMIT 1", (pid,)).fetchone()
-    stats = {} if completed is None else json.loads(completed["stats"])
+    st.warning(f"The last run {run['status']}: {escape_markdown(stats.get('error', ''))}. The negatives below are "
+               "from before it.")
+    stats = mining.latest_completed_stats(db, pid)
 if stats:
     m = st.columns(5)
     m[0].metric("Hard negatives", f"{stats['hard_negatives']:,}")

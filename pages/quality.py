@@ -7,6 +7,7 @@ import pandas as pd
 import streamlit as st
 
 from core import charts, models, quality
+from core.markdown import escape_markdown
 from pages._common import conn, project, project_name
 
 ICONS = {"pass": ":green[:material/check_circle:]", "warn": ":orange[:material/warning:]",
@@ -17,7 +18,7 @@ pid = project()
 embedder, base_model, default_length = quality.settings_models(db, pid)
 
 st.title("Quality")
-st.caption(f"Project **{project_name()}** — diversity of queries and passages, token lengths and a health check.")
+st.caption(f"Project **{escape_markdown(project_name())}** — diversity of queries and passages, token lengths and a health check.")
 
 with st.expander("Model and context", icon=":material/tune:"):
     col1, col2 = st.columns(2)
@@ -29,14 +30,14 @@ with st.expander("Model and context", icon=":material/tune:"):
         "Context limit (tokens, incl. special tokens)", min_value=32, max_value=8192, step=32,
         value=default_length, key="quality_max_length",
     )
-    st.caption(f"Embeddings for maps and paraphrases: `{embedder}` (cached, shared with Mine).")
+    st.caption(f"Embeddings for maps and paraphrases: {escape_markdown(embedder)} (cached, shared with Mine).")
 
 
 def compute() -> quality.QualityReport | None:
     """The report from cache, or computed with a progress bar (embedding new texts is the slow part)."""
     bar = st.progress(0.0, text="Checking the cache…")
 
-    def progress(what: str, fraction: float) -> None:
+    def progress(fraction: float, what: str) -> None:
         bar.progress(min(max(fraction, 0.0), 1.0), text=what)
 
     try:
@@ -44,7 +45,7 @@ def compute() -> quality.QualityReport | None:
                                  max_length=int(max_length), progress=progress)
     except (models.ModelError, ValueError) as exc:
         bar.empty()
-        st.error(str(exc))
+        st.error(escape_markdown(exc))
         return None
     bar.empty()
     return report
@@ -148,7 +149,7 @@ if p_groups:
 st.subheader("Token lengths", divider="gray")
 t = report.tokens
 train_rows = t.split == "train"
-st.caption(f"Counted with the tokenizer of `{report.tokenizer}`; a pair adds {report.special_tokens} special "
+st.caption(f"Counted with the tokenizer of {escape_markdown(report.tokenizer)}; a pair adds {report.special_tokens} special "
            f"tokens; limit {report.max_length}.")
 cols = st.columns(3)
 with cols[0]:
@@ -185,7 +186,7 @@ if len(cut_rows):
         bar = st.progress(0.0, text="Proposing snippets…")
         st.session_state["quality_snippets"] = quality.propose_snippets(
             report, cut_rows[: int(n_show)], embed_model=embedder, train_model=train_model,
-            progress=lambda m, f: bar.progress(min(f, 1.0), text=m))
+            progress=lambda f, m: bar.progress(min(f, 1.0), text=m))
         bar.empty()
     if c2.button(f"Shorten all {len(cut_rows):,} truncated pairs", icon=":material/done_all:",
                  key="quality_accept_every",
@@ -193,7 +194,7 @@ if len(cut_rows):
                       "each in one transaction. Undo restores all originals."):
         bar = st.progress(0.0, text="Proposing snippets…")
         every = quality.propose_snippets(report, cut_rows, embed_model=embedder, train_model=train_model,
-                                         progress=lambda m, f: bar.progress(min(f, 1.0), text=m))
+                                         progress=lambda f, m: bar.progress(min(f, 1.0), text=m))
         done = quality.accept_snippets(db, pid, every)
         bar.empty()
         st.session_state.pop("quality_snippets", None)

@@ -9,7 +9,9 @@ from pathlib import Path
 
 import streamlit as st
 
-from core import export, review
+from core import review
+from core.markdown import escape_markdown
+from core.review import dataset_export
 from core.review import ConflictError, QueueFilter
 from pages._common import conn, project, project_name
 
@@ -130,13 +132,13 @@ def confirm_bulk() -> None:
 # --- the page ---------------------------------------------------------------------------------
 
 st.title("Review")
-st.caption(f"Project {project_name()!r}: keep real negatives, catch false negatives, riskiest first.")
+st.caption(f"Project **{escape_markdown(project_name())}**: keep real negatives, catch false negatives, riskiest first.")
 
 message = st.session_state.pop("review_flash", None)
 if message:
     kind, text = message
     {"toast": st.toast, "warning": st.warning, "error": st.error, "info": st.info,
-     "success": st.success}[kind](text)
+     "success": st.success}[kind](escape_markdown(text))  # messages carry names people typed
 
 overall = review.progress(db, pid)
 if overall["total"] == 0:
@@ -146,7 +148,7 @@ if overall["total"] == 0:
 with st.container(horizontal=True, vertical_alignment="center"):
     view = st.segmented_control("View", VIEWS, default="Desk", required=True, key="review_view",
                                 label_visibility="collapsed")
-    with st.popover(f"Reviewer: {actor()}", icon=":material/person:"):
+    with st.popover(f"Reviewer: {escape_markdown(actor())}", icon=":material/person:"):
         st.text_input("Reviewer", key="review_actor", help="Saved with every judgement; undo takes back yours.")
 
 if sent_from_evaluate is not None:
@@ -221,7 +223,8 @@ if view == "Desk" and overall["total"]:
         st.subheader(f"Candidate #{cur['id']} ({where})")
         status = cur["status"]
         last = cur["last_judgement"]
-        note = f" by {last['actor']} at {last['at'][:19].replace('T', ' ')}" if last and status != "unjudged" else ""
+        note = (f" by {escape_markdown(last['actor'])} at {last['at'][:19].replace('T', ' ')}"
+                if last and status != "unjudged" else "")
         st.caption(f"Status: {status}{note} · {cur['kind']} negative · mining rank {cur['rank'] or '—'}")
         cols = st.columns(4)
         fmt = lambda v: "—" if v is None else f"{v:.3f}"  # noqa: E731
@@ -312,29 +315,29 @@ elif view == "History":
 elif view == "Export":
     st.markdown("**Export the curated dataset** for sentence-transformers' losses")
     with st.container(horizontal=True, vertical_alignment="bottom"):
-        fmt = st.selectbox("Format", list(export.FORMATS), key="review_export_format", width=160,
+        fmt = st.selectbox("Format", list(dataset_export.FORMATS), key="review_export_format", width=160,
                            format_func={"pairs": "Labelled pairs", "triplets": "Triplets",
                                         "ntuple": "Query + n negatives"}.get)
-        to = st.selectbox("As", list(export.CONTAINERS), key="review_export_to", width=200,
+        to = st.selectbox("As", list(dataset_export.CONTAINERS), key="review_export_to", width=200,
                           format_func={"jsonl": "JSONL", "parquet": "Parquet",
                                        "hf": "Hugging Face datasets folder"}.get)
         n = st.number_input("Negatives per row", 1, 50, 3, key="review_export_n", width=150,
                             disabled=fmt != "ntuple")
         name = st.text_input("Name (optional)", key="review_export_name", width=240,
                              placeholder="inside the exports folder")
-    st.caption(export.FORMATS[fmt])
+    st.caption(dataset_export.FORMATS[fmt])
     reviewed_only = st.checkbox("Only negatives a person judged", key="review_export_reviewed")
     if st.button("Export", key="review_export_go", type="primary", icon=":material/download:"):
         try:
-            summary = export.export(db, pid, fmt, to, reviewed_only=reviewed_only, out=name or None,
+            summary = dataset_export.export(db, pid, fmt, to, reviewed_only=reviewed_only, out=name or None,
                                     n_negatives=int(n))
         except ValueError as exc:
-            st.error(str(exc))
+            st.error(escape_markdown(exc))
         else:
             st.session_state["review_export_summary"] = summary
     summary = st.session_state.get("review_export_summary")
     if summary:
-        st.success(f"Wrote {summary['rows']:,} rows to {summary['path']}")
+        st.success(f"Wrote {summary['rows']:,} rows to {escape_markdown(summary['path'])}")
         cols = st.columns(4)
         cols[0].metric("Rows", f"{summary['rows']:,}")
         cols[1].metric("Queries", f"{summary['queries']:,}")

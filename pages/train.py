@@ -6,7 +6,8 @@ import json
 
 import streamlit as st
 
-from core import charts, jobs, models, store, training
+from core import charts, models, store, training
+from core.runs import jobs
 from pages._common import conn, project, project_name
 
 db = conn()
@@ -42,7 +43,7 @@ try:
 except (training.ConfigError, models.ModelError) as exc:
     st.error(str(exc))
     defaults = training.default_config(counts, models.BUNDLED, shape)
-fresh = kind == "bundled" or not training._is_trained(base)
+fresh = kind == "bundled" or not training.is_trained(base)
 st.caption("Defaults below adapt to your data (" + f"{counts['train_positives']} positives, "
            f"{counts['train_queries']} training queries) and to the base model: "
            + ("a new head learns a residual over the embedding model, with a faster head learning rate." if fresh else
@@ -85,7 +86,8 @@ with st.form("train_form"):
                          "(weight chosen on validation; reported separately; a residual run needs none)",
                          value=defaults.fusion, key="fusion")
     if validation == "test":
-        st.warning("Choosing checkpoints on the test set makes its scores optimistic.")
+        st.warning("Test labels would choose the checkpoint, early stopping and the fusion weight: every figure they "
+                   "touch is labelled 'test labels used' and is optimistic, not a realistic estimate.")
 
     st.subheader("Negatives per positive")
     c1, c2 = st.columns(2)
@@ -135,7 +137,8 @@ def live_panel(run_id: str) -> None:
     if run.get("error"):
         st.error(f"Failed: {run['error']}")
     if prog.get("evaluation") == "none" or run["metrics"].get("evaluation") == "none":
-        st.info("Evaluation is off for this run (no validation slice possible and no test set): the last "
+        st.info("Evaluation is off for this run (too few training queries to hold out a validation slice, or "
+                "turned off; test labels are never used to choose): the last "
                 "checkpoint is kept.")
     loss_pts, eval_pts = training.curves(run["events"])
     c1, c2 = st.columns(2)

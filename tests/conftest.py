@@ -14,14 +14,18 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 ROOT = Path(__file__).resolve().parents[1]
-SCIFACT = Path(os.environ.get("SCIFACT_DIR", ROOT.parent / "shared" / "data" / "scifact"))
+# The bundled sample (267 train / 100 test claims, 1,330 abstracts) so a clean clone tests without ../shared;
+# SCIFACT_DIR may point at another BEIR SciFact folder (e.g. the full one).
+SAMPLE_SCIFACT = ROOT / "sample_data" / "scifact"
 
 
 @lru_cache(maxsize=1)
 def load_scifact() -> dict:
     """SciFact as plain dicts: corpus {id: text}, queries {id: text}, qrels {split: {qid: {did: score}}}."""
+    SCIFACT = Path(os.environ.get("SCIFACT_DIR") or SAMPLE_SCIFACT)  # read at first call (benches set it)
     if not (SCIFACT / "corpus.jsonl").is_file():
-        pytest.fail(f"SciFact data not found at {SCIFACT} (set SCIFACT_DIR)")
+        pytest.fail(f"SciFact data not found at {SCIFACT}: the repository ships it in sample_data/scifact; "
+                    "SCIFACT_DIR may point at a BEIR SciFact folder (corpus.jsonl, queries.jsonl, qrels/)")
     corpus, queries = {}, {}
     with open(SCIFACT / "corpus.jsonl", encoding="utf-8") as fh:
         for line in fh:
@@ -38,6 +42,13 @@ def load_scifact() -> dict:
             for row in csv.DictReader(fh, delimiter="\t"):
                 qrels[split].setdefault(row["query-id"], {})[row["corpus-id"]] = int(row["score"])
     return {"corpus": corpus, "queries": queries, "qrels": qrels}
+
+
+def unrelated_doc() -> str:
+    """The first abstract (by id) that no qrels row names: a passage known to be irrelevant to every query."""
+    sf = load_scifact()
+    named = {d for split in sf["qrels"].values() for docs in split.values() for d in docs}
+    return next(d for d in sorted(sf["corpus"], key=int) if d not in named)
 
 
 @pytest.fixture(scope="session")

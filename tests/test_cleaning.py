@@ -4,43 +4,44 @@ from __future__ import annotations
 
 import pytest
 
-from core.cleaning import (
+from core.ingest.cleaning import (
     RULES,
     Cleaner,
     CleaningOptions,
     clean_text,
     collapse_whitespace,
-    compare_labels,
     strip_control,
     strip_html,
     strip_symbols,
     strip_urls,
 )
+from core.ingest.labels import compare_labels
 
 
 def test_html_entities_and_tags(scifact):
-    doc = scifact["corpus"]["3801693"]  # PubMed SGML entity: "Growth Factor &bgr;1"
+    doc = scifact["corpus"]["5377642"]  # PubMed SGML entity: "transforming growth factor &bgr; (Tgf‐&bgr;)"
     assert "&bgr;" in doc
     cleaned = strip_html(doc)
-    assert "β1" in cleaned and "&bgr;" not in cleaned
+    assert "factor β (Tgf‐β)" in cleaned and "&bgr;" not in cleaned
     html = "<p>Aspirin &amp; <b>heart</b> attacks<br/>risk</p><script>alert('x')</script><!-- note -->"
     assert collapse_whitespace(strip_html(html)) == "Aspirin & heart attacks risk"
     assert strip_html('<a href="http://x.org">link</a> text') == " link  text"
 
 
 def test_html_rule_keeps_comparisons_that_look_like_tags(scifact):
-    for doc_id, fragment in (("11884292", "<or=2 years"), ("3552753", "</=60 mm Hg"), ("13938878", "</=5 years")):
+    for doc_id, fragment in (("9306247", "(</=0.3 kb)"), ("13464392", "</=5.0 g/dL")):
         doc = scifact["corpus"][doc_id]
         assert fragment in doc
         assert fragment in strip_html(doc), doc_id
 
 
 def test_urls_removed_without_leaving_brackets(scifact):
-    doc = scifact["corpus"]["1256116"]  # "... system (http://www.yeastract.com) was developed"
+    doc = scifact["corpus"]["5304891"]  # "... Project (http://www.humanfunctionalgenomics.org), obtained"
     cleaned = strip_urls(doc)
-    assert "yeastract.com" not in cleaned and "()" not in cleaned
-    doc = scifact["corpus"]["175735"]  # "... is available at http://epigen.molgen.mpg.de/nuchunter/."
-    assert strip_urls(doc).endswith("available at.") or "available at." in strip_urls(doc)
+    assert "humanfunctionalgenomics.org" not in cleaned and "()" not in cleaned
+    doc = scifact["corpus"]["2454002"]  # "... KOBAS 2.0 can be accessed at http://kobas.cbi.pku.edu.cn."
+    assert strip_urls(doc).endswith("accessed at.") or "accessed at." in strip_urls(doc)
+    assert strip_html("ok <or=2 years") == "ok <or=2 years"
     assert strip_urls("see www.example.org, then stop") == "see, then stop"
     assert strip_urls("no address here") == "no address here"
 
@@ -51,8 +52,8 @@ def test_control_and_invisible_characters():
 
 
 def test_symbols_removed_but_meaningful_ones_kept(scifact):
-    doc = next(t for t in scifact["corpus"].values() if "☆" in t)  # "... redox biology☆. A recent ..."
-    assert "☆" not in strip_symbols(doc)
+    doc = "Redox biology☆. A recent review"  # as in a full SciFact abstract (not in the bundled sample)
+    assert strip_symbols(doc) == "Redox biology. A recent review"
     kept = "37 °C, Tween® 20, TGF-β ↑ 2 ± 0.1 ≤ 5"
     assert strip_symbols(kept) == kept
     assert strip_symbols("Great paper 😀👍 ★★★") == "Great paper  "
@@ -95,7 +96,7 @@ def test_cleaner_counts_and_is_idempotent_on_the_whole_corpus(scifact):
 
 
 def test_cleaner_memo_counts_every_occurrence(scifact):
-    text = scifact["corpus"]["1256116"]
+    text = scifact["corpus"]["5304891"]
     cleaner = Cleaner(CleaningOptions(), memo_size=1)
     for _ in range(3):
         cleaner(text)

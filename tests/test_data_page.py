@@ -9,7 +9,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from core import store
-from tests.conftest import ROOT, load_scifact
+from tests.conftest import ROOT, load_scifact, unrelated_doc
 
 APP = str(ROOT / "app.py")
 
@@ -88,13 +88,16 @@ def test_upload_shows_counts_cleaning_and_imports(workspace):
     d0 = next(iter(sf["qrels"]["train"][q0]))
     data = scifact_csv(30, extra_rows=[[sf["queries"][q0], sf["corpus"][d0]],  # exact duplicate
                                        ["<b>Aspirin</b> lowers   risk", "See https://example.org for details."]])
-    expected_pairs = sum(len(sf["qrels"]["train"][q]) for q in sorted(sf["qrels"]["train"], key=int)[:30]) + 1
+    rows = [(sf["queries"][q], sf["corpus"][d]) for q in sorted(sf["qrels"]["train"], key=int)[:30]
+            for d in sf["qrels"]["train"][q]]
+    repeated = len(rows) - len(set(rows))  # SciFact has claims under two ids with the same abstract
+    expected_pairs = len(set(rows)) + 1
     at = app()
     at.file_uploader(key="train_upload_0").set_value(("pairs.csv", data, "text/csv"))
     at.run()
     assert not at.exception, [e.value for e in at.exception]
     at.radio(key="test_how").set_value("No test set now").run()
-    assert metric(at, "Duplicates removed") == "1"
+    assert metric(at, "Duplicates removed") == str(1 + repeated)
     assert metric(at, "Pairs") == f"{expected_pairs:,}"
     assert any("Shape" in s.value and "(query, positive)" in s.value for s in at.success)
     assert any("256" in w.value for w in at.warning)  # fewer than 256 examples
@@ -118,7 +121,7 @@ def test_conflicts_are_listed_by_row_and_block_the_import(workspace):
     w = csv.writer(body)
     w.writerow(["query", "passage", "label"])
     w.writerow([sf["queries"][q0], sf["corpus"][d0], 1])
-    w.writerow([sf["queries"][q0], sf["corpus"]["4983"], 0])
+    w.writerow([sf["queries"][q0], sf["corpus"][unrelated_doc()], 0])
     w.writerow([sf["queries"][q0], sf["corpus"][d0], 0])  # row 4 contradicts row 2
     at = app()
     at.file_uploader(key="train_upload_0").set_value(("labelled.csv", body.getvalue().encode(), "text/csv"))
@@ -143,3 +146,36 @@ def test_a_beir_folder_path_imports_with_its_test_set(workspace):
     counts = store.project_counts(conn, pid)
     assert counts["test_queries"] == 100 and counts["train_pairs"] > 256
     assert counts["passages"] > counts["train_pairs"]  # unjudged corpus documents joined the pool
+
+
+def test_names_reach_markdown_escaped(workspace, tmp_path):
+    """A project or file name with Markdown in it rendered as a link or an image in captions and messages."""
+    conn = store.connect(workspace)
+    store.create_project(conn, "[x](http://evil.example) ![i](http://evil.example/i.png)")
+    at = app()
+    caption = next(c.value for c in at.caption if c.value.startswith("Project"))
+    assert "](http" not in caption and r"\[x\]\(http" in caption
+    at.radio(key="train_where").set_value("A file or BEIR folder on this computer").run()
+    bad = tmp_path / "[f](http:evil)"
+    bad.mkdir()
+    at.text_input(key="train_path_0").input(str(bad)).run()
+    errors = [e.value for e in at.error]
+    assert errors and all("](http" not in e for e in errors)
+
+
+def test_beir_folder_with_dangling_qrels_imports_when_skipping(workspace, tmp_path):
+    from tests.test_ingest import _beir_with_dangling_ids
+
+    folder, _ = _beir_with_dangling_ids(tmp_path)
+    conn = store.connect(workspace)
+    pid = store.create_project(conn, "Dangling")
+    at = app()
+    at.radio(key="train_where").set_value("A file or BEIR folder on this computer").run()
+    at.text_input(key="train_path_0").input(str(folder)).run()
+    assert at.button(key="import_button").disabled
+    at.checkbox(key="skip_invalid").check().run()
+    assert not at.exception, [e.value for e in at.exception]
+    listed = [df.value for df in at.dataframe if "id" in df.value.columns]
+    assert listed and list(listed[0]["id"]) == ["999999999", "888888888"] and list(listed[0]["row"]) == [4, 7]
+    at.button(key="import_button").click().run()
+    assert store.project_counts(conn, pid)["train_pairs"] > 256

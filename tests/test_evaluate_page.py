@@ -24,14 +24,24 @@ def ce_folder(tmp_path_factory):
     return folder
 
 
+def insert_run(db, pid: int, ce_folder, run_id: str = "run-p", metrics: dict | None = None) -> str:
+    """A completed run with its model folder where training leaves it (the workspace's runs/RUN_ID/model)."""
+    import shutil
+
+    placed = store.runs_dir(store.workspace_of(db)) / run_id / "model"
+    shutil.copytree(ce_folder, placed)
+    with store.transaction(db):
+        db.execute("INSERT INTO runs (id, project_id, created_at, updated_at, status, config, metrics, model_dir) "
+                   "VALUES (?, ?, ?, ?, 'completed', ?, ?, ?)",
+                   (run_id, pid, store.now(), store.now(), json.dumps({"max_length": 96, "base_model": models.BUNDLED}),
+                    json.dumps(metrics or {}), str(placed)))
+    return run_id
+
+
 @pytest.fixture()
 def stored(db, workspace, ce_folder):
     pid = seed_scifact(db, n_train=4, n_test=10, n_extra=120)
-    with store.transaction(db):
-        db.execute("INSERT INTO runs (id, project_id, created_at, updated_at, status, config, model_dir) "
-                   "VALUES ('run-p', ?, ?, ?, 'completed', ?, ?)",
-                   (pid, store.now(), store.now(), json.dumps({"max_length": 96, "base_model": models.BUNDLED}),
-                    str(ce_folder)))
+    insert_run(db, pid, ce_folder)
     res = ev.evaluate(db, pid, ["run-p"], first_stage="bm25", top_k=5, include_base=False, n_bootstrap=200)
     return db, pid, res
 
@@ -85,3 +95,41 @@ def test_evaluate_button_runs_and_stores_a_new_evaluation(stored):
     rows = ev.list_evaluations(db, pid)
     assert len(rows) == 2 and rows[0]["params"]["top_k"] == 3
     assert at.selectbox(key="eval_pick").value == rows[0]["id"]
+
+
+def test_test_labels_and_oracle_figures_are_labelled_and_names_escaped(db, workspace, ce_folder):
+    """Issue 14: a run that chose with test labels is flagged; oracle candidates give no realistic verdict;
+    file and project names are shown as text, never as links or images."""
+    pid = seed_scifact(db, name="names", n_train=3, n_test=6, n_extra=40)
+    insert_run(db, pid, ce_folder, run_id="run-leak", metrics={"test_labels_used_for": ["checkpoint"]})
+    ev.evaluate(db, pid, ["run-leak"], first_stage="bm25", top_k=4, include_base=False, n_bootstrap=50)
+    at = app(pid)
+    at.session_state["project_name"] = "[evil](http://evil.example)"
+    at.run()
+    assert not at.exception
+    assert any("Test labels used" in w.value and "checkpoint" in w.value for w in at.warning)
+    assert all("[evil](" not in c.value for c in at.caption)
+    assert any("\\[evil\\]" in c.value for c in at.caption)
+    # an uploaded file without score or rank column: its candidates are every row -> oracle figures
+    res = ev.load_evaluation(db, ev.list_evaluations(db, pid)[0]["id"])
+    sf_rows = []
+    for q, info in list(res["queries"].items())[:4]:
+        for d, g in info["relevant"].items():
+            sf_rows.append([info["text"], res["passages"][d], g])
+        for d, _ in res["rankings"]["first_stage"][q][:2]:
+            if d not in info["relevant"]:
+                sf_rows.append([info["text"], res["passages"][d], 0])
+    import csv
+    import io
+
+    buf = io.StringIO()
+    csv.writer(buf).writerows([["query", "passage", "label"]] + sf_rows)
+    ts = ev.read_test_file(buf.getvalue().encode(), "![img](http://evil.example/x.png).csv", db, pid)
+    ev.evaluate(db, pid, ["run-leak"], test_set=ts, first_stage="file", include_base=False, n_bootstrap=50)
+    at = app(pid).run()
+    assert not at.exception
+    heads = [s.value for s in at.subheader]
+    assert "Realistic figures" not in heads and any(h.startswith("Oracle figures") for h in heads)
+    assert any("No realistic verdict" in w.value for w in at.warning)
+    assert not at.success and not [e for e in at.error if "beat" in e.value]
+    assert all("![img](" not in c.value for c in at.caption)

@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 from test_review import seed_negatives
 
-from core import export, review, store
+from core import review, store
+from core.review import dataset_export as export
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -44,7 +45,7 @@ def test_pairs_in_every_container(curated, to):
     conn, pid, ids, query, texts, extra = curated
     s = export.export(conn, pid, "pairs", to, out=f"pairs-{to}")
     path = Path(s["path"])
-    assert path.parent == export.exports_dir(store.workspace_of(conn)).resolve()
+    assert path.parent == store.exports_dir(store.workspace_of(conn)).resolve()
     assert path.is_dir() == (to == "hf") and path.name.startswith(f"pairs-{to}")
     rows = export.read_export(path)
     assert len(rows) == s["rows"] and s["columns"] == ["query", "passage", "label"]
@@ -105,8 +106,10 @@ def test_paths_outside_exports_are_refused(curated, name):
 
 def test_names_inside_exports_work_and_are_not_overwritten(curated):
     conn, pid, *_ = curated
-    base = export.exports_dir(store.workspace_of(conn)).resolve()
-    s = export.export(conn, pid, "pairs", "jsonl", out=str(base / "sub" / "x"))
+    base = store.exports_dir(store.workspace_of(conn)).resolve()
+    with pytest.raises(ValueError, match="absolute paths are refused"):  # one rule: no absolute names at all
+        export.export(conn, pid, "pairs", "jsonl", out=str(base / "sub" / "x"))
+    s = export.export(conn, pid, "pairs", "jsonl", out="sub/x")
     assert Path(s["path"]) == base / "sub" / "x.jsonl"
     with pytest.raises(ValueError, match="already exists"):
         export.export(conn, pid, "pairs", "jsonl", out="sub/x")

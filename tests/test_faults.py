@@ -129,7 +129,8 @@ def test_killed_training_process_is_marked_failed_and_resumes_from_its_checkpoin
     import signal
 
     from conftest import seed_scifact
-    from core import jobs, training
+    from core import training
+    from core.runs import jobs
 
     pid = seed_scifact(db, n_train=24, n_test=6, n_extra=60)
     run_id = jobs.submit(db, pid, tiny_train_config())
@@ -301,7 +302,7 @@ def nothing_escaped(workspace, outside) -> None:
 
 
 def test_dataset_export_refuses_paths_outside_the_workspace(scifact_project, workspace, tmp_path):
-    from core import export
+    from core.review import dataset_export as export
 
     conn, pid = scifact_project
     outside = escape_setup(workspace, tmp_path)

@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 
 from core import ingest, store
-from core.cleaning import CleaningOptions
+from core.ingest.cleaning import CleaningOptions
 from core.ingest import ColumnMap, ImportSpec, IngestError
-from tests.conftest import ROOT, load_scifact
+from tests.conftest import ROOT, load_scifact, unrelated_doc
 
 
 # --- helpers ----------------------------------------------------------------------------------------------
@@ -44,7 +44,7 @@ def dump(conn) -> str:
 @pytest.fixture()
 def seeded(db, tmp_path):
     """A project that already holds one valid import, so 'unchanged' means something."""
-    good = write_csv(tmp_path / "first.csv", ["query", "positive"], train_rows(5, start=300))
+    good = write_csv(tmp_path / "first.csv", ["query", "positive"], train_rows(5, start=200))
     ingest.run_import(db, "Claims", ImportSpec(good))
     return db, store.project_id(db, "Claims"), dump(db)
 
@@ -251,7 +251,7 @@ def test_broken_jsonl_line_and_broken_json(seeded, tmp_path):
 def test_conflicts_are_errors_listed_by_row(seeded, tmp_path):
     sf = load_scifact()
     (q, p), (q2, p2) = train_rows(2)[:2]
-    rows = [[q, p, 1], [q2, p2, 1], [q, sf["corpus"]["4983"], 0], [q, p, 0]]
+    rows = [[q, p, 1], [q2, p2, 1], [q, sf["corpus"][unrelated_doc()], 0], [q, p, 0]]
     err = fails(seeded, write_csv(tmp_path / "conflict.csv", ["query", "passage", "label"], rows),
                 r"conflict\.csv, row 5, column 'passage': conflict: this passage is marked not relevant .* "
                 r"relevant \(label 1\) in conflict\.csv row 2")
@@ -259,7 +259,7 @@ def test_conflicts_are_errors_listed_by_row(seeded, tmp_path):
 
 
 def test_conflict_with_what_the_project_already_holds(seeded, tmp_path):
-    q, p = train_rows(5, start=300)[0]  # in the seeded import as relevant
+    q, p = train_rows(5, start=200)[0]  # in the seeded import as relevant
     fails(seeded, write_csv(tmp_path / "again.csv", ["query", "passage", "label"], [[q, p, 0]]),
           r"again\.csv, row 2, column 'passage': conflict: .* in an earlier import of the project")
 
@@ -277,7 +277,7 @@ def test_duplicates_removed_and_counted(db, tmp_path):
 def test_graded_labels_keep_the_highest_grade(db, tmp_path):
     sf = load_scifact()
     (q, p), (q2, p2) = train_rows(2)[:2]
-    rows = [[q, p, 1], [q, sf["corpus"]["4983"], 0], [q2, p2, 2], [q2, p2, 3], ["", "", ""]]
+    rows = [[q, p, 1], [q, sf["corpus"][unrelated_doc()], 0], [q2, p2, 2], [q2, p2, 3], ["", "", ""]]
     summary = ingest.run_import(db, "Graded", ImportSpec(write_csv(tmp_path / "g.csv", ["query", "passage", "label"], rows)))
     labels = sorted(p["label"] for p in store.fetch_pairs(db, summary["project_id"]))
     assert labels == [0.0, 1.0, 3.0]
@@ -419,6 +419,77 @@ def test_beir_folder_with_an_unknown_id_is_refused(db, tmp_path):
     with pytest.raises(IngestError, match=r"beir/qrels/train\.tsv, row 4, column 'corpus-id': corpus id '999999999'"):
         ingest.run_import(db, "Broken", ImportSpec(folder, train_name="beir"))
     assert dump(db) == before
+
+
+def _beir_with_dangling_ids(tmp_path: Path) -> tuple[Path, list[str]]:
+    """The sample folder with two qrels rows naming corpus ids the corpus lacks (as some public BEIR sets do)."""
+    folder = tmp_path / "beir"
+    (folder / "qrels").mkdir(parents=True)
+    src = ROOT / "sample_data" / "scifact"
+    for name in ("corpus.jsonl", "queries.jsonl", "qrels/test.tsv"):
+        (folder / name).write_bytes((src / name).read_bytes())
+    lines = (src / "qrels" / "train.tsv").read_text().splitlines()
+    lines.insert(3, f"{lines[1].split()[0]}\t999999999\t1")
+    lines.insert(6, f"{lines[5].split()[0]}\t888888888\t1")
+    (folder / "qrels" / "train.tsv").write_text("\n".join(lines) + "\n")
+    return folder, lines
+
+
+def test_beir_dangling_qrels_rows_are_dropped_and_listed_with_skip_invalid(db, tmp_path, workspace):
+    folder, lines = _beir_with_dangling_ids(tmp_path)
+    s = ingest.run_import(db, "Dangling", ImportSpec(folder, train_name="beir", skip_invalid=True))
+    dropped = [(d["file"], d["row"], d["column"], d["id"]) for d in s["dropped"]]
+    assert dropped == [("beir/qrels/train.tsv", 4, "corpus-id", "999999999"),
+                       ("beir/qrels/train.tsv", 7, "corpus-id", "888888888")]
+    assert s["dropped_rows"] == 2 and any("2 rows with problems were skipped" in w for w in s["warnings"])
+    assert s["pairs"] + s["duplicates_removed"] == len(lines) - 1 - 2
+    report = ingest.dry_run(db, None, ImportSpec(folder, train_name="beir", skip_invalid=True))  # the Data page
+    assert not report.blocking and [p.detail["id"] for p in report.problems if p.kind == "dropped"] == [
+        "999999999", "888888888"]
+    out = _cli(["ingest", str(folder), "--project", "CLI dangling", "--skip-invalid"], workspace)
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["dropped_rows"] == 2
+
+
+def test_uploaded_test_set_is_read_and_cleaned_like_an_import(db, tmp_path):
+    """evaluation read test files with pandas and no cleaning: a passage with HTML never matched the project's
+    cleaned passage, and a training query wrapped in markup was not caught by the overlap check."""
+    from core import evaluation
+
+    rows = train_rows(6)
+    s = ingest.run_import(db, "Clean test", ImportSpec(write_csv(tmp_path / "t.csv", ["query", "positive"], rows),
+                                                       test_fraction=0.5, seed=1))
+    pid = s["project_id"]
+    test_pairs = store.fetch_pairs(db, pid, "test")
+    train_query = store.fetch_pairs(db, pid, "train")[0]["query"]
+    q, passage = test_pairs[0]["query"], test_pairs[0]["passage"]
+    other = store.fetch_pairs(db, pid, "train")[-1]["passage"]
+    upload = write_csv(tmp_path / "upload.csv", ["query", "passage", "label", "score"], [
+        [q, f"<p>{passage}</p>", 1, 0.2], [q, other + "  https://example.org", 0, 0.9],
+        [f"<b>{train_query}</b>", passage, 1, 0.5]]).read_bytes()
+    ts = evaluation.read_test_file(upload, "upload.csv", db, pid)
+    assert list(ts.queries.values()) == [q]  # the training query (once cleaned) is left out
+    assert any("also training queries" in n for n in ts.notes)
+    judged = next(iter(ts.qrels.values()))
+    assert judged[str(test_pairs[0]["passage_id"])] == 1.0  # the cleaned passage is the project's passage
+    tf = ingest.read_test_set(upload, "upload.csv", db, pid)
+    assert [r.passage for r in tf.rows] == [passage, other] and tf.overlap == [train_query]
+    assert ingest.overlapping_queries(db, pid, [train_query, q]) == [train_query]
+    with pytest.raises(IngestError, match=r"bad\.csv, row 2, column 'label'"):
+        ingest.read_test_set(b"query,passage,label\nwhat,some passage,high\n", "bad.csv")
+
+
+def test_extra_corpus_file_is_read_and_cleaned_like_an_import(tmp_path):
+    path = tmp_path / "extra.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in [
+        {"_id": "1", "title": "T", "text": "<b>Aspirin</b> &amp; risk"}, {"_id": "2", "text": "   "},
+        {"_id": "3", "text": "T. Aspirin & risk"}]) + "\n")
+    assert ingest.read_corpus_file(path) == ["T. Aspirin & risk"]
+    txt = tmp_path / "extra.txt"
+    txt.write_text("one passage\n\n<i>two</i>\n")
+    assert ingest.read_corpus_file(txt) == ["one passage", "two"]
+    with pytest.raises(IngestError, match="holds no passages"):
+        ingest.read_corpus_file(write_csv(tmp_path / "e.csv", ["text"], [[""]]))
 
 
 # --- thresholds, dry runs, records, progress ----------------------------------------------------------------

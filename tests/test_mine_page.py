@@ -59,3 +59,20 @@ def test_bad_parameters_are_refused_before_mining(at, scifact_project):
     at.text_input(key="mine_model_folder").input(str(Path(__file__).parent)).run()
     assert any("not a model folder" in e.value for e in at.error)
     assert conn.execute("SELECT COUNT(*) FROM mining_runs").fetchone()[0] == 0
+
+
+def test_a_project_name_is_shown_as_text_not_markdown(db):
+    """Issue 14: names reached Markdown captions unescaped, so a name could inject a link or an image."""
+    from core import store
+    from core.markdown import escape_markdown
+
+    name = "evil [click](https://evil.example) ![x](https://evil.example/x.png)"
+    store.create_project(db, name)
+    app = AppTest.from_file(APP, default_timeout=120)
+    app.run()
+    app.switch_page("pages/mine.py").run()
+    assert not app.exception
+    shown = [c.value for c in app.caption if "evil" in c.value]
+    assert shown and all("](" not in c for c in shown)
+    assert any(escape_markdown(name) in c for c in shown)
+    assert any("no training pairs" in e.value for e in app.error)  # the plan's refusal, escaped, still reads

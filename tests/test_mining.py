@@ -3,6 +3,7 @@ safety, bad input, and whether the risk score finds hidden relevant abstracts.""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from pathlib import Path
@@ -180,8 +181,8 @@ def test_remining_keeps_judged_and_failures_keep_everything(mined_db):
 
     snapshot = negatives(conn, pid)
 
-    def cancel_while_saving(phase, done, total):
-        if phase == "saving" and done == 0:
+    def cancel_while_saving(fraction, message):
+        if message == "saving":
             raise mining.MiningCancelled("user pressed stop")
 
     with pytest.raises(mining.MiningCancelled):
@@ -189,8 +190,8 @@ def test_remining_keeps_judged_and_failures_keep_everything(mined_db):
     assert negatives(conn, pid) == snapshot
     assert mining.latest_run(conn, pid)["status"] == "cancelled"
 
-    def crash_while_searching(phase, done, total):
-        if phase == "searching":
+    def crash_while_searching(fraction, message):
+        if message == "searching":
             raise RuntimeError("disk on fire")
 
     with pytest.raises(RuntimeError, match="disk on fire"):
@@ -274,7 +275,7 @@ def test_cross_encoder_second_opinion_and_cost(db, workspace, shared_embeddings)
     cost = mining.cross_encoder_cost(p)
     assert cost["pairs"] == len(p.query_ids) * 2 + p.pair_count
     assert cost["seconds"] == round(cost["pairs"] / 35, 1)
-    rescoring = mining.cross_encoder_cost(mining.plan(conn, pid, mining.replace(
+    rescoring = mining.cross_encoder_cost(mining.plan(conn, pid, dataclasses.replace(
         params, cross_encoder_rescoring=True, relative_margin=0.05, range_max=20)))
     assert rescoring["rescoring_pairs"] == len(p.query_ids) * (20 + p.max_positives) + p.pair_count
     # The bundled encoder gets a fresh random head: only the plumbing is asserted, never the order.
@@ -295,5 +296,33 @@ def test_risk_puts_hidden_relevant_abstracts_first(db, workspace, shared_embeddi
     mining.mine(db, pid, mining.preset("recommended", num_negatives=10))
     result = hidden_share(db, pid, hidden)
     print("risk triage:", result)
-    assert result["hidden_mined"] >= 20
+    # bundled sample (tests/conftest.py): 8 hidden abstracts mined, 7 in the top 10%; full SciFact: 24 of 29
+    assert result["hidden_mined"] >= 5
     assert result["share"] >= 0.8, result  # measured 0.828 (24 of 29); full data (bench): 0.864
+
+
+def test_a_snippets_original_passage_leaves_the_pool(db):
+    """After a snippet is accepted the full original passage must not be mined as a negative of its own query."""
+    from core import quality
+
+    pid = seed_scifact(db, "snip", n_train=6, n_test=0, n_extra=20)
+    pair = store.fetch_pairs(db, pid)[0]
+    original = pair["passage"]
+    short = quality.split_sentences(original)[0]
+    snippet = quality.Snippet(pair["id"], pair["query"], short, tokens=0, similarity=0.0, window=(0, 0))
+    assert quality.accept_snippets(db, pid, [snippet]) == 1
+    p = mining.plan(db, pid, mining.MiningParams(num_negatives=2))
+    assert original not in p.pool_texts
+    qi = p.query_texts.index(pair["query"])
+    assert short in [p.pool_texts[i] for i in p.positives[qi]]
+    quality.revert_snippets(db, pid)  # reverted: the original is the positive and back in the pool
+    p = mining.plan(db, pid, mining.MiningParams(num_negatives=2))
+    assert original in p.pool_texts and short not in p.pool_texts
+
+
+def test_risk_z_scores_are_measured_against_the_reference():
+    import numpy as np
+
+    x = np.array([1.0, 2.0, 3.0, 10.0])
+    z = mining.z_against_reference(x, x[:3])
+    assert np.allclose(z, (x - 2.0) / np.std([1.0, 2.0, 3.0]))

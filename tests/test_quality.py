@@ -39,9 +39,16 @@ def shared_home(tmp_path_factory):
         yield home
 
 
+def unnamed_docs(n: int, skip: int = 0) -> list[str]:
+    """Abstracts no qrels row names (unrelated to every query), in id order: works on the sample and full SciFact."""
+    sf = load_scifact()
+    named = {d for split in sf["qrels"].values() for docs in split.values() for d in docs}
+    return [d for d in sorted(sf["corpus"], key=int) if d not in named][skip : skip + n]
+
+
 def long_passage() -> str:
     sf = load_scifact()
-    unrelated = [sf["corpus"][d] for d in sorted(sf["corpus"], key=int)[3000:3004]]
+    unrelated = [sf["corpus"][d] for d in unnamed_docs(4)]
     return " ".join(unrelated[:2] + [PLANTED] + unrelated[2:])
 
 
@@ -69,9 +76,10 @@ def test_planted_paraphrase_cluster_is_found(shared_home):
     found = [g for g in texts if g & planted]
     assert len(found) == 1 and found[0] == planted, found
     summary = quality.diversity_summary(report.queries, groups, report.queries.group == "train")
-    assert summary["count"] == 35
-    assert summary["effective"] <= 35 - 4  # the five phrasings count once
-    assert summary["effective"] == quality.effective_count(35, groups)
+    n_train = conn.execute("SELECT COUNT(*) FROM queries WHERE project_id = ? AND split = 'train'", (pid,)).fetchone()[0]
+    assert summary["count"] == n_train >= 30  # the seeded training queries plus the five planted ones
+    assert summary["effective"] <= n_train - 4  # the five phrasings count once
+    assert summary["effective"] == quality.effective_count(n_train, groups)
     # a threshold above the paraphrases' similarity splits them up again
     assert not any(g >= planted for g in
                    [{report.queries.texts[i] for i in g} for g in quality.query_clusters(report, 0.995)])
@@ -155,8 +163,7 @@ def test_checklist_flips_when_data_changes(shared_home):
     passages = [r[0] for r in conn.execute("SELECT id FROM passages WHERE project_id = ?", (pid,))]
     with store.transaction(conn):
         sf = load_scifact()
-        extra = store.upsert_passages(conn, pid, [sf["corpus"][d] for d in sorted(sf["corpus"], key=int)[4000:4030]],
-                                      source="corpus")
+        extra = store.upsert_passages(conn, pid, [sf["corpus"][d] for d in unnamed_docs(30, skip=4)], source="corpus")
         for i, q in enumerate(queries):
             for k in range(3):
                 conn.execute(
@@ -199,3 +206,43 @@ def test_clusters_follow_community_detection_on_small_sets():
     theirs = [c for c in util.community_detection(vecs, threshold=0.9, min_community_size=2)]
     assert sorted(sorted(g) for g in ours) == sorted(sorted(g) for g in theirs)
     assert quality.effective_count(len(vecs), ours) == 6
+
+
+class _Payload:
+    """Unpickling this creates a marker file: proof that a cache file was unpickled."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def test_cache_holds_no_pickle_and_a_tampered_file_is_never_unpickled(shared_home, tmp_path):
+    """Issue 14: the quality cache was read with pickle.load; a planted file in the cache folder could run code."""
+    import pickle
+
+    conn = store.connect(shared_home)
+    pid = seed_scifact(conn, "cache", n_train=12, n_test=4, n_extra=0)
+    first = report_for(conn, pid)
+    folder = store.cache_dir(shared_home) / "quality"
+    files = [f for f in folder.iterdir() if f.is_file() and not f.name.startswith("tokens-")]
+    assert files and not [f.name for f in files if f.suffix == ".pkl"]
+    for f in files:
+        assert not f.read_bytes().startswith(b"\x80"), f"{f.name} is a pickle"
+        if f.suffix == ".npz":
+            np.load(f, allow_pickle=False)  # loads without pickle
+    # Plant pickles wherever a reader might look: in place of every array file and as the old .pkl names.
+    marker = tmp_path / "unpickled"
+    payload = pickle.dumps(_Payload(marker))
+    for f in files:
+        if f.suffix == ".npz":
+            f.write_bytes(payload)
+            f.with_suffix(".pkl").write_bytes(payload)
+    quality.forget_memo()
+    again = report_for(conn, pid)
+    assert not marker.exists(), "a cache file was unpickled"
+    assert again.key == first.key
+    assert np.array_equal(again.tokens.total, first.tokens.total)
+    assert again.queries.texts == first.queries.texts and list(again.queries.group) == list(first.queries.group)
+    assert again.query_text == first.query_text and again.counts == first.counts

@@ -70,3 +70,18 @@ def test_propose_and_accept_a_snippet(at):
     app.button(key="quality_accept_all").click().run()
     assert not app.exception
     assert db.execute("SELECT COUNT(*) FROM snippets WHERE project_id = ?", (pid,)).fetchone()[0] == 1
+
+
+def test_a_project_name_is_shown_as_text_not_markdown(db):
+    """Issue 14: names reached Markdown captions unescaped, so a name could inject a link or an image."""
+    from core.markdown import escape_markdown
+
+    name = "evil [click](https://evil.example) ![x](https://evil.example/x.png)"
+    store.create_project(db, name)
+    app = AppTest.from_file(APP, default_timeout=180)
+    app.run()
+    app.switch_page("pages/quality.py").run()
+    assert not app.exception
+    shown = [c.value for c in app.caption if "evil" in c.value]
+    assert shown and all("](" not in c for c in shown)
+    assert any(escape_markdown(name) in c for c in shown)

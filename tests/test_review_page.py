@@ -3,6 +3,7 @@ sweeps with their confirmation, and export — each checked against the store, n
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,7 @@ from streamlit.testing.v1 import AppTest
 from test_review import seed_negatives
 
 from core import review, store
+from core.markdown import escape_markdown
 
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
 
@@ -33,6 +35,11 @@ def at(seeded):
 def shown_id(app) -> int:
     title = app.subheader[0].value  # "Candidate #12 (...)"
     return int(title.split("#")[1].split(" ")[0])
+
+
+def plain(markdown: str) -> str:
+    """What an escaped Markdown string shows on screen (AppTest gives the source)."""
+    return re.sub(r"\\(.)", r"\1", markdown)
 
 
 def status(conn, nid) -> str:
@@ -109,8 +116,8 @@ def test_another_tab_changing_the_candidate_is_a_clear_conflict(at, seeded, work
     review.judge(other, nid, "relevant", 0, actor="other-tab")
     at.button(key="review_negative").click().run()
     assert status(conn, nid) == "relevant"  # not overwritten
-    assert any("changed by other-tab" in w.value and "nothing was saved" in w.value for w in at.warning)
-    assert shown_id(at) == nid and any("relevant by other-tab" in c.value for c in at.caption)
+    assert any("changed by other-tab" in plain(w.value) and "nothing was saved" in plain(w.value) for w in at.warning)
+    assert shown_id(at) == nid and any("relevant by other-tab" in plain(c.value) for c in at.caption)
     at.button(key="review_negative").click().run()  # reloaded with the new version: now it may be changed
     assert status(conn, nid) == "negative"
 
@@ -152,7 +159,7 @@ def test_export_from_the_page(at, seeded):
     at.selectbox(key="review_export_to").set_value("parquet").run()
     at.text_input(key="review_export_name").set_value("../../etc/x").run()
     at.button(key="review_export_go").click().run()
-    assert any("may not contain '..'" in e.value for e in at.error)
+    assert any("may not contain '..'" in plain(e.value) for e in at.error)
     at.text_input(key="review_export_name").set_value("mine").run()
     at.button(key="review_export_go").click().run()
     assert not at.error
@@ -200,3 +207,20 @@ def test_a_loss_sent_from_evaluate_lands_on_its_query(seeded):
     assert not app.exception
     assert any("test queries are never mined" in m.value for m in app.markdown)
     assert test_query["text"] in [t.value for t in app.text]
+
+
+EVIL = "evil [click](https://evil.example) ![x](https://evil.example/x.png) **bold**"
+
+
+def test_a_project_name_is_shown_as_text_not_markdown(db):
+    """Issue 14: names reached Markdown captions unescaped, so a name could inject a link or an image."""
+    store.create_project(db, EVIL)
+    app = AppTest.from_file(APP, default_timeout=120)
+    app.session_state["review_actor"] = "a [link](https://evil.example)"
+    app.run()
+    app.switch_page("pages/review.py").run()
+    assert not app.exception
+    shown = [c.value for c in app.caption if "evil" in c.value]
+    assert shown and all("](" not in c and "**bold**" not in c for c in shown)
+    assert any(escape_markdown(EVIL) in c for c in shown)
+    assert plain(escape_markdown(EVIL)) == EVIL  # and it reads as typed

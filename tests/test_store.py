@@ -8,6 +8,7 @@ import sys
 import pytest
 
 from core import store
+from tests.conftest import ROOT
 
 
 def test_new_workspace_is_wal_at_current_schema(workspace):
@@ -75,3 +76,44 @@ def test_core_does_not_import_streamlit():
         capture_output=True, text=True, check=True,
     )
     assert out.stdout.strip() == "True False"  # every core module imported, Streamlit not
+
+
+@pytest.mark.parametrize("name", ["", "  ", "..", ".", "../escape", "a/../../escape", "/etc/passwd", "~/x", "a\x00b"])
+def test_safe_export_path_refuses_unsafe_names(workspace, name):
+    with pytest.raises(store.UnsafePathError, match="not allowed"):
+        store.safe_export_path(workspace, name)
+
+
+def test_safe_export_path_refuses_symlink_escapes(workspace, tmp_path):
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    store.exports_dir(workspace).mkdir(parents=True)
+    (store.exports_dir(workspace) / "link").symlink_to(outside)
+    with pytest.raises(store.UnsafePathError, match="outside"):
+        store.safe_export_path(workspace, "link/x")
+    assert store.safe_export_path(workspace, "sub/x") == store.exports_dir(workspace).resolve() / "sub" / "x"
+
+
+def test_one_export_path_rule_refuses_absolute_paths_for_every_caller(workspace):
+    """The dataset export (export.safe_path) accepted an absolute path inside exports while the model export
+    (evaluation.safe_export_path) refused it. Now there is one rule, it refuses both, and no module of core keeps
+    a rule of its own (a function of that name must call store.safe_export_path)."""
+    import ast
+
+    inside = str(store.exports_dir(workspace).resolve() / "x")
+    with pytest.raises(store.UnsafePathError, match="absolute paths are refused"):
+        store.safe_export_path(workspace, inside)
+    from core.review import dataset_export
+
+    assert dataset_export.safe_export_path is store.safe_export_path
+    own_rules = []
+    for path in (ROOT / "core").rglob("*.py"):
+        if path.parent.name == "store":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.FunctionDef) and node.name in ("safe_path", "safe_export_path"):
+                calls = {getattr(c.func, "attr", getattr(c.func, "id", None)) for c in ast.walk(node)
+                         if isinstance(c, ast.Call)}
+                if "safe_export_path" not in calls:
+                    own_rules.append(f"{path.relative_to(ROOT)}:{node.lineno} {node.name}")
+    assert not own_rules, own_rules

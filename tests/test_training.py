@@ -14,8 +14,9 @@ import pytest
 
 from tests.conftest import ROOT, seed_scifact
 
-from core import jobs, store, training
-from core.training import ConfigError, TrainConfig
+from core import review, store, training
+from core.runs import jobs, records
+from core.training import ConfigError, TrainConfig, candidates, cli, snapshot
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -27,6 +28,11 @@ def tiny(**over) -> TrainConfig:
                 early_stopping_patience=0, fusion=True)
     base.update(over)
     return TrainConfig(**base)
+
+
+def no_first_stage(monkeypatch) -> None:
+    """Candidate lists without embedding anything (data tests that do not look at the lists)."""
+    monkeypatch.setattr(candidates, "first_stage", lambda conn, project, queries, k, spec, ws: [[] for _ in queries])
 
 
 def wait_until(predicate, timeout: float, what: str):
@@ -79,7 +85,7 @@ def test_defaults_adapt_to_data_size_and_base_model(tmp_path):
     ce = training.default_config({"train_positives": 919, "train_queries": 809}, str(trained))
     assert ce.learning_rate < small.learning_rate and ce.head_lr_multiplier == 1.0
     tiny_data = training.default_config({"train_positives": 12, "train_queries": 10, "test_queries": 0})
-    assert tiny_data.validation == "none"
+    assert tiny_data.validation == "split" and tiny_data.validation_fraction == 0.5  # 5 held out, 5 to train
     assert small.loss == "residual" and small.batch_size * (1 + small.hard_negatives + small.random_negatives) == 32
     assert ce.loss == "bce"  # a trained cross-encoder is fine-tuned directly
     assert training.propose_loss("labelled pairs", fresh=True)[0] == "residual"
@@ -97,13 +103,14 @@ def test_false_negatives_are_positives_never_negatives(scifact_project, monkeypa
         for p, status in zip(extra, ("relevant", "negative")):
             db.execute("INSERT INTO negatives (project_id, query_id, passage_id, kind, rank, status) VALUES (?, ?, ?, 'hard', 1, ?)",
                        (pid, q, p, status))
-    monkeypatch.setattr(training, "_first_stage", lambda conn, project, queries, k, spec, ws: ([[] for _ in queries], {}))
+    no_first_stage(monkeypatch)
     data = training.build_data(db, pid, tiny(validation="none", random_negatives=3))
     text = {r[0]: r[1] for r in db.execute("SELECT id, text FROM passages WHERE project_id = ?", (pid,))}
     qtext = db.execute("SELECT text FROM queries WHERE id = ?", (q,)).fetchone()[0]
     mine = [r for r in data.train_rows if r["query"] == qtext]
     assert {"passage": text[extra[0]], "label": 1.0}.items() <= next(r for r in mine if r["passage"] == text[extra[0]]).items()
-    assert not any(r["passage"] == text[extra[0]] and r["label"] == 0.0 for r in data.train_rows)
+    # never a negative of its own query (another query may still draw it as a random negative)
+    assert not any(r["passage"] == text[extra[0]] and r["label"] == 0.0 for r in mine)
     assert any(r["passage"] == text[extra[1]] and r["label"] == 0.0 for r in mine)
     assert data.stats["reviewed_false_negatives_as_positives"] == 1
     assert data.eval_source == "none" and "off" in data.eval_note
@@ -114,7 +121,7 @@ def test_false_negatives_are_positives_never_negatives(scifact_project, monkeypa
                                            ("lambda", ["query", "docs", "labels"])])
 def test_rows_take_the_shape_the_loss_needs(scifact_project, monkeypatch, loss, columns):
     db, pid = scifact_project
-    monkeypatch.setattr(training, "_first_stage", lambda conn, project, queries, k, spec, ws: ([[] for _ in queries], {}))
+    no_first_stage(monkeypatch)
     data = training.build_data(db, pid, tiny(loss=loss, validation="none", hard_negatives=0, random_negatives=2))
     assert data.train_rows and all(list(r) == columns for r in data.train_rows)
     if loss == "lambda":
@@ -123,10 +130,73 @@ def test_rows_take_the_shape_the_loss_needs(scifact_project, monkeypatch, loss, 
 
 def test_evaluation_off_without_test_set_and_too_few_queries(db, monkeypatch):
     pid = seed_scifact(db, "few", n_train=8, n_test=0, n_extra=20)
-    monkeypatch.setattr(training, "_first_stage", lambda conn, project, queries, k, spec, ws: ([[] for _ in queries], {}))
+    no_first_stage(monkeypatch)
     data = training.build_data(db, pid, tiny(validation="split"))
     assert data.eval_source == "none" and data.eval_samples == []
     assert "Evaluation is off" in data.eval_note and "no test set" in data.eval_note
+
+
+def test_small_projects_never_validate_on_the_test_set(db, monkeypatch):
+    """Issue 14: with < 30 training queries the test set used to pick checkpoints, stop early and fuse, silently."""
+    no_first_stage(monkeypatch)
+    small = seed_scifact(db, "small", n_train=20, n_test=5, n_extra=20)
+    cfg = training.default_config(store.project_counts(db, small))
+    assert cfg.validation == "split"
+    data = training.build_data(db, small, TrainConfig.from_dict({**cfg.to_dict(), "hard_negatives": 1}))
+    assert data.eval_source == "split" and data.stats["validation_queries"] >= 5
+    test_queries = {s["query"] for s in data.test_samples}
+    assert data.eval_samples and not test_queries & {s["query"] for s in data.eval_samples}
+    # a held-out slice under 5 queries is raised to 5 (and said so) instead of switching to the test set
+    raised = training.build_data(db, small, tiny(validation="split", validation_fraction=0.1))
+    assert raised.eval_source == "split" and raised.stats["validation_queries"] == 5 and "5 of them" in raised.eval_note
+    few = seed_scifact(db, "few", n_train=8, n_test=5, n_extra=20)
+    assert training.default_config(store.project_counts(db, few)).validation == "none"
+    off = training.build_data(db, few, tiny(validation="split"))
+    assert off.eval_source == "none" and off.eval_samples == [] and off.test_samples
+    assert "test labels are never used" in off.eval_note and "No checkpoint choice" in off.eval_note
+    assert training.test_labels_used_for(tiny(), off.eval_source, None) == []
+
+
+@pytest.mark.timeout(60)
+def test_random_negatives_stop_with_the_pool_size_when_the_pool_is_exhausted(db, monkeypatch):
+    """Issue 14: every eligible passage already a hard negative used to make the sampler draw forever."""
+    no_first_stage(monkeypatch)
+    pid = seed_scifact(db, "tiny", n_train=3, n_test=0, n_extra=0)
+    q = db.execute("SELECT id FROM queries WHERE project_id = ? AND split = 'train' ORDER BY id LIMIT 1", (pid,)).fetchone()[0]
+    own = {r[0] for r in db.execute("SELECT passage_id FROM pairs WHERE query_id = ?", (q,))}
+    others = [r[0] for r in db.execute("SELECT id FROM passages WHERE project_id = ? ORDER BY id", (pid,)) if r[0] not in own]
+    assert others
+    with store.transaction(db):
+        for rank, p in enumerate(others, 1):
+            db.execute("INSERT INTO negatives (project_id, query_id, passage_id, kind, rank, status) "
+                       "VALUES (?, ?, ?, 'hard', ?, 'unjudged')", (pid, q, p, rank))
+    n = db.execute("SELECT COUNT(*) FROM passages WHERE project_id = ?", (pid,)).fetchone()[0]
+    with pytest.raises(ConfigError, match=rf"only 0 of the project's {n} passages are eligible"):
+        training.build_data(db, pid, tiny(validation="none", hard_negatives=50, random_negatives=1))
+
+
+def test_every_config_field_is_a_typed_documented_flag():
+    import argparse
+
+    parser = argparse.ArgumentParser()
+    cli.cli_arguments(parser)
+    args = parser.parse_args(["--project", "p", "--residual-beta", "5", "--pos-weight", "2.5", "--keep-best", "false",
+                              "--batch-size", "8", "--validation", "none"])
+    assert args.residual_beta == 5.0 and isinstance(args.residual_beta, float)
+    assert args.pos_weight == 2.5 and args.keep_best is False and args.batch_size == 8
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--project", "p", "--batch-size", "many"])
+    cfg = cli.config_from_args(args, {"train_queries": 100, "train_positives": 120})
+    assert cfg.residual_beta == 5.0 and cfg.keep_best is False and cfg.validation == "none"
+    out = subprocess.run([sys.executable, "-m", "core", "train", "--help"], cwd=ROOT, capture_output=True, text=True,
+                         env={**os.environ, "COLUMNS": "400"}, timeout=120)
+    assert out.returncode == 0, out.stderr
+    import dataclasses
+
+    docs = training.config.field_help()
+    for f in dataclasses.fields(TrainConfig):
+        flag = "--" + f.name.replace("_", "-")
+        assert flag in out.stdout and docs[f.name] and docs[f.name].split(";")[0][:40] in out.stdout, f.name
 
 
 # --- real training (bundled model, few steps) -------------------------------------------------------
@@ -166,29 +236,76 @@ def test_training_learns_keeps_best_and_records_everything(scifact_project):
     assert reloaded.num_labels == 1
 
 
-def test_cancel_then_resume_continues_from_the_checkpoint(scifact_project):
+def _unjudged_candidate_for_a_new_query(db, pid: int) -> tuple[int, int]:
+    """A query with only a label-0 pair and one mined candidate: judging it relevant makes a new training query."""
+    passages = [r[0] for r in db.execute("SELECT text FROM passages WHERE project_id = ? AND source = 'corpus' "
+                                         "ORDER BY id LIMIT 2", (pid,))]
+    with store.transaction(db):
+        store.insert_pairs(db, pid, [("Do reviewed false negatives change a run that already started?", passages[0], 0)])
+        q = db.execute("SELECT id FROM queries WHERE project_id = ? AND text LIKE 'Do reviewed false%'", (pid,)).fetchone()[0]
+        p = db.execute("SELECT id FROM passages WHERE project_id = ? AND text = ?", (pid, passages[1])).fetchone()[0]
+        cur = db.execute("INSERT INTO negatives (project_id, query_id, passage_id, kind, rank, status) "
+                         "VALUES (?, ?, ?, 'random', 1, 'unjudged')", (pid, q, p))
+    row = db.execute("SELECT id, version FROM negatives WHERE id = ?", (cur.lastrowid,)).fetchone()
+    return row[0], row[1]
+
+
+def test_cancel_then_resume_continues_from_the_checkpoint_on_the_runs_snapshot(scifact_project):
+    """Issue 14: a judgement between cancel and resume used to move queries between training and validation and
+    refit beta mid-run; the resumed run trains on the data snapshot frozen at its first start."""
     db, pid = scifact_project
-    run_id = jobs.submit(db, pid, tiny(max_steps=40, eval_steps=4, validation="none"))
+    negative_id, version = _unjudged_candidate_for_a_new_query(db, pid)
+    cfg = tiny(loss="residual", max_steps=40, eval_steps=4, batch_size=2, hard_negatives=2, random_negatives=1,
+               validation="split")
+    run_id = jobs.submit(db, pid, cfg)
     wait_until(lambda: (training.get_run(db, run_id)["progress"].get("step") or 0) >= 2, 180, "training steps")
     assert jobs.cancel(db, run_id) == "cancelling"
     run = wait_until(lambda: (r := jobs.poll(db, run_id))["status"] != "running" and r, 120, "the run to stop")
     assert run["status"] == "cancelled", run.get("error")
-    ckpt = training._latest_checkpoint(training.run_folder(db, run_id) / "checkpoints")
+    ckpt = records.latest_checkpoint(records.run_folder(db, run_id) / "checkpoints")
     assert ckpt, "cancel saves a checkpoint"
     stopped_at = int(ckpt.rsplit("-", 1)[1])
     assert 2 <= stopped_at < 40
     with pytest.raises(ValueError, match="only a queued or running run can be cancelled"):
         jobs.cancel(db, run_id)
+    first = training.get_run(db, run_id)["snapshot"]
+    frozen = snapshot.load(records.run_folder(db, run_id), TrainConfig.from_dict(run["config"]))
+    split = [s["query"] for s in frozen.eval_samples]
+    # a reviewer judges a candidate between cancel and resume: the project now has one more training query
+    review.judge(db, negative_id, "relevant", version)
+    rebuilt = training.build_data(db, pid, TrainConfig.from_dict(run["config"]))
+    assert rebuilt.stats["train_queries"] + rebuilt.stats["validation_queries"] == 61 and rebuilt.snapshot["hash"] != first["hash"]
     # a short remaining schedule: same run, fewer total steps keeps the test fast
-    cfg = training.get_run(db, run_id)["config"]
-    training.update_run(db, run_id, config={**cfg, "max_steps": stopped_at + 4})
+    config = training.get_run(db, run_id)["config"]
+    training.update_run(db, run_id, config={**config, "max_steps": stopped_at + 4})
     jobs.resume(db, run_id)
     run = jobs.wait(db, run_id, timeout=240)
     assert run["status"] == "completed", run.get("error")
     texts = [e["data"].get("text", "") for e in run["events"]]
     assert any(t.startswith(f"Resuming from checkpoint-{stopped_at}") for t in texts)
+    assert any(t.startswith(f"Using the run's data snapshot {first['hash']}") for t in texts)
+    data_lines = [t for t in texts if t.startswith("Data: ")]
+    assert len(data_lines) == 2 and data_lines[0] == data_lines[1]  # same rows, split and beta before and after
+    assert run["snapshot"] == first
+    after = snapshot.load(records.run_folder(db, run_id), TrainConfig.from_dict(run["config"]))
+    assert [s["query"] for s in after.eval_samples] == split
+    assert run["metrics"]["fusion"]["beta"] == frozen.residual_beta == json.loads(data_lines[0][6:])["residual_beta"]
     assert run["metrics"]["steps"] == stopped_at + 4
     assert Path(run["model_dir"], "model.safetensors").is_file()
+
+
+def test_validating_on_the_test_set_only_when_asked_and_then_labelled(db):
+    """Issue 14: when a person chooses the test set, the run says which choices its labels made."""
+    pid = seed_scifact(db, "asked", n_train=8, n_test=5, n_extra=20)
+    run_id, metrics = training.train_project(db, pid, tiny(validation="test", max_steps=2, eval_steps=2))
+    run = training.get_run(db, run_id)
+    assert run["status"] == "completed", run["error"]
+    assert metrics["evaluation"] == "test" and "test" not in metrics  # the "validation" figures are the test set
+    assert metrics["test_labels_used_for"] == ["checkpoint", "fusion weight", "validation figures"]
+    assert run["metrics"]["test_labels_used_for"] == metrics["test_labels_used_for"]
+    assert "Test labels were used for: checkpoint" in Path(run["model_dir"], "README.md").read_text()
+    level, text = training.verdict(metrics)
+    assert "on the test set" in text and "Test labels were used for" in text
 
 
 def test_killed_job_is_detected_and_a_queued_run_waits_its_turn(scifact_project):

@@ -1,0 +1,173 @@
+"""The evaluation: first stage alone, the base model and each run on one test set; realistic and oracle apart."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from core import models, store
+from core.evaluation.common import (FILE_ORACLE_NOTE, FIRST_STAGES, ORACLE, ORACLE_NOTE, REALISTIC, REALISTIC_NOTE,
+                                    EvaluationError, Ranking)
+from core.evaluation.rerank import cross_encoder_scores, fusion_first_stage, order, rank, score_run
+from core.evaluation.stored import save_evaluation
+from core.evaluation.summary import Scores, Work, summarize
+from core.evaluation.systems import base_systems, evaluable_runs, run_system, run_test_labels, with_test_labels
+from core.evaluation.testsets import TestSet, project_test_set
+from core.progress import Progress, counted, noop, scaled
+from core.scoring.first_stage import bm25_search, embedding_search
+from core.scoring.formulas import RESIDUAL, fused_scores, residual_score
+from core.scoring.reranker import as_run
+
+
+def first_stage_lists(ts: TestSet, first_stage: str, top_k: int, embedding_model: str | None, workspace: Path,
+                      progress: Progress | None = None) -> dict[str, Ranking]:
+    """Each query's top-k candidates from the chosen first stage."""
+    qkeys = list(ts.queries)
+    texts = [ts.queries[q] for q in qkeys]
+    if first_stage in ("bm25", "embedding") and not ts.corpus:
+        raise EvaluationError("The corpus is empty: nothing to retrieve from.")
+    if first_stage == "bm25":
+        lists = bm25_search(ts.corpus, texts, top_k)
+    elif first_stage == "embedding":
+        lists = embedding_search(ts.corpus, texts, top_k, embedding_model, workspace=workspace,
+                                 progress=counted(progress, "embedding passages"))
+    else:
+        if not ts.candidates:
+            raise EvaluationError("This test set gives no candidates; choose BM25 or the embedding model.")
+        lists = [ts.candidates.get(q, [])[:top_k] for q in qkeys]
+    return dict(zip(qkeys, lists))
+
+
+def _as_scores(groups: list[tuple[str, list[str]]], arrays: list[np.ndarray]) -> Scores:
+    return {q: dict(zip(ds, np.asarray(a, float).tolist())) for (q, ds), a in zip(groups, arrays)}
+
+
+def _add(work: Work, sysinfo: dict[str, Any], per_query: Scores) -> None:
+    """Record one system: its scores and its rankings (main and oracle)."""
+    key = sysinfo["key"]
+    work.systems.append({k: v for k, v in sysinfo.items() if k not in ("spec", "run", "fusion")})
+    work.ce_scores[key] = per_query
+    work.rankings[key], work.oracle_rankings[key] = rank(work.groups, work.fs_lists, per_query)
+
+
+def _score(work: Work, sysinfo: dict[str, Any], seed: int, progress: Progress) -> Scores:
+    """One model's scores on every candidate (the run through `score_run`, the base model by name)."""
+    texts = [(work.ts.queries[q], [work.ts.corpus[d] for d in ds]) for q, ds in work.groups]
+    message = f"reranking with {sysinfo['label']}"
+    if sysinfo["kind"] == "run":
+        return _as_scores(work.groups, score_run(sysinfo["run"], texts, progress, message))
+    import torch
+
+    torch.manual_seed(seed)  # the same random head on every evaluation, still arbitrary
+    return _as_scores(work.groups, cross_encoder_scores(sysinfo["spec"], sysinfo["max_length"], texts, progress,
+                                                        message))
+
+
+def _add_residual(work: Work, sysinfo: dict[str, Any], ce: Scores, fusion: dict[str, Any]) -> None:
+    """A residual run as trained (logit + beta x cosine), its cross-encoder part and its prior alone apart."""
+    key, run_id = sysinfo["key"], sysinfo["run_id"]
+    cos = fusion_first_stage(work.ts, work.groups, fusion, work.first_stage, work.fs_lists, work.workspace)
+    beta = float(fusion["beta"])
+    score = {q: dict(zip(ds, residual_score([ce[q][d] for d in ds], cos[q], beta).tolist())) for q, ds in work.groups}
+    sysinfo.update(label=f"Fine-tuned run {run_id} (as trained: cross-encoder + {beta:g} x embedding cosine)",
+                   residual_beta=beta, notes=[f"residual run: {fusion.get('formula', 'score = logit + beta x cosine')}; "
+                                              f"embedding model {fusion.get('first_stage', '?')}"])
+    _add(work, sysinfo, score)
+    _add(work, {"key": f"{key}:cross-encoder", "kind": "component", "run_id": run_id, "notes": [],
+                "label": f"Run {run_id}: its cross-encoder part alone (a correction, not a ranker on its own)"}, ce)
+    pkey = f"prior:{fusion.get('first_stage')}"
+    if work.first_stage != "embedding" and pkey not in work.rankings:
+        # what the run's prior alone does to these candidates: the cross-encoder's share is the rest
+        prior = {q: dict(zip(ds, np.asarray(cos[q], float).tolist())) for q, ds in work.groups}
+        _add(work, {"key": pkey, "kind": "component", "run_id": None, "notes": [],
+                    "label": "Embedding cosine alone reranking these candidates (a residual run's prior, "
+                             "no cross-encoder)"}, prior)
+
+
+def _add_fused(work: Work, sysinfo: dict[str, Any], ce: Scores, fusion: dict[str, Any]) -> None:
+    """The run blended with the first stage (alpha x z(ce) + (1 - alpha) x z(first stage)), shown beside it."""
+    key, alpha = f"{sysinfo['key']}:fused", fusion["alpha"]
+    fs = fusion_first_stage(work.ts, work.groups, fusion, work.first_stage, work.fs_lists, work.workspace)
+    # main and oracle lists are fused separately: z-scores are taken over each candidate list
+    oracle = {q: order(ds, fused_scores(np.array([ce[q][d] for d in ds]), fs[q], alpha)) for q, ds in work.groups}
+    main = {}
+    for q in work.qkeys:
+        keys = [d for d, _ in work.fs_lists[q]]
+        main[q] = order(keys, fused_scores(np.array([ce[q][d] for d in keys]), fs[q][: len(keys)], alpha))
+    work.rankings[key], work.oracle_rankings[key] = main, oracle
+    work.systems.append({"key": key, "kind": "fused", "run_id": sysinfo["run_id"], "fusion": fusion,
+                         "label": f"Fine-tuned run {sysinfo['run_id']} fused (blended with first stage, alpha={alpha})",
+                         "notes": [f"score fusion: {fusion.get('method', 'alpha*z(ce)+(1-alpha)*z(first stage)')}; "
+                                   f"alpha={alpha} chosen on {fusion.get('chosen_on', 'validation')}, "
+                                   f"first stage of the blend: {fusion.get('first_stage', '?')}"]})
+
+
+def _check(first_stage: str, top_k: int) -> int:
+    if first_stage not in FIRST_STAGES:
+        raise EvaluationError(f"Unknown first stage {first_stage!r}; choose one of {', '.join(FIRST_STAGES)}.")
+    if not 1 <= int(top_k) <= 1000:
+        raise EvaluationError(f"top-k must be between 1 and 1000, got {top_k}.")
+    return int(top_k)
+
+
+def _mark_test_labels(work: Work, runs: list[dict[str, Any]]) -> list[str]:
+    """Every system a run touched carries the run's `test_labels_used_for`; returns them all, in order."""
+    used = {r["id"]: run_test_labels(r) for r in runs}
+    for s in work.systems:
+        if used.get(s.get("run_id")):
+            with_test_labels(s, used[s["run_id"]])
+    return list(dict.fromkeys(u for r in runs for u in used[r["id"]]))
+
+
+def evaluate(conn: sqlite3.Connection, project: int, run_ids: Sequence[str] = (), *, test_set: TestSet | None = None,
+             first_stage: str = "bm25", top_k: int = 20, include_base: bool = True, oracle: bool = True,
+             embedding_model: str | None = None, n_bootstrap: int = 1000, seed: int = 0,
+             progress: Progress | None = None, save: bool = True, model_dirs: Sequence[str] = ()) -> dict[str, Any]:
+    """First stage alone, the base model and each run on one test set; realistic and oracle kept apart.
+
+    `model_dirs`: exported bundles (or model folders) evaluated like runs, under the key `run:model:<name>`."""
+    started, top_k, report = time.time(), _check(first_stage, top_k), progress or noop
+    ts = test_set or project_test_set(conn, project)
+    runs = evaluable_runs(conn, project, run_ids) + [as_run(m) for m in model_dirs]
+    which = ORACLE if first_stage == "file" and ts.candidates_are_oracle else REALISTIC
+    oracle = oracle and which == REALISTIC  # oracle candidates already hold every relevant passage
+    workspace = store.workspace_of(conn)
+    report(0.0, "first stage")
+    fs_lists = first_stage_lists(ts, first_stage, top_k, embedding_model, workspace, scaled(report, 0.0, 0.1))
+    groups = [(q, [d for d, _ in c] + ([d for d, g in ts.qrels[q].items() if g > 0 and d not in {x for x, _ in c}]
+                                      if oracle else [])) for q, c in fs_lists.items()]
+    work = Work(ts, first_stage, workspace, fs_lists, groups)
+    fs_label = FIRST_STAGES[first_stage] + (f" ({models.model_key(embedding_model)})" if first_stage == "embedding" else "")
+    work.systems.append({"key": "first_stage", "label": f"First stage alone: {fs_label}", "kind": "first_stage",
+                         "run_id": None, "notes": [FILE_ORACLE_NOTE] if which == ORACLE else []})
+    work.rankings["first_stage"] = fs_lists
+    todo = (base_systems(runs) if include_base else []) + [run_system(r) for r in runs]
+    for i, sysinfo in enumerate(todo):
+        part = scaled(report, 0.1 + 0.9 * i / len(todo), 0.1 + 0.9 * (i + 1) / len(todo))
+        ce = _score(work, sysinfo, seed, part)
+        fusion = sysinfo.get("fusion")
+        if fusion and fusion.get("method") == RESIDUAL:
+            _add_residual(work, sysinfo, ce, fusion)
+            continue
+        _add(work, sysinfo, ce)
+        if fusion:
+            _add_fused(work, sysinfo, ce, fusion)
+    used = _mark_test_labels(work, runs)
+    results = summarize(work, top_k, n_bootstrap, seed, which)
+    results["params"] = {"first_stage": first_stage, "first_stage_label": fs_label, "top_k": top_k,
+                         "test_set": ts.name, "queries": len(fs_lists), "run_ids": list(run_ids),
+                         "models": [r["bundle"] for r in runs if "bundle" in r],
+                         "include_base": include_base, "oracle": oracle, "seed": seed, "n_bootstrap": n_bootstrap,
+                         "embedding_model": models.model_key(embedding_model) if first_stage == "embedding" else None,
+                         "notes": ts.notes + ([FILE_ORACLE_NOTE] if which == ORACLE else []), "figures": which,
+                         "realistic_note": REALISTIC_NOTE, "oracle_note": ORACLE_NOTE, "test_labels_used_for": used}
+    results["wall_s"] = round(time.time() - started, 2)
+    report(1.0, "done")
+    if save:
+        results["evaluation_id"] = save_evaluation(conn, project, results)
+    return results

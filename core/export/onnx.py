@@ -1,0 +1,142 @@
+"""ONNX export of what is shipped: the cross-encoder and, for residual/blended runs, the embedding model too.
+
+Exported with torch.onnx (TorchScript exporter; sentence-transformers' own exporter needs `optimum`, which cannot
+be installed beside this transformers) and checked with onnxruntime: the FULL score (the spec's formula over the
+ONNX outputs) is compared with the Reranker's on real pairs of the project; above 1e-3 the export is refused.
+Layout: `cross-encoder/model.onnx` (+ tokenizer), `embedding-model/model.onnx` (+ tokenizer; mean-pooled,
+L2-normalized sentence embedding), `rerank_spec.json` (runtime "onnx"). Nothing stays on disk unless it passed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sqlite3
+import uuid
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from core.export.bundle import BundleError, check_pairs
+from core.runs import records
+from core.scoring.reranker import SPEC_FILE, Reranker, run_folder_spec
+
+TOLERANCE = 1e-3
+INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+
+
+class OnnxRefused(BundleError):
+    """An ONNX export that cannot reproduce the run's score, with the reason."""
+
+
+def _embedding_parts(embedder: Any) -> None:
+    """Refuse embedding pipelines the exported graph would not reproduce (only Transformer, mean Pooling, Normalize)."""
+    kinds = [type(m).__name__ for m in embedder]
+    pooling = embedder[1] if len(kinds) > 1 else None
+    mode = getattr(pooling, "pooling_mode", None) or ("mean" if getattr(pooling, "pooling_mode_mean_tokens", False) else "?")
+    if kinds[:2] != ["Transformer", "Pooling"] or kinds[2:] not in ([], ["Normalize"]) or mode != "mean":
+        raise OnnxRefused(f"The embedding model's pipeline is {kinds} with {mode} pooling; the ONNX export reproduces "
+                          "only Transformer + mean Pooling (+ Normalize), so the residual score could not be "
+                          "rebuilt from it. Ship the bundle instead.")
+
+
+def _export(hf: Any, tokenizer: Any, target: Path, max_length: int, pool: bool) -> None:
+    import torch
+
+    from core.inference import graphs
+
+    target.mkdir(parents=True)
+    enc = tokenizer(["an example query"], ["an example passage to trace"], padding=True, truncation=True,
+                    max_length=max_length, return_tensors="pt")
+    names = [n for n in INPUTS if n in enc]
+    out_name = "embedding" if pool else "logits"
+    hf.eval()
+    graph = graphs.Embedding(hf, "mean") if pool else graphs.Logit(hf)  # the studio's one definition of each graph
+    graph.input_names = names
+    with torch.no_grad():
+        torch.onnx.export(graph, tuple(enc[n] for n in names), str(target / "model.onnx"),
+                          input_names=names, output_names=[out_name], opset_version=17, dynamo=False,
+                          dynamic_axes={**{n: {0: "batch", 1: "sequence"} for n in names}, out_name: {0: "batch"}})
+    tokenizer.save_pretrained(str(target))
+    (target / "onnx_inputs.json").write_text(json.dumps({"inputs": names, "output": out_name, "max_length": max_length}))
+
+
+def _run(folder: Path, texts_a: list[str], texts_b: list[str] | None) -> np.ndarray:
+    import onnxruntime as ort
+    from transformers import AutoTokenizer
+
+    meta = json.loads((folder / "onnx_inputs.json").read_text())
+    tok = AutoTokenizer.from_pretrained(str(folder))
+    session = ort.InferenceSession(str(folder / "model.onnx"), providers=["CPUExecutionProvider"])
+    outs = []
+    for s in range(0, len(texts_a), 32):
+        args = (texts_a[s:s + 32],) + ((texts_b[s:s + 32],) if texts_b is not None else ())
+        enc = tok(*args, padding=True, truncation=True, max_length=meta["max_length"], return_tensors="np")
+        outs.append(session.run([meta["output"]], {n: enc[n].astype(np.int64) for n in meta["inputs"]})[0])
+    return np.concatenate(outs)
+
+
+def onnx_scores(folder: Path, reranker: Reranker, groups: list[tuple[str, list[str]]]) -> list[np.ndarray]:
+    """The full score from the ONNX graphs (the Reranker's own formula over their outputs)."""
+    spec = reranker.spec
+    qs = [q for q, ps in groups for _ in ps]
+    ps_flat = [p for _, ps in groups for p in ps]
+    ce = _run(folder / "cross-encoder", qs, ps_flat).reshape(-1).astype(float)
+    if spec.get("activation") == "sigmoid":
+        ce = 1 / (1 + np.exp(-ce))
+    elif spec.get("activation") not in ("identity", None):
+        raise OnnxRefused(f"The cross-encoder's activation {spec['activation']!r} is not reproduced by the export.")
+    out, at = [], 0
+    for q, ps in groups:
+        cos = None
+        if spec["kind"] != "cross-encoder":
+            vec = _run(folder / "embedding-model", [q] + ps, None).astype(np.float32)
+            cos = (vec[1:] @ vec[0]).astype(float)
+        out.append(reranker.combine(ce[at:at + len(ps)], cos))
+        at += len(ps)
+    return out
+
+
+def export_onnx(conn: sqlite3.Connection, run_id: str, dest: Path, *, project: int | None = None) -> dict[str, Any]:
+    """Export, check the full score against the Reranker's on real pairs, then move into place (else nothing)."""
+    from core import models
+
+    run = records.completed_run(conn, run_id, project)
+    source = records.model_folder(conn, run)
+    spec = run_folder_spec(source, max_length=run["config"].get("max_length"))
+    reranker = Reranker.load(source, max_length=spec["max_length"], device="cpu")
+    dest = Path(dest)
+    tmp = dest.parent / f".{dest.name}.partial-{uuid.uuid4().hex[:8]}"
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        ce = reranker.cross_encoder
+        _export(ce.model, ce.tokenizer, tmp / "cross-encoder", int(spec["max_length"]), pool=False)
+        shipped = {k: v for k, v in spec.items() if k not in ("cross_encoder", "embedding_model")}
+        shipped.update(runtime="onnx", cross_encoder="cross-encoder/model.onnx", run_id=run_id)
+        if spec["kind"] != "cross-encoder":
+            emb = models.load_embedder(spec["embedding_model"]["path"], device="cpu")
+            _embedding_parts(emb)
+            _export(emb[0].auto_model, emb.tokenizer, tmp / "embedding-model", int(emb.max_seq_length), pool=True)
+            shipped["embedding_model"] = {"path": "embedding-model/model.onnx", "id": spec["embedding_model"]["id"],
+                                          "output": "mean-pooled, L2-normalized sentence embedding"}
+        groups = check_pairs(conn, run["project_id"])
+        want = reranker.score_groups(groups)
+        got = onnx_scores(tmp, reranker, groups)
+        diff = max((float(np.max(np.abs(a - b))) for a, b in zip(want, got) if len(a)), default=0.0)
+        info = {"path": str(dest), "kind": spec["kind"], "pairs_checked": sum(len(p) for _, p in groups),
+                "max_abs_score_diff": diff, "compared": "full score (spec formula over ONNX outputs) vs Reranker",
+                "exporter": "torch.onnx.export (TorchScript), verified with onnxruntime"}
+        if diff > TOLERANCE:
+            raise OnnxRefused(f"The ONNX full score differs from the run's by {diff:.3g} (> {TOLERANCE}) on "
+                              f"{info['pairs_checked']} real pairs; export refused, nothing written.")
+        (tmp / SPEC_FILE).write_text(json.dumps(shipped, indent=2))
+        (tmp / "studio_onnx.json").write_text(json.dumps(info, indent=2))
+        if dest.exists():
+            dest.rmdir()
+        os.rename(tmp, dest)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return info

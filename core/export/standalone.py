@@ -1,0 +1,69 @@
+"""Load a Rerank Studio bundle outside the studio (needs only sentence-transformers and numpy).
+
+Shipped inside every bundle as `rerank_studio_bundle.py`; its scores are checked against the studio's
+`core.scoring.reranker.Reranker` by the studio's tests. Usage:
+
+    import sys; sys.path.insert(0, "path/to/bundle")
+    from rerank_studio_bundle import load
+    reranker = load("path/to/bundle")
+    scores = reranker.score("a query", ["passage one", "passage two"])   # the score the run was evaluated with
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+SPEC_FILE = "rerank_spec.json"
+
+
+def _z(x: np.ndarray) -> np.ndarray:
+    sd = float(x.std())
+    return (x - x.mean()) / sd if sd > 1e-9 else x - x.mean()
+
+
+class BundleReranker:
+    """The bundle's cross-encoder (and embedding model) combined by the formula in rerank_spec.json."""
+
+    def __init__(self, folder: str | Path, device: str | None = None) -> None:
+        from sentence_transformers import CrossEncoder, SentenceTransformer
+
+        self.folder = Path(folder).resolve()
+        self.spec = json.loads((self.folder / SPEC_FILE).read_text())
+        kwargs = {"trust_remote_code": False, "model_kwargs": {"use_safetensors": True}, "device": device}
+        self.cross_encoder = CrossEncoder(str(self.folder / self.spec.get("cross_encoder", ".")), num_labels=1,
+                                          max_length=int(self.spec["max_length"]), **kwargs)
+        self.embedder = None
+        if self.spec["kind"] != "cross-encoder":
+            self.embedder = SentenceTransformer(str(self.folder / self.spec["embedding_model"]["path"]), **kwargs)
+
+    def score(self, query: str, passages: list[str]) -> np.ndarray:
+        """The run's evaluated score of each passage (a blend z-scores over exactly these passages)."""
+        if not passages:
+            return np.zeros(0)
+        ce = np.asarray(self.cross_encoder.predict([[query, p] for p in passages], batch_size=32,
+                                                   show_progress_bar=False, convert_to_numpy=True), dtype=float)
+        ce = ce.reshape(-1)
+        kind = self.spec["kind"]
+        if kind == "cross-encoder":
+            return ce
+        vec = self.embedder.encode([query] + list(passages), batch_size=64, normalize_embeddings=True,
+                                   convert_to_numpy=True, show_progress_bar=False)
+        cos = (vec[1:] @ vec[0]).astype(float)
+        if kind == "residual":
+            return ce + float(self.spec["beta"]) * cos
+        alpha = float(self.spec["alpha"])
+        return alpha * _z(ce) + (1 - alpha) * _z(cos)
+
+    def rank(self, query: str, passages: list[str], top_n: int | None = None) -> list[dict]:
+        """[{corpus_id, score}] best first, like CrossEncoder.rank."""
+        scores = self.score(query, passages)
+        order = np.argsort(-scores, kind="stable")[: top_n or len(passages)]
+        return [{"corpus_id": int(i), "score": float(scores[i])} for i in order]
+
+
+def load(folder: str | Path, device: str | None = None) -> BundleReranker:
+    """Load the bundle in `folder`."""
+    return BundleReranker(folder, device)

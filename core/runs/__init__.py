@@ -1,0 +1,1 @@
+"""Runs and jobs: run records and events, the background job queue, and process liveness."""

@@ -1,0 +1,102 @@
+"""What a training process reports while it runs: a heartbeat thread, and progress, loss and evaluation events."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from transformers import TrainerCallback
+
+from core import store
+from core.runs.records import add_event, update_run
+from core.training.distributed import is_main
+
+
+class Heartbeat:
+    """Writes runs.heartbeat_at every few seconds from a thread, so slow loading or evaluation is not 'dead'."""
+
+    def __init__(self, workspace: Path, run_id: str, every: float = 5.0) -> None:
+        self.workspace, self.run_id, self.every = workspace, run_id, every
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._loop, daemon=True)
+
+    def _loop(self) -> None:
+        conn = store.connect(self.workspace)
+        try:
+            while not self.stop.is_set():
+                try:
+                    conn.execute("UPDATE runs SET heartbeat_at = ? WHERE id = ?", (store.now(), self.run_id))
+                except sqlite3.Error:
+                    pass
+                self.stop.wait(self.every)
+        finally:
+            conn.close()
+
+    def __enter__(self) -> Heartbeat:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop.set()
+        self.thread.join(5)
+
+
+class StoreProgress(TrainerCallback):
+    """Progress, loss and evaluation to the store; honours runs.cancel_requested (checkpoint, then stop)."""
+
+    def __init__(self, conn: sqlite3.Connection, run_id: str, state: dict[str, Any]) -> None:
+        self.conn, self.run_id, self.state = conn, run_id, state
+        self.t0 = time.time()
+        self.start_step: int | None = None
+        self.last_write = 0.0
+        self.progress: dict[str, Any] = {}
+
+    def _write(self, st: Any, force: bool = False, **extra: Any) -> None:
+        if not is_main():
+            return
+        now = time.time()
+        if self.start_step is None:
+            self.start_step = st.global_step
+        rate = (st.global_step - self.start_step) / max(now - self.t0, 1e-6)
+        left = (st.max_steps - st.global_step) / rate if rate > 0 else None
+        self.progress.update({
+            "phase": "training", "step": st.global_step, "total": st.max_steps,
+            "epoch": round(float(st.epoch or 0), 3), "elapsed_s": round(now - self.state["t0"], 1),
+            "eta_s": round(left, 1) if left is not None else None, **extra,
+        })
+        if force or now - self.last_write > 1.0:
+            update_run(self.conn, self.run_id, progress=self.progress, heartbeat_at=store.now())
+            self.last_write = now
+
+    def on_step_end(self, args: Any, st: Any, control: Any, **kw: Any) -> Any:
+        """Report progress; on a cancel request (or SIGTERM) save a checkpoint and stop."""
+        self._write(st)
+        cancel = self.state.get("signal") or self.conn.execute(
+            "SELECT cancel_requested FROM runs WHERE id = ?", (self.run_id,)).fetchone()[0]
+        if cancel and not self.state.get("cancelled"):
+            self.state["cancelled"] = True
+            control.should_save = True
+            control.should_training_stop = True
+            if is_main():
+                add_event(self.conn, self.run_id, "message",
+                          {"text": f"Cancel requested: checkpoint at step {st.global_step}, stopping."}, st.global_step)
+        return control
+
+    def on_log(self, args: Any, st: Any, control: Any, logs: dict[str, Any] | None = None, **kw: Any) -> None:
+        """A loss point for the curve."""
+        logs = logs or {}
+        if "loss" in logs and is_main():
+            add_event(self.conn, self.run_id, "loss", {"loss": logs["loss"], "epoch": st.epoch,
+                                                       "learning_rate": logs.get("learning_rate")}, st.global_step)
+            self._write(st, force=True, loss=logs["loss"])
+
+    def on_evaluate(self, args: Any, st: Any, control: Any, metrics: dict[str, Any] | None = None, **kw: Any) -> None:
+        """A validation point for the curve (timing entries left out)."""
+        m = {k.removeprefix("eval_"): float(v) for k, v in (metrics or {}).items()
+             if isinstance(v, (int, float)) and "runtime" not in k and "per_second" not in k}
+        if is_main():
+            add_event(self.conn, self.run_id, "eval", m, st.global_step)
+            self._write(st, force=True, eval=m)

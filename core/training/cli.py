@@ -1,0 +1,110 @@
+"""`python -m core train`: every TrainConfig field is a typed flag whose --help is the field's docstring."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import logging
+import sys
+import types
+import typing
+from typing import Any
+
+from core import models, store
+from core.runs.records import get_run
+from core.training.config import LOSSES, VALIDATION, TrainConfig, field_help
+from core.training.defaults import default_config
+from core.training.distributed import broadcast, init_distributed, is_main, world_size
+from core.training.run_record import create_run
+
+CHOICES = {"loss": tuple(LOSSES), "validation": VALIDATION}
+
+
+def parse_bool(text: str) -> bool:
+    """true/false, yes/no, 1/0, on/off (a flag's value, as typed)."""
+    value = text.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+
+
+def field_parser(annotation: Any) -> tuple[Any, str]:
+    """(argparse type, metavar) for a field's annotation; `X | None` parses as X (leave the flag out for None)."""
+    if isinstance(annotation, types.UnionType) or typing.get_origin(annotation) is typing.Union:
+        annotation = next(a for a in typing.get_args(annotation) if a is not type(None))
+    if annotation is bool:
+        return parse_bool, "BOOL"
+    if annotation in (int, float, str):
+        return annotation, annotation.__name__.upper()
+    raise TypeError(f"TrainConfig field type {annotation!r} has no command-line parser")
+
+
+def add_config_flags(parser: argparse.ArgumentParser) -> None:
+    """One flag per TrainConfig field (--residual-beta for residual_beta), typed and documented from the field."""
+    hints = typing.get_type_hints(TrainConfig)
+    docs = field_help()
+    group = parser.add_argument_group("training settings (default: adaptive to the data, see --defaults)")
+    for f in dataclasses.fields(TrainConfig):
+        kind, metavar = field_parser(hints[f.name])
+        default = f.default if f.default is not dataclasses.MISSING else None
+        choices = CHOICES.get(f.name)
+        group.add_argument("--" + f.name.replace("_", "-"), dest=f.name, type=kind, default=None,
+                           metavar=None if choices else metavar, choices=choices,
+                           help=f"{docs.get(f.name, '')} (plain default: {default})".replace("%", "%%"))
+
+
+def cli_arguments(parser: argparse.ArgumentParser) -> None:
+    """`python -m core train --project NAME [options]` or `--run RUN_ID` (the background job)."""
+    which = parser.add_mutually_exclusive_group(required=True)
+    which.add_argument("--project", help="project name: create a run and train it here")
+    which.add_argument("--run", help="train an existing run (the studio's background job)")
+    add_config_flags(parser)
+    parser.add_argument("--defaults", choices=("adaptive", "plain"), default="adaptive",
+                        help="adaptive: defaults from data size and base model (default); plain: TrainConfig()")
+
+
+def config_from_args(args: argparse.Namespace, counts: dict[str, Any]) -> TrainConfig:
+    """The adaptive (or plain) defaults with every flag the person gave on top."""
+    overrides = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)
+                 if getattr(args, f.name, None) is not None}
+    if args.defaults == "adaptive":
+        cfg = default_config(counts, overrides.get("base_model", models.BUNDLED))
+    else:
+        cfg = TrainConfig()
+    return TrainConfig.from_dict({**cfg.to_dict(), **overrides})
+
+
+def _summary(conn: Any, run_id: str, metrics: dict[str, Any]) -> dict[str, Any] | None:
+    """The JSON line rank 0 prints (test_labels_used_for stays inside metrics, where the run recorded it)."""
+    if not is_main():
+        return None
+    return {"run_id": run_id, "status": get_run(conn, run_id)["status"], "metrics": metrics}
+
+
+def cli_main(args: argparse.Namespace) -> dict[str, Any] | None:
+    """Rank 0 creates the run and prints the JSON line; other ranks train silently."""
+    from core.training.trainer import execute  # torch and the trainer load only when a run trains
+
+    logging.basicConfig(level=logging.WARNING)
+    init_distributed()
+    conn = store.connect()
+    try:
+        if args.run:
+            with contextlib.redirect_stdout(sys.stderr):
+                result = execute(conn, args.run)
+            return _summary(conn, args.run, result["metrics"])
+        project = store.project_id(conn, args.project)
+        cfg = config_from_args(args, store.project_counts(conn, project))
+        run_id = broadcast(create_run(conn, project, cfg, status="running") if is_main() else None)
+        if world_size() == 1:  # supervised child: a killed run is recorded with its cause
+            from core.runs import worker
+
+            return worker.train_in_foreground(conn, project, run_id)
+        with contextlib.redirect_stdout(sys.stderr):
+            result = execute(conn, run_id)
+        return _summary(conn, run_id, result["metrics"])
+    finally:
+        conn.close()

@@ -1,0 +1,67 @@
+"""The loss of a run: sentence-transformers' losses by name, and the residual listwise loss the studio adds."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from sentence_transformers.cross_encoder import losses
+from sentence_transformers.util import batch_to_device
+
+from core.scoring.formulas import RESIDUAL
+from core.training.config import TrainConfig
+from core.training.data import TrainingData
+
+
+class ResidualListwiseLoss(torch.nn.Module):
+    """Softmax cross-entropy over a query's passages with the fixed prior beta x cosine added to every logit.
+
+    Written here because no sentence-transformers loss takes a per-passage prior. At the start the model ranks
+    exactly like the embedding model; gradients then push only where that ranking is wrong (measured on SciFact:
+    BCE on a fresh head stays far below the embedding model after 12 minutes on 2 CPU cores)."""
+
+    def __init__(self, model: Any, beta: float, mini_batch_size: int = 32) -> None:
+        super().__init__()
+        self.model, self.beta, self.mini_batch_size = model, float(beta), mini_batch_size
+
+    def forward(self, inputs: list[Any], labels: list[Any], prompt: str | None = None,
+                task: str | None = None) -> torch.Tensor:
+        """Mean over the batch's lists of -sum(target share x log softmax(logit + beta x prior))."""
+        queries, docs_list, priors = inputs
+        pairs = [(q, d) for q, docs in zip(queries, docs_list) for d in docs]
+        parts = []
+        for i in range(0, len(pairs), self.mini_batch_size):
+            tokens = self.model.preprocess(pairs[i:i + self.mini_batch_size], prompt=prompt, task=task)
+            parts.append(self.model(batch_to_device(tokens, self.model.device))["scores"].view(-1).float())
+        logits = torch.cat(parts)
+        out, at = [], 0
+        for docs, prior, label in zip(docs_list, priors, labels):
+            n = len(docs)
+            z = logits[at:at + n] + self.beta * torch.as_tensor(prior, dtype=torch.float32, device=logits.device)
+            target = torch.as_tensor(label, dtype=torch.float32, device=logits.device)
+            out.append(-(target / target.sum() * torch.log_softmax(z, 0)).sum())
+            at += n
+        return torch.stack(out).mean()
+
+    def get_config_dict(self) -> dict[str, Any]:
+        """What the model card records about the loss."""
+        return {"beta": self.beta, "mini_batch_size": self.mini_batch_size}
+
+
+def make_residual_loss(model: Any, beta: float, mini_batch_size: int = 32) -> ResidualListwiseLoss:
+    """The residual listwise loss of `model` with cosine weight `beta`."""
+    return ResidualListwiseLoss(model, beta, mini_batch_size)
+
+
+def make_loss(model: Any, cfg: TrainConfig, data: TrainingData) -> torch.nn.Module:
+    """The sentence-transformers loss for the configured name."""
+    if cfg.loss == "bce":
+        weight = cfg.pos_weight if cfg.pos_weight is not None else data.snapshot["pos_weight"] or 1.0
+        return losses.BinaryCrossEntropyLoss(model, pos_weight=torch.tensor(float(weight)))
+    if cfg.loss == "mnrl":
+        return losses.CachedMultipleNegativesRankingLoss(model, num_negatives=4, mini_batch_size=16)
+    if cfg.loss == RESIDUAL:
+        return make_residual_loss(model, data.residual_beta)
+    if cfg.loss == "lambda":
+        return losses.LambdaLoss(model, mini_batch_size=16)
+    return losses.ListNetLoss(model, mini_batch_size=16)

@@ -1,0 +1,71 @@
+"""The figures a finished run records: validation (and the fusion weight chosen on it), test, and any test-label use."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from core import models
+from core.scoring.formulas import PRIMARY, RESIDUAL, choose_fusion, fused_scores
+from core.scoring.metrics import rank_metrics
+from core.training.config import TrainConfig
+from core.training.data import TrainingData
+from core.training.evaluator import first_stage_metrics, run_scores
+
+
+def test_labels_used_for(cfg: TrainConfig, eval_source: str, beta: float | None) -> list[str]:
+    """The choices the test labels made in this run: none unless the person asked to validate on the test set."""
+    if eval_source != "test":
+        return []
+    used = ["checkpoint"] if cfg.keep_best else []
+    if cfg.early_stopping_patience > 0:
+        used.append("early stopping")
+    if cfg.fusion and beta is None:
+        used.append("fusion weight")
+    return used + ["validation figures"]
+
+
+def _figures(model: Any, samples: list[dict[str, Any]], beta: float | None) -> tuple[dict[str, Any], list[Any]]:
+    """NDCG@10 / MRR@10 of the run's score and of the first stage on some lists, and the cross-encoder's scores."""
+    full, ce = run_scores(model, samples, beta)
+    base = first_stage_metrics(samples)
+    out = {**rank_metrics(samples, full), "first_stage_ndcg@10": base[PRIMARY], "first_stage_mrr@10": base["mrr@10"]}
+    if beta is not None:
+        out["cross_encoder_alone_ndcg@10"] = rank_metrics(samples, ce)[PRIMARY]
+    return out, ce
+
+
+def _fusion(cfg: TrainConfig, data: TrainingData, ce_val: list[Any], alone: float) -> dict[str, Any] | None:
+    """The blend with the first stage, chosen on validation, kept only when it beats the cross-encoder alone."""
+    fusion = choose_fusion(data.eval_samples, ce_val)
+    if fusion["alpha"] < 1.0 and fusion["validation_ndcg@10"] > alone:
+        return {"alpha": fusion["alpha"], "first_stage": f"embedding:{models.model_key(cfg.first_stage_model)}",
+                "method": "alpha*z(ce)+(1-alpha)*z(first_stage cosine), z-scored per query over the top-k",
+                "chosen_on": data.eval_source, **{k: v for k, v in fusion.items() if k != "alpha"}}
+    return None
+
+
+def final_metrics(model: Any, cfg: TrainConfig, data: TrainingData, metrics: dict[str, Any]) -> dict[str, Any]:
+    """Add validation, fusion, test and test-label use to the training metrics (rank 0, after training)."""
+    beta = data.residual_beta
+    if beta is not None:
+        metrics["fusion"] = {"method": RESIDUAL, "beta": beta,
+                             "first_stage": f"embedding:{models.model_key(cfg.first_stage_model)}",
+                             "formula": "score = cross-encoder logit + beta x cosine(query, passage) of the "
+                                        "embedding model (as trained)"}
+    used = test_labels_used_for(cfg, data.eval_source, beta)
+    if used:
+        metrics["test_labels_used_for"] = used
+    if data.eval_samples:
+        val, ce_val = _figures(model, data.eval_samples, beta)
+        metrics["validation"] = val
+        metrics["beats_first_stage"] = bool(val[PRIMARY] > val["first_stage_ndcg@10"])
+        if cfg.fusion and beta is None and (fusion := _fusion(cfg, data, ce_val, val[PRIMARY])):
+            metrics["fusion"] = fusion
+    if data.test_samples and data.eval_source != "test":
+        test, ce_test = _figures(model, data.test_samples, beta)
+        if beta is None and "fusion" in metrics:
+            a = metrics["fusion"]["alpha"]
+            fused = [fused_scores(c, s["first_stage_scores"], a) for c, s in zip(ce_test, data.test_samples)]
+            test["fused_ndcg@10"] = rank_metrics(data.test_samples, fused)[PRIMARY]
+        metrics["test"] = test
+    return metrics

@@ -1,0 +1,192 @@
+"""Background jobs with real processes: they outlive the page, one runs at a time, cancel works, and a killed
+job (or training run) is marked so with its likely cause within seconds."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import psutil
+import pytest
+
+from conftest import ROOT, seed_scifact
+from core import progress, store
+from core.runs import jobs, liveness, records
+
+MINE = {"params": {"num_negatives": 2}}
+
+
+def wait_until(predicate, timeout: float, what: str, every: float = 0.2):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(every)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+def worker_pid(job_id: int, conn) -> int:
+    """The supervised worker (the process doing the work) under a job's supervisor."""
+    def child():
+        pid = jobs.job(conn, job_id)["pid"]
+        kids = psutil.Process(pid).children() if pid and psutil.pid_exists(pid) else []
+        return kids[0].pid if kids else None
+    return wait_until(child, 30, "the worker process")
+
+
+@pytest.fixture()
+def small(db):
+    return db, seed_scifact(db, n_train=8, n_test=2, n_extra=30)
+
+
+# --- no processes ------------------------------------------------------------------------------
+
+
+def test_progress_scaled_maps_a_phase_onto_its_share():
+    seen = []
+    inner = progress.scaled(lambda f, m: seen.append((round(f, 3), m)), 0.5, 0.75)
+    inner(0.0, "a")
+    inner(0.5, "b")
+    inner(2.0, "c")
+    assert seen == [(0.5, "a"), (0.625, "b"), (0.75, "c")]
+    progress.counted(lambda f, m: seen.append((f, m)), "embedding")(3, 4)
+    assert seen[-1] == (0.75, "embedding")
+
+
+def test_exit_codes_name_their_likely_cause():
+    assert liveness.describe_exit(-9) == liveness.KILLED == liveness.describe_exit(137)
+    assert "SIGTERM" in liveness.describe_exit(-15)
+    assert liveness.describe_exit(3) == "exited with code 3"
+    assert "unknown" in liveness.describe_exit(None)
+
+
+def test_completed_run_needs_a_model_folder_under_runs(small, tmp_path):
+    conn, pid = small
+    run_id = records.create_run(conn, pid, {"max_length": 64}, status="completed")
+    with pytest.raises(records.RunError, match="no model folder"):
+        records.completed_run(conn, run_id)
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    records.update_run(conn, run_id, model_dir=str(outside))
+    with pytest.raises(records.RunError, match="outside the workspace's runs"):
+        records.completed_run(conn, run_id)
+    inside = records.run_folder(conn, run_id) / "model"
+    inside.mkdir(parents=True)
+    records.update_run(conn, run_id, model_dir=str(inside))
+    assert records.completed_run(conn, run_id, project=pid)["id"] == run_id
+    with pytest.raises(records.RunError, match="another project"):
+        records.completed_run(conn, run_id, project=pid + 1)
+    other = records.create_run(conn, pid, {}, status="failed")
+    assert [r["id"] for r in records.list_runs(conn, pid, status="completed")] == [run_id]
+    with pytest.raises(records.RunError, match="only a completed run"):
+        records.completed_run(conn, other)
+
+
+def test_a_job_left_running_by_a_dead_process_is_interrupted_and_can_start_again(small, monkeypatch):
+    conn, pid = small
+    gone = subprocess.Popen(["true"])
+    gone.wait()  # a pid that is no longer anyone's (like a job of a studio that died with the machine)
+    monkeypatch.setattr(jobs, "_launch", lambda c, job_id: 0)  # nothing really starts in this test
+    with store.transaction(conn):
+        job_id = conn.execute("INSERT INTO jobs (project_id, kind, status, pid, created_at, started_at, heartbeat_at) "
+                              "VALUES (?, 'mine', 'running', ?, ?, ?, ?)",
+                              (pid, gone.pid, store.now(), store.now(), store.now())).lastrowid
+    assert jobs.reap_and_dispatch(conn)["closed"] == [job_id]
+    j = jobs.job(conn, job_id)
+    assert j["status"] == "interrupted" and "process died" in j["error"] and "unknown" in j["error"]
+    assert jobs.retry_job(conn, job_id) == job_id
+    assert jobs.job(conn, job_id)["status"] == "running" and jobs.job(conn, job_id)["attempts"] == 1
+    with pytest.raises(jobs.JobError, match="Unknown job kind"):
+        jobs.submit_job(conn, pid, "nap", {})
+
+
+# --- real job processes ------------------------------------------------------------------------
+
+
+def test_mine_jobs_run_without_a_page_one_at_a_time(small):
+    conn, pid = small
+    first = jobs.submit_job(conn, pid, "mine", MINE)
+    second = jobs.submit_job(conn, pid, "mine", MINE)
+    third = jobs.submit_job(conn, pid, "mine", MINE)
+    assert [jobs.job(conn, j)["status"] for j in (first, second, third)] == ["running", "queued", "queued"]
+    assert jobs.cancel_job(conn, third) == "cancelled"  # a queued job is cancelled at once
+    assert [j["id"] for j in jobs.active_jobs(conn, pid)] == [first, second]
+    # Nobody polls: the first job's own process starts the second when it ends.
+    later = store.connect(store.workspace_of(conn))
+    done = wait_until(lambda: jobs.job(later, second)["status"] not in jobs.ACTIVE and jobs.job(later, second),
+                      240, "both jobs")
+    one = jobs.job(later, first)
+    assert one["status"] == "completed" and done["status"] == "completed", (one["error"], done["error"])
+    assert one["fraction"] == 1.0 and one["result"]["stats"]
+    assert done["started_at"] >= one["finished_at"]  # the queue held the second until the first had ended
+    assert conn.execute("SELECT count(*) FROM negatives WHERE project_id = ?", (pid,)).fetchone()[0] > 0
+    assert jobs.job(later, third)["status"] == "cancelled" and jobs.active_jobs(later) == []
+    later.close()
+
+
+def test_cancel_stops_a_running_job_at_its_next_progress_report(small):
+    conn, pid = small
+    job_id = jobs.submit_job(conn, pid, "mine", MINE)
+    wait_until(lambda: jobs.job(conn, job_id)["message"] not in ("Starting.", "Queued."), 120, "progress")
+    assert jobs.cancel_job(conn, job_id) == "cancelling"
+    j = jobs.wait_job(conn, job_id, timeout=60)
+    assert j["status"] == "cancelled" and not j["error"]
+    with pytest.raises(jobs.JobError, match="only a queued or running job"):
+        jobs.cancel_job(conn, job_id)
+
+
+def test_a_killed_worker_is_marked_failed_with_its_cause_and_can_be_retried(small):
+    conn, pid = small
+    job_id = jobs.submit_job(conn, pid, "mine", MINE)
+    os.kill(worker_pid(job_id, conn), signal.SIGKILL)
+    t0 = time.time()
+    j = wait_until(lambda: (r := jobs.job(conn, job_id))["status"] != "running" and r, 10, "the death recorded")
+    assert time.time() - t0 < 10
+    assert j["status"] == "failed" and j["error"] == f"process died: {liveness.KILLED}"
+    jobs.retry_job(conn, job_id)
+    j = jobs.wait_job(conn, job_id, timeout=180)
+    assert j["status"] == "completed" and j["attempts"] == 2, j["error"]
+
+
+def test_a_killed_job_group_is_reaped_by_the_next_poll(small):
+    conn, pid = small
+    job_id = jobs.submit_job(conn, pid, "mine", MINE)
+    supervisor = jobs.job(conn, job_id)["pid"]
+    worker_pid(job_id, conn)
+    os.killpg(supervisor, signal.SIGKILL)  # nobody is left to say what happened
+    wait_until(lambda: not liveness.pid_alive(supervisor), 10, "the job to die")
+    assert jobs.reap_and_dispatch(conn)["closed"] == [job_id]
+    j = jobs.job(conn, job_id)
+    assert j["status"] == "failed" and j["error"] == f"process died: {liveness.KILLED}"  # we launched it: code known
+
+
+@pytest.mark.slow
+def test_a_killed_training_cli_run_is_failed_with_its_cause_and_exits_nonzero(db):
+    """Issue 17: SIGKILL (as the kernel's OOM killer sends) marks the run failed with the cause in seconds."""
+    seed_scifact(db, name="tiny", n_train=16, n_test=4, n_extra=40)
+    env = {**os.environ, "RERANK_STUDIO_HOME": str(store.workspace_of(db))}
+    cli = subprocess.Popen([sys.executable, "-m", "core", "train", "--project", "tiny", "--defaults", "plain",
+                            "--max-steps", "400", "--batch-size", "8", "--max-length", "64", "--validation", "none",
+                            "--hard-negatives", "1", "--random-negatives", "1", "--candidates-k", "8"],
+                           cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        run = wait_until(lambda: (r := db.execute("SELECT id, pid FROM runs").fetchone()) and r["pid"] and r, 120,
+                         "the training process")
+        os.kill(run["pid"], signal.SIGKILL)
+        t0 = time.time()
+        out, err = cli.communicate(timeout=30)
+    finally:
+        if cli.poll() is None:
+            cli.kill()
+    assert time.time() - t0 < 10
+    assert cli.returncode != 0
+    line = json.loads(err.strip().splitlines()[-1])
+    assert "killed (likely out of memory" in line["error"]
+    failed = records.get_run(db, run["id"])
+    assert failed["status"] == "failed" and failed["error"] == f"process died: {liveness.KILLED}"
+    assert jobs.reap(db) == [] and records.get_run(db, run["id"])["status"] == "failed"
