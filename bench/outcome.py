@@ -1,12 +1,16 @@
-"""The whole path, headless, on SciFact through the CLI: ingest -> mine -> train (defaults) -> evaluate.
+"""The whole path, headless, through the CLI: ingest -> mine -> train (defaults) -> evaluate, on SciFact or on a
+second data shape built from it (graded 0-3 labels, 200 judged passages per query, long queries).
 
-Prints one JSON line: NDCG@10 of BM25 and of the embedding model alone on the 300 test queries, of the fine-tuned
+Prints one JSON line: NDCG@10 of BM25 and of the embedding model alone on the test queries, of the fine-tuned
 reranker on the top 20 of each (realistic figures: first-stage candidates only), fused figures when the run
-carries a score fusion, the margins over the first stages with paired-test p-values, and wall times per step.
+carries a score fusion, the margins over the first stages with paired-test p-values, wall times per step, the
+training process's peak RSS, and the defaults the run chose (max length, beta, scoring mode) with their reasons.
+Exits non-zero when the SciFact shape does not beat both first stages.
 
 Usage (training takes ~30 min on 2 CPU cores, the whole bench ~42 min; run on an idle machine):
     flock /tmp/rerank-heavy.lock env HF_HUB_OFFLINE=1 .venv/bin/python bench/outcome.py [--workspace DIR]
-        [--train-arg=--max-steps=20 ...]   # extra `python -m core train` flags, e.g. for a smoke run
+        [--shape scifact|graded] [--quick]   # --quick: the bundled sample, 4 steps at length 64 (a smoke run)
+        [--train-arg=--max-steps=20 ...]   # extra `python -m core train` flags
 Data: BEIR SciFact (CC BY-NC 2.0), /work/shared/data/scifact or $SCIFACT_DIR.
 """
 
@@ -25,16 +29,61 @@ ROOT = Path(__file__).resolve().parents[1]
 SCIFACT = Path(os.environ.get("SCIFACT_DIR", ROOT.parent / "shared" / "data" / "scifact"))
 
 
-def cli(args: list[str], env: dict[str, str]) -> tuple[dict, float]:
-    """Run `python -m core ...`, return its JSON line and the wall time; stop with its stderr on failure."""
+PEAK = ("import resource, subprocess, sys; p = subprocess.run(sys.argv[1:]); "
+        "print('PEAK_KB', resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, file=sys.stderr); "
+        "sys.exit(p.returncode)")  # peak RSS of the command's biggest process (the supervised trainer included)
+QUICK_TRAIN = ["--max-steps", "4", "--max-length", "64", "--eval-steps", "4", "--candidates-k", "10"]
+
+
+def cli(args: list[str], env: dict[str, str], measure: bool = False) -> tuple[dict, float]:
+    """Run `python -m core ...`, return its JSON line and the wall time (and `peak_rss_gb` when measured); stop with
+    its stderr on failure."""
     started = time.time()
-    proc = subprocess.run([sys.executable, "-m", "core", *args], cwd=ROOT, env=env, capture_output=True, text=True)
+    command = [sys.executable, "-m", "core", *args]
+    if measure:
+        command = [sys.executable, "-c", PEAK, *command]
+    proc = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True)
     wall = round(time.time() - started, 1)
     if proc.returncode != 0:
         sys.stderr.write(proc.stderr[-4000:])
         raise SystemExit(f"`python -m core {' '.join(args)}` failed with exit code {proc.returncode}")
     lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
-    return json.loads(lines[-1]), wall
+    out = json.loads(lines[-1])
+    if measure:
+        kb = [line.split()[-1] for line in proc.stderr.splitlines() if line.startswith("PEAK_KB")]
+        out["peak_rss_gb"] = round(int(kb[-1]) / 2**20, 2) if kb else None
+    return out, wall
+
+
+def chosen_defaults(train: dict) -> dict:
+    """The max length, beta and scoring mode the run used, each with its reason."""
+    plan, metrics = train.get("plan") or {}, train.get("metrics") or {}
+    fusion = metrics.get("fusion") or {}
+    residual = fusion.get("trained_as") or (fusion if fusion.get("method") == "residual" else {})
+    scoring = metrics.get("scoring") or {"mode": "cross-encoder", "reason": "not a residual run"}
+    return {
+        "max_length": (plan.get("config") or {}).get("max_length"),
+        "max_length_reason": (plan.get("defaults") or {}).get("max_length", "set on the command line"),
+        "epochs": (plan.get("config") or {}).get("epochs"), "epochs_reason": (plan.get("defaults") or {}).get("epochs"),
+        "beta": residual.get("beta"),
+        "beta_reason": ("maximum likelihood of the training lists under softmax(beta x cosine), graded by gain, "
+                        "bounded 1-D search with an expanding bracket (no grid ceiling)") if residual else None,
+        "scoring_mode": scoring.get("mode"), "scoring_reason": scoring.get("reason"),
+        "estimate": plan.get("estimate_text"),
+    }
+
+
+def prepare(args: argparse.Namespace, workspace: Path) -> Path:
+    """The folder to ingest: SciFact itself, or the graded long-query shape built from it."""
+    data = ROOT / "sample_data" / "scifact" if args.quick else SCIFACT  # quick: the bundled 1,330-abstract sample
+    if args.shape == "scifact":
+        return data
+    sys.path.insert(0, str(ROOT))
+    from core.sample_shapes import build_graded
+
+    folder = workspace / "graded-shape"
+    build_graded(data, folder, queries=args.queries, per_query=200, test_queries=args.test_queries)
+    return folder
 
 
 def main() -> None:
@@ -43,23 +92,35 @@ def main() -> None:
     parser.add_argument("--project", default="scifact-outcome")
     parser.add_argument("--top-k", type=int, default=20)
     parser.add_argument("--train-arg", action="append", default=[], help="extra flag for `core train`")
+    parser.add_argument("--shape", choices=("scifact", "graded"), default="scifact",
+                        help="scifact: BEIR SciFact as it is; graded: 0-3 grades, 200 judged passages a query, long queries")
+    parser.add_argument("--queries", type=int, default=200, help="graded shape: training queries")
+    parser.add_argument("--test-queries", type=int, default=100, help="graded shape: test queries")
+    parser.add_argument("--quick", action="store_true", help="smoke run: 4 tiny steps (figures mean nothing)")
     args = parser.parse_args()
+    if args.quick:
+        args.train_arg = QUICK_TRAIN + args.train_arg
+        args.queries, args.test_queries = min(args.queries, 50), min(args.test_queries, 10)
     workspace = args.workspace or Path(tempfile.mkdtemp(prefix="rerank-outcome-"))
     env = {**os.environ, "RERANK_STUDIO_HOME": str(workspace), "HF_HUB_OFFLINE": "1",
            "TOKENIZERS_PARALLELISM": "false"}
     walls: dict[str, float] = {}
     total = time.time()
 
-    ingest, walls["ingest_s"] = cli(["ingest", str(SCIFACT), "--project", args.project], env)
+    workspace.mkdir(parents=True, exist_ok=True)
+    source = prepare(args, workspace)
+    ingest, walls["ingest_s"] = cli(["ingest", str(source), "--project", args.project], env)
     mine, walls["mine_s"] = cli(["mine", "--project", args.project], env)
-    train, walls["train_s"] = cli(["train", "--project", args.project, *args.train_arg], env)
+    train, walls["train_s"] = cli(["train", "--project", args.project, *args.train_arg], env, measure=True)
     run_id = train["run_id"]
     if train.get("status") != "completed":
         raise SystemExit(f"training ended {train.get('status')}: {json.dumps(train)[:2000]}")
-    out: dict = {"run_id": run_id, "workspace": str(workspace), "top_k": args.top_k}
+    out: dict = {"shape": args.shape, "quick": args.quick, "run_id": run_id, "workspace": str(workspace),
+                 "top_k": args.top_k, "peak_rss_gb": train.get("peak_rss_gb"), "defaults": chosen_defaults(train)}
     for stage in ("bm25", "embedding"):
         res, walls[f"evaluate_{stage}_s"] = cli(["evaluate", "--project", args.project, "--run", run_id,
-                                                 "--first-stage", stage, "--top-k", str(args.top_k)], env)
+                                                 "--first-stage", stage, "--top-k", str(args.top_k),
+                                                 *(["--bootstrap", "100", "--no-oracle"] if args.quick else [])], env)
         k = args.top_k
         out["queries"] = res["queries"]
         out[f"ndcg10_{stage}"] = res["first_stage_ndcg10"]
@@ -91,6 +152,8 @@ def main() -> None:
     out.update(walls)
     out["total_s"] = round(time.time() - total, 1)
     print(json.dumps(out))
+    if args.shape == "scifact" and not args.quick and not out["beats_both_first_stages"]:
+        raise SystemExit("the fine-tuned reranker does not beat both first stages on SciFact")
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""Where a bench finds BEIR SciFact: `--data DIR`, else $SCIFACT_DIR; never ../shared, never a download."""
+"""Where a bench finds BEIR SciFact: `--data DIR`, else $SCIFACT_DIR, else a sibling `../shared/data/scifact`; never a download."""
 
 from __future__ import annotations
 
@@ -17,13 +17,16 @@ WHERE_TO_GET = (
 
 def add_data_argument(parser: argparse.ArgumentParser) -> None:
     """The one `--data` flag every SciFact bench takes."""
-    parser.add_argument("--data", type=Path, default=None, help="BEIR SciFact folder (default: $SCIFACT_DIR)")
+    parser.add_argument("--data", type=Path, default=None, help="BEIR SciFact folder (default: $SCIFACT_DIR, else ../shared/data/scifact)")
 
 
 def scifact_dir(data: Path | str | None = None) -> Path:
     """The folder to read, checked; exits non-zero saying where to get the data when it is missing. Sets SCIFACT_DIR
     so tests.conftest.load_scifact (used by some benches) reads the same folder."""
     raw = data or os.environ.get("SCIFACT_DIR")
+    sibling = Path(__file__).resolve().parents[2] / "shared" / "data" / "scifact"
+    if not raw and (sibling / "corpus.jsonl").is_file():  # the development machine's copy, when there is one
+        raw = sibling
     if not raw:
         sys.exit(f"No SciFact folder given (--data or SCIFACT_DIR). {WHERE_TO_GET}")
     folder = Path(raw).expanduser()

@@ -182,3 +182,20 @@ def mining_scores_figure(series: dict[str, Any], bins: int = 50) -> go.Figure:
                       height=320, xaxis_title="cosine similarity (embedding model)", yaxis_title="count",
                       margin=dict(l=40, r=10, t=40, b=40), legend=dict(orientation="h", y=-0.25))
     return fig
+
+
+# --- playground (Evaluate page) ------------------------------------------------------------------
+
+
+def ranked_scores_figure(items: list[dict[str, Any]], *, title: str) -> go.Figure:
+    """One ranked list as horizontal bars, best on top; labelled positives in green; hover shows escaped text."""
+    labels = [f"#{it['rank']} " + ("★ " if it["positive"] else "") +
+              (f"(↑{it['moved']})" if it["moved"] > 0 else f"(↓{-it['moved']})" if it["moved"] < 0 else "")
+              for it in items]
+    fig = go.Figure(go.Bar(
+        x=[it["score"] for it in items], y=labels, orientation="h",
+        marker_color=["#54A24B" if it["positive"] else "#4C78A8" for it in items],
+        customdata=[_hover_safe(it["text"], limit=300) for it in items], hovertemplate="%{customdata}<extra></extra>"))
+    fig.update_layout(title=title, xaxis_title="score", yaxis_autorange="reversed", height=60 + 28 * len(items),
+                      margin=dict(l=10, r=10, t=40, b=40))
+    return fig

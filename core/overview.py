@@ -55,7 +55,7 @@ def _job_note(j: dict[str, Any] | None) -> tuple[str, str] | None:
     if not j:
         return None
     if j["status"] == "running":
-        return "running", f"running: {j.get('message') or 'working'} ({(j.get('fraction') or 0):.0%})"
+        return "running", f"running ({(j.get('fraction') or 0):.0%}: {j.get('message') or 'working'})"
     if j["status"] == "queued":
         return "running", "queued behind another job"
     if j["status"] in STOPPED:
@@ -78,7 +78,7 @@ def _mine(counts: dict[str, int], j: dict[str, Any] | None) -> Step:
     n = counts["negatives"]
     summary = f"{n:,} mined negatives." if n else "No negatives mined yet."
     if note and note[0] == "running":
-        return Step("mine", STEPS["mine"], "running", f"{summary} Mining is {note[1]}.", {"negatives": n})
+        return Step("mine", STEPS["mine"], "running", f"Mining is {note[1]}. {summary}", {"negatives": n})
     if not counts["train_pairs"]:
         return Step("mine", STEPS["mine"], "blocked", "Needs training pairs.", {"negatives": n})
     if note and not n:
@@ -164,12 +164,12 @@ def _evaluate(conn: sqlite3.Connection, project: int, counts: dict[str, int], j:
 def quality_checks(conn: sqlite3.Connection, project: int) -> tuple[list[Any] | None, bool]:
     """(the checklist of the newest cached quality report or None, whether it is for the current data)."""
     from core.quality import checklist
-    from core.quality.stored import cached_report, latest_report
+    from core.quality.stored import is_current, latest_report
 
-    report = cached_report(conn, project)
-    current = report is not None
-    report = report or latest_report(conn, project)
-    return (checklist(report) if report is not None else None), current
+    report = latest_report(conn, project)
+    if report is None:
+        return None, False
+    return checklist(report), is_current(conn, report)
 
 
 def steps(conn: sqlite3.Connection, project: int, checks: list[Any] | None = None,

@@ -305,9 +305,10 @@ def summary_section() -> None:
         st.warning(f"{counts['train_pairs']} training pairs: fine-tuning usually needs at least "
                    f"{ingest.MIN_EXAMPLES}.")
     history = ingest.list_imports(db, pid)
-    if history:
-        st.caption("Imports")
-        st.dataframe(pd.DataFrame(history), hide_index=True, width="stretch")
+    if history:  # a few rows: a plain table (text in the page), not a canvas grid that can paint as an empty box
+        st.markdown("**Imports**")
+        rows = [{k: ("—" if v is None else v) for k, v in r.items()} for r in history]
+        st.table(pd.DataFrame(rows).set_index("id"))
     if counts["train_pairs"]:
         with st.expander("Some training pairs"):
             st.dataframe(pd.DataFrame(ingest.first_pairs(db, pid, 20)), hide_index=True, width="stretch")

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import streamlit as st
 
-from core import charts, evaluation, models, store
+from core import charts, estimates, evaluation, models, review, store
+from core.export import bundle, onnx
 from core.markdown import escape_markdown as md
 from core.runs import records
+from core.scoring import playground
 from pages._common import conn, project, project_name
+from pages._jobs import estimate_caption, job_panel, latest, submit
 
 st.title("Evaluate")
 db = conn()
@@ -52,13 +55,38 @@ with st.container(border=True):
                    "arbitrary — they are shown for completeness, not as a meaningful baseline.")
     if not runs:
         st.info("No completed training run yet: train one on the Train page. You can still measure the first stage.")
-    go = st.button("Evaluate", type="primary", icon=":material/play_arrow:", key="eval_go",
-                   disabled=source == "upload" and upload is None)
+    last_job = latest(db, pid, ("evaluate",))
+    busy = last_job is not None and last_job["status"] in ("queued", "running")
+    workspace = store.workspace_of(db)
+    lengths = [int(r["config"].get("max_length") or estimates.REFERENCE_LENGTH) for r in runs if r["id"] in chosen]
+    pairs = counts["test_queries"] * int(top_k) * (len(chosen) + int(include_base))
+    estimate = estimates.scoring(workspace, pairs, max(lengths, default=estimates.REFERENCE_LENGTH))
+    if first_stage == "embedding":
+        estimate = estimates.combine(estimates.embedding(workspace, counts["passages"] + counts["test_queries"]),
+                                     estimate)
+    with st.container(horizontal=True, vertical_alignment="center"):
+        go = st.button("Evaluate", type="primary", icon=":material/play_arrow:", key="eval_go",
+                       disabled=(source == "upload" and upload is None) or busy,
+                       help="Evaluating runs in the background." if not busy else "An evaluation is running.")
+        if source == "project":
+            estimate_caption(estimate)
 
-if go:
+if go and source == "project":  # a background job: leaving the page, a reload or a restart does not lose it
+    args = {"run_ids": list(chosen), "first_stage": first_stage, "top_k": int(top_k), "include_base": include_base,
+            "oracle": oracle}
+    if submit(db, pid, "evaluate", args) is not None:
+        st.rerun()
+finished = job_panel(db, pid, ("evaluate",), key="eval")
+if finished is not None and finished["status"] == "completed" and st.session_state.get("eval_job_seen") != finished["id"]:
+    st.session_state["eval_job_seen"] = finished["id"]  # show the new evaluation once, not the last picked
+    new_id = (finished["result"] or {}).get("evaluation_id")
+    if new_id:
+        st.session_state["eval_id"] = st.session_state["eval_pick"] = new_id
+
+if go and source == "upload":  # an uploaded test set is evaluated here: a job takes JSON arguments, not a file
     test_set = None
     try:
-        if source == "upload" and upload is not None:
+        if upload is not None:
             test_set = evaluation.read_test_file(upload.getvalue(), upload.name, db, pid)
         bar = st.progress(0.0, text="Starting…")
 
@@ -168,7 +196,9 @@ runs_first = [k for k in rerankers if systems[k]["kind"] == "run"] or rerankers
 focus = c1.selectbox("System", rerankers, index=rerankers.index(runs_first[-1]), format_func=lambda k: systems[k]["label"],
                      key="eval_focus")
 references = ["first_stage"] + [k for k in rerankers if systems[k]["kind"] == "base"]
-reference = c2.selectbox("Over", references, format_func=lambda k: systems[k]["label"], key="eval_reference")
+trained_bases = [i for i, k in enumerate(references) if k != "first_stage" and not systems[k].get("random_head")]
+reference = c2.selectbox("Over", references, index=trained_bases[0] if trained_bases else 0,  # a trained base first
+                         format_func=lambda k: systems[k]["label"], key="eval_reference")
 deltas = evaluation.per_query_deltas(res, focus, reference)
 st.plotly_chart(charts.eval_change_histogram([d["delta"] for d in deltas], title="Per-query change in NDCG@10"),
                 key="eval_hist")
@@ -207,9 +237,7 @@ with st.container(border=True):
     if row["delta"] < 0 and query_id is not None:
         if st.button("Send this loss back to work (Review)", icon=":material/undo:", key="eval_send_review"):
             st.session_state["review_query_filter"] = int(query_id)
-            has_negatives = db.execute("SELECT 1 FROM negatives WHERE project_id = ? AND query_id = ? LIMIT 1",
-                                       (pid, int(query_id))).fetchone()
-            if has_negatives:
+            if review.progress(db, pid, int(query_id))["total"]:  # it has mined candidates to judge
                 st.session_state["review_query"] = int(query_id)
             st.switch_page("pages/review.py")
 
@@ -238,17 +266,50 @@ if run_ids:
         name = st.text_input("Folder name inside the workspace's exports folder", value=f"model-{run_id}",
                              key="eval_export_name")
         b1, b2 = st.columns(2)
-        if b1.button("Copy model folder", icon=":material/folder_copy:", key="eval_export_model"):
+        if b1.button("Export bundle (model, embedding model, spec, card)", icon=":material/folder_copy:",
+                     key="eval_export_model"):
             try:
-                st.success(f"Copied to {md(evaluation.export_model_folder(db, run_id, name))}")
-            except (evaluation.EvaluationError, OSError) as exc:
+                with st.spinner("Writing and checking the bundle…"):
+                    dest = bundle.destination(db, name, run_id, explicit=False)
+                    out = bundle.export_bundle(db, run_id, dest, project=pid)
+                st.success(f"Bundle ({out['kind']}) written to {md(out['path'])}; reloaded, it gives the run's score "
+                           f"within {out['check']['max_abs_score_diff']:.1e}. Its README says how to use it.")
+            except (ValueError, OSError) as exc:
                 st.error(str(exc))
-        if b2.button("Export ONNX (verified with onnxruntime)", icon=":material/memory:", key="eval_export_onnx"):
+        if b2.button("Export ONNX (full score, verified with onnxruntime)", icon=":material/memory:",
+                     key="eval_export_onnx"):
             try:
                 with st.spinner("Exporting to ONNX…"):
-                    info = evaluation.export_onnx(db, run_id, name + "-onnx")
-                st.success(f"ONNX written to {md(info['path'])}; largest score difference vs the model "
-                           f"{info['max_abs_score_diff_vs_cross_encoder']:.2e}.")
-                st.caption(info["note"] + "; exported with torch.onnx instead.")
-            except (evaluation.EvaluationError, models.ModelError, OSError) as exc:
+                    info = onnx.export_onnx(db, run_id, bundle.destination(db, name + "-onnx", run_id, explicit=False),
+                                            project=pid)
+                st.success(f"ONNX ({info['kind']}) written to {md(info['path'])}; the full score differs from the "
+                           f"run's by at most {info['max_abs_score_diff']:.1e} on {info['pairs_checked']} real pairs.")
+            except (ValueError, OSError) as exc:
                 st.error(str(exc))
+
+# --- 5. playground -----------------------------------------------------------------------------------
+st.subheader("Try a query")
+st.caption("The first stage's top k from the project's passages, and each chosen run's reranking of them "
+           "(the score the run was evaluated with). ★ marks a labelled positive; ↑/↓ how far a passage moved.")
+with st.form("eval_play_form"):
+    play_query = st.text_input("Query", key="eval_play_query")
+    p1, p2 = st.columns(2)
+    play_stage = p1.selectbox("First stage", ["bm25", "embedding"], key="eval_play_stage",
+                              format_func=evaluation.FIRST_STAGES.get)
+    play_k = p2.number_input("Top k", 1, 50, 10, key="eval_play_k")
+    play_runs = st.multiselect("Runs", [r["id"] for r in runs], default=[r["id"] for r in runs][:1],
+                               key="eval_play_runs")
+    play_go = st.form_submit_button("Rerank", icon=":material/play_arrow:")
+if play_go and play_query.strip():
+    try:
+        with st.spinner("Searching and reranking…"):
+            play = playground.try_query(db, pid, play_query, play_runs, first_stage=play_stage, top_k=int(play_k))
+        columns = st.columns(1 + len(play["runs"]))
+        lists = [("First stage", play["first_stage"])] + [(f"Run {rid}", items) for rid, items in play["runs"].items()]
+        for i, (col, (title, items)) in enumerate(zip(columns, lists)):
+            col.plotly_chart(charts.ranked_scores_figure(items, title=title), key=f"eval_play_chart_{i}")
+            col.dataframe([{"rank": it["rank"], "moved": it["moved"], "positive": "★" if it["positive"] else "",
+                            "score": round(it["score"], 4), "passage": it["text"][:200]} for it in items],
+                          hide_index=True, key=f"eval_play_table_{i}")
+    except (ValueError, OSError) as exc:
+        st.error(str(exc))

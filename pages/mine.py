@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import hashlib
+from dataclasses import asdict
 from pathlib import Path
 
 import pandas as pd
 import streamlit as st
 
-from core import charts, mining, models, store
+from core import charts, estimates, mining, models, store
 from core.markdown import escape_markdown
+from core.runs import jobs
 from pages._common import conn, project, project_name
+from pages._jobs import estimate_caption, job_panel, latest, submit
 
 db = conn()
 st.title("Mine")
@@ -117,21 +120,27 @@ if cost["pairs"]:
     st.warning(f"The cross-encoder will score {cost['pairs']:,} pairs: about {cost['seconds']:,.0f} s at "
                f"{mining.CROSS_ENCODER_PAIRS_PER_SECOND:.0f} pairs/s.", icon=":material/timer:")
 
-if st.button("Mine", type="primary", icon=":material/target:", key="mine_run"):
-    with st.status("Mining…", expanded=True) as status:
-        bar = st.progress(0.0, text="Loading the model…")
-
-        def on_progress(fraction: float, message: str) -> None:
-            bar.progress(min(max(fraction, 0.0), 1.0), text=message)
-
-        try:
-            stats = mining.mine(db, pid, params, extra_corpus=extra_path, progress=on_progress)
-        except (ValueError, RuntimeError) as exc:
-            status.update(label="Mining failed — the previous negatives are unchanged.", state="error")
-            st.error(escape_markdown(exc))
-            st.stop()
-        status.update(label=f"Mined {stats['hard_negatives']:,} hard and {stats['random_negatives']:,} random "
-                            f"negatives in {stats['seconds']['total']:.1f} s", state="complete", expanded=False)
+# Mining runs as a background job (core.runs.jobs): leaving the page, a reload or a restart does not lose it.
+workspace = store.workspace_of(db)
+estimate = estimates.embedding(workspace, len(plan.pool_texts) + len(plan.query_texts))
+if cost["pairs"]:
+    estimate = estimates.combine(estimate, estimates.scoring(workspace, cost["pairs"]))
+last = latest(db, pid, ("mine",))
+busy = last is not None and last["status"] in jobs.ACTIVE
+with st.container(horizontal=True, vertical_alignment="center"):
+    if st.button("Mine", type="primary", icon=":material/target:", key="mine_run", disabled=busy,
+                 help="Runs in the background; one heavy job runs at a time." if not busy else "Mining is running."):
+        args = {"params": asdict(params), "extra_corpus": str(extra_path) if extra_path else None}
+        if submit(db, pid, "mine", args) is not None:
+            st.rerun()
+    estimate_caption(estimate)
+last = job_panel(db, pid, ("mine",), key="mine")
+busy = last is not None and last["status"] in jobs.ACTIVE
+if last is not None and last["status"] == "completed" and (last["result"] or {}).get("stats"):
+    done = last["result"]["stats"]
+    st.success(f"Mined {done['hard_negatives']:,} hard and {done['random_negatives']:,} random negatives in "
+               f"{done['seconds']['total']:.1f} s ({last['finished_at'][:19].replace('T', ' ')} UTC).",
+               icon=":material/check_circle:")
 
 # --- the result ----------------------------------------------------------------------------------------------
 run = mining.latest_run(db, pid)
@@ -140,9 +149,13 @@ if run is None:
     st.stop()
 stats = run["stats"]
 st.subheader("Result")
-if run["status"] != "completed":
-    st.warning(f"The last run {run['status']}: {escape_markdown(stats.get('error', ''))}. The negatives below are "
-               "from before it.")
+if run["status"] == "running" and busy:
+    st.info("A mining job is running; the negatives below are from before it.", icon=":material/hourglass_top:")
+    stats = mining.latest_completed_stats(db, pid)
+elif run["status"] != "completed":
+    why = stats.get("error") or "its process stopped before it finished"
+    st.warning(f"The last run {'was interrupted' if run['status'] == 'running' else run['status']}: "
+               f"{escape_markdown(why)}. The negatives below are from before it.")
     stats = mining.latest_completed_stats(db, pid)
 if stats:
     m = st.columns(5)

@@ -40,7 +40,8 @@ nxt = overview.next_action(path)
 with st.container(border=True, key="overview_next"):
     st.markdown("**Next step**")
     st.caption(escape_markdown(nxt.why))
-    st.page_link(PAGE[nxt.page], label=nxt.label, icon=":material/arrow_forward:", query_params=params)
+    if st.button(nxt.label, type="primary", icon=":material/arrow_forward:", key="overview_go"):
+        st.switch_page(PAGE[nxt.page], query_params=params)
 
 cols = st.columns(len(path))
 for col, s in zip(cols, path):

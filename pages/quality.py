@@ -6,9 +6,12 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from core import charts, models, quality
+from core import charts, estimates, models, quality, store
 from core.markdown import escape_markdown
+from core.quality.stored import cached_report, latest_report, report_key
+from core.runs import jobs
 from pages._common import conn, project, project_name
+from pages._jobs import estimate_caption, job_panel, submit
 
 ICONS = {"pass": ":green[:material/check_circle:]", "warn": ":orange[:material/warning:]",
          "fail": ":red[:material/cancel:]"}
@@ -33,22 +36,42 @@ with st.expander("Model and context", icon=":material/tune:"):
     st.caption(f"Embeddings for maps and paraphrases: {escape_markdown(embedder)} (cached, shared with Mine).")
 
 
+options = {"embed_model": embedder, "train_model": train_model, "max_length": int(max_length)}
+workspace = store.workspace_of(db)
+
+
 def compute() -> quality.QualityReport | None:
-    """The report from cache, or computed with a progress bar (embedding new texts is the slow part)."""
-    bar = st.progress(0.0, text="Checking the cache…")
+    """The report a quality job left in the cache; else the job (running) or a button that starts it.
 
-    def progress(fraction: float, what: str) -> None:
-        bar.progress(min(max(fraction, 0.0), 1.0), text=what)
-
+    The analysis (embedding new texts is the slow part) runs as a background job: leaving the page, a reload or
+    a restart does not lose it, and this page never computes it itself."""
     try:
-        report = quality.analyse(db, pid, embed_model=embedder, train_model=train_model,
-                                 max_length=int(max_length), progress=progress)
+        report = cached_report(db, pid, **options)
     except (models.ModelError, ValueError) as exc:
-        bar.empty()
         st.error(escape_markdown(exc))
         return None
-    bar.empty()
-    return report
+    if report is not None:
+        return report
+    last = job_panel(db, pid, ("quality",), key="quality")
+    if last is not None and last["status"] in jobs.ACTIVE:
+        return None
+    key = report_key(db, pid, **options)
+    stale = latest_report(db, pid) is not None and (last is None or last["status"] == "completed")
+    if stale and st.session_state.get("quality_auto") != key:  # analysed before: again, for the data as it is now
+        st.session_state["quality_auto"] = key  # once per data version and settings, so a failure cannot loop
+        if submit(db, pid, "quality", options) is not None:
+            st.rerun()
+    counts = store.project_counts(db, pid)
+    st.info("Not analysed yet for the data as it is now, with this model and context limit. The analysis embeds "
+            "the queries and passages (cached, shared with Mine) and counts their tokens, in the background.",
+            icon=":material/info:")
+    with st.container(horizontal=True, vertical_alignment="center"):
+        if st.button("Analyse", type="primary", icon=":material/monitoring:", key="quality_analyse"):
+            if submit(db, pid, "quality", options) is not None:
+                st.rerun()
+        estimate_caption(estimates.embedding(workspace, counts["train_queries"] + counts["test_queries"]
+                                             + counts["passages"]))
+    return None
 
 
 report = compute()
@@ -181,32 +204,40 @@ if len(cut_rows):
     st.markdown("**Fix: keep the part of each long passage most similar to its query**")
     n_show = st.number_input("Propose snippets for the longest", min_value=1, max_value=max(1, len(cut_rows)),
                              value=min(5, len(cut_rows)), key="quality_n_snippets")
+    # Proposing embeds every window of each passage: a background job (snippets), like the analysis.
+    windows_of = lambda rows: int(t.passage_tokens[rows].sum() / 25) + len(rows)  # noqa: E731 - ~a sentence each
     c1, c2 = st.columns(2)
     if c1.button("Propose snippets", icon=":material/content_cut:", key="quality_propose"):
-        bar = st.progress(0.0, text="Proposing snippets…")
-        st.session_state["quality_snippets"] = quality.propose_snippets(
-            report, cut_rows[: int(n_show)], embed_model=embedder, train_model=train_model,
-            progress=lambda f, m: bar.progress(min(f, 1.0), text=m))
-        bar.empty()
+        if submit(db, pid, "snippets", {"rows": [int(i) for i in cut_rows[: int(n_show)]], **options}) is not None:
+            st.rerun()
+    with c1:
+        estimate_caption(estimates.embedding(workspace, windows_of(cut_rows[: int(n_show)])))
     if c2.button(f"Shorten all {len(cut_rows):,} truncated pairs", icon=":material/done_all:",
                  key="quality_accept_every",
                  help="Embeds every window of every truncated passage (cached), then accepts the best window of "
                       "each in one transaction. Undo restores all originals."):
-        bar = st.progress(0.0, text="Proposing snippets…")
-        every = quality.propose_snippets(report, cut_rows, embed_model=embedder, train_model=train_model,
-                                         progress=lambda f, m: bar.progress(min(f, 1.0), text=m))
-        done = quality.accept_snippets(db, pid, every)
-        bar.empty()
-        st.session_state.pop("quality_snippets", None)
-        st.session_state["quality_flash"] = f"Shortened {done:,} pairs to their best snippet."
-        st.rerun()
+        job_id = submit(db, pid, "snippets", {"rows": [int(i) for i in cut_rows], **options})
+        if job_id is not None:
+            st.session_state["quality_accept_job"] = job_id  # accepted when this tab sees it finish
+            st.rerun()
+    with c2:
+        estimate_caption(estimates.embedding(workspace, windows_of(cut_rows)))
+    snippet_job = job_panel(db, pid, ("snippets",), key="quality_snippets")
+    found = []
+    if snippet_job is not None and snippet_job["status"] == "completed":
+        found = [quality.Snippet(**{**d, "window": tuple(d["window"])})
+                 for d in (snippet_job["result"] or {}).get("snippets", [])]
+        if st.session_state.get("quality_accept_job") == snippet_job["id"]:
+            st.session_state.pop("quality_accept_job")
+            done = quality.accept_snippets(db, pid, found)
+            st.session_state["quality_flash"] = f"Shortened {done:,} pairs to their best snippet."
+            st.rerun()
 
     still_cut = set(t.pair_id[cut_rows].tolist())
-    proposals = [s for s in st.session_state.get("quality_snippets", []) if s.pair_id in still_cut]
+    proposals = [s for s in found if s.pair_id in still_cut]
     if proposals:
         if st.button(f"Accept all {len(proposals)} proposals", icon=":material/check:", key="quality_accept_all"):
             done = quality.accept_snippets(db, pid, proposals)
-            st.session_state.pop("quality_snippets", None)
             st.session_state["quality_flash"] = f"Accepted {done:,} snippets."
             st.rerun()
         for s in proposals:

@@ -13,6 +13,7 @@ from core import review
 from core.markdown import escape_markdown
 from core.review import dataset_export
 from core.review import ConflictError, QueueFilter
+from core.review.evidence import highlight, query_terms, risk_reasons
 from pages._common import conn, project, project_name
 
 KEYS = {"negative": "J", "relevant": "K", "skipped": "S", "undo": "U", "previous": "P", "next": "N"}
@@ -71,11 +72,24 @@ def reset_position() -> None:
     st.session_state.pop("review_focus", None)
 
 
+def queued_press(negative_id: int) -> dict | None:
+    """A key pressed again before the desk redrew carries the candidate this tab just saved: it was meant for
+    the one that follows. Streamlit delivers it with the old screen's arguments; hand it to the current one."""
+    if st.session_state.get("review_last_saved") != negative_id:
+        return None
+    nxt = review.desk(conn(), pid, current_filter(), position=st.session_state["review_pos"])["current"]
+    return nxt if nxt and nxt["id"] != negative_id else None
+
+
 def do_judge(negative_id: int, version: int, status: str) -> None:
     state = current_filter().state
     try:
         review.judge(conn(), negative_id, status, version, actor=actor())
     except ConflictError as exc:
+        nxt = queued_press(negative_id)
+        if nxt is not None:
+            do_judge(nxt["id"], nxt["version"], status)
+            return
         flash("warning", f"{exc}")
         st.session_state["review_focus"] = negative_id  # show it again, as it is now
         return
@@ -84,6 +98,7 @@ def do_judge(negative_id: int, version: int, status: str) -> None:
         st.session_state.pop("review_focus", None)
         return
     st.session_state.pop("review_focus", None)
+    st.session_state["review_last_saved"] = negative_id
     if state == "all" or state == status or (state == "judged" and status != "unjudged"):
         st.session_state["review_pos"] += 1  # it stays in this queue: move past it
     flash("toast", f"Saved #{negative_id} as {status}.")
@@ -232,6 +247,8 @@ if view == "Desk" and overall["total"]:
         cols[1].metric("Candidate score", fmt(cur["score"]))
         cols[2].metric("Positive's score", fmt(cur["positive_score"]))
         cols[3].metric("Cross-encoder score", fmt(cur["ce_score"]))
+        st.caption(f":material/lightbulb: Why it may be relevant: {escape_markdown(risk_reasons(cur))}")
+        terms = query_terms(cur["query"])  # marked in both passages as text styling; the text itself is escaped
 
         st.markdown("**Query**")
         with st.container(border=True, key="review_query_text"):
@@ -240,7 +257,10 @@ if view == "Desk" and overall["total"]:
         with left:
             st.markdown("**Known positive**")
             with st.container(height=320, border=True, key="review_positive_text"):
-                st.text(cur["positive"] or "(no positive recorded for this query)")
+                if cur["positive"]:
+                    st.markdown(highlight(cur["positive"], terms))
+                else:
+                    st.text("(no positive recorded for this query)")
             others = [p for p in cur["positives"] if p["id"] != cur["positive_id"]]
             if others:
                 with st.expander(f"{len(others)} more known positive(s)"):
@@ -250,7 +270,7 @@ if view == "Desk" and overall["total"]:
         with right:
             st.markdown("**Candidate negative**")
             with st.container(height=320, border=True, key="review_candidate_text"):
-                st.text(cur["candidate"])
+                st.markdown(highlight(cur["candidate"], terms))
         st.caption("Keys: " + " · ".join(f"{k} {a.removesuffix('ped')}" for a, k in KEYS.items())
                    + ". Every judgement is saved at once; the history view lists them all.")
 

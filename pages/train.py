@@ -8,6 +8,7 @@ import streamlit as st
 
 from core import charts, models, store, training
 from core.runs import jobs
+from pages._base_picker import base_picker
 from pages._common import conn, project, project_name
 
 db = conn()
@@ -22,24 +23,23 @@ if not counts["train_positives"]:
     st.stop()
 
 # --- the form ------------------------------------------------------------------------------------
-BASE_KINDS = {
-    "bundled": f"{models.BUNDLED_LABEL} as a new one-logit cross-encoder",
-    "folder": "A local cross-encoder folder (for example one of your runs)",
-    "hub": "A Hugging Face hub id (needs the network)",
-}
 shape = store.project_settings(db, pid).get("shape", "labelled pairs")
+kind, base = base_picker(db, pid)  # bundled / a local folder (run, bundle) / a hub model from the catalogue
 
-st.subheader("Base model")
-kind = st.radio("Start from", list(BASE_KINDS), format_func=BASE_KINDS.get, key="base_kind")
-folder = ""
-if kind != "bundled":
-    folder = st.text_input("Folder or hub id", key="base_spec",
-                           help="A folder saved by CrossEncoder (config.json + model.safetensors), or a hub id.")
-base = models.BUNDLED if kind == "bundled" else folder.strip()
+
+@st.cache_data(show_spinner="Measuring the pairs' token lengths…", max_entries=8)
+def measured_defaults(project_id: int, version: str, spec: str, data_shape: str) -> tuple[dict, dict]:
+    """The project's measured defaults (token lengths, time budget), once per data version and base model."""
+    cfg, why = training.project_defaults(db, project_id, spec, data_shape, workspace=store.workspace_of(db))
+    return cfg.to_dict(), why
+
+
+reasons: dict = {}
 try:
-    defaults = training.default_config(counts, base or models.BUNDLED, shape)
     if kind != "bundled" and base:
         training.check_base_model(base)
+    found, reasons = measured_defaults(pid, store.data_version(db, pid), base or models.BUNDLED, shape)
+    defaults = training.TrainConfig.from_dict(found)
 except (training.ConfigError, models.ModelError) as exc:
     st.error(str(exc))
     defaults = training.default_config(counts, models.BUNDLED, shape)
@@ -49,6 +49,10 @@ st.caption("Defaults below adapt to your data (" + f"{counts['train_positives']}
            + ("a new head learns a residual over the embedding model, with a faster head learning rate." if fresh else
               "a trained cross-encoder needs a gentle touch."))
 proposed, why = training.propose_loss(shape, fresh=fresh)
+if reasons:
+    st.caption(f"Max length {defaults.max_length}: {reasons['max_length']}. Epochs: {reasons['epochs']}.")
+st.caption("Estimate with these defaults: " + training.budget.for_project(defaults, counts, store.workspace_of(db)).text()
+           + " — a run that would not fit in memory gets a smaller batch, or is refused with the reason.")
 
 with st.form("train_form"):
     st.subheader("Loss")
@@ -96,7 +100,8 @@ with st.form("train_form"):
     submitted = st.form_submit_button("Train", type="primary", icon=":material/model_training:")
 
 if submitted and kind != "bundled" and not base:
-    st.error("Enter the cross-encoder folder or hub id to start from, or pick the bundled model.")
+    st.error("Choose a usable folder, or a hub model available on this machine (download it first), "
+             "or pick the bundled model.")
 elif submitted:
     cfg = training.TrainConfig(
         base_model=base, loss=loss, epochs=float(epochs), learning_rate=float(lr), head_lr_multiplier=float(head_mult),

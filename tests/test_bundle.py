@@ -130,3 +130,25 @@ def test_refused_or_failed_onnx_leaves_nothing(trained, monkeypatch):
     with pytest.raises(onnx.OnnxRefused, match="differs from the run's"):
         onnx.export_onnx(conn, trained["runs"]["bce"], dest)
     assert not dest.exists() and not list(dest.parent.glob(".onnx-failed*"))
+
+
+def test_playground_reranks_the_first_stage_with_the_run_score(trained):
+    from core import store
+    from core.scoring import playground
+    from core.scoring.reranker import Reranker
+
+    conn, pid, rid = trained["conn"], trained["pid"], trained["runs"]["residual"]
+    query = store.fetch_pairs(conn, pid, split="test")[0]["query"]
+    out = playground.try_query(conn, pid, query, [rid], top_k=8)
+    first, ranked = out["first_stage"], out["runs"][rid]
+    assert [it["rank"] for it in first] == list(range(1, 9))
+    labelled = playground.labelled_positives(conn, pid, query)
+    assert labelled and {it["id"] for it in first if it["positive"]} == labelled & {it["id"] for it in first}
+    assert sorted(it["id"] for it in ranked) == sorted(it["id"] for it in first)
+    by_id = {it["id"]: it["rank"] for it in first}
+    assert all(it["moved"] == by_id[it["id"]] - it["rank"] for it in ranked)
+    run = __import__("core.runs.records", fromlist=["x"]).get_run(conn, rid)
+    want = Reranker.load(run["model_dir"]).score(query, [it["text"] for it in first])
+    assert np.isclose(ranked[0]["score"], want.max(), atol=1e-5)
+    with pytest.raises(ValueError, match="Type a query"):
+        playground.try_query(conn, pid, "  ", [rid])

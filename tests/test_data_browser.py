@@ -25,7 +25,7 @@ def test_upload_import_and_counts_on_screen(studio_server, page, tmp_path, works
     conn = store.connect(workspace)
     pid = store.create_project(conn, "Browser")
 
-    page.goto(studio_server.url)
+    page.goto(f"{studio_server.url}/data")  # the root is the overview
     wait_for_app(page)
     page.get_by_text("Training data: CSV, TSV, JSONL, JSON or Parquet").wait_for()
     with page.expect_file_chooser() as chooser:

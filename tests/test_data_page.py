@@ -31,8 +31,10 @@ def navigation_like_the_server(monkeypatch):
 
 
 def app() -> AppTest:
+    """The studio opened on the Data page (the first screen is the overview)."""
     at = AppTest.from_file(APP, default_timeout=120)
     at.run()
+    at.switch_page("pages/data.py").run()
     assert not at.exception, [e.value for e in at.exception]
     return at
 

@@ -1,7 +1,9 @@
 """The whole path as a person walks it, in real headless Chromium against a real studio server, on a small
 SciFact sample: upload pairs and a test set -> clean -> mine (with extra corpus) -> judge ten candidates with
-the keyboard -> quality plots -> train a few steps -> evaluate -> export. One screenshot per page goes to
-SCREENSHOTS/tour/<page>.png (the README's tour), and each step asserts what a person would check on screen."""
+the keyboard -> quality plots -> train a few steps -> evaluate -> export. Between steps the walk returns to the
+overview, checks that it shows the step just done, and clicks its "next step" action. One screenshot per page
+goes to SCREENSHOTS/tour/<page>.png (the README's tour, with the overview and a running job), and each step
+asserts what a person would check on screen."""
 
 from __future__ import annotations
 
@@ -69,9 +71,18 @@ def shoot(page, name: str) -> None:
     page.screenshot(path=str(TOUR / f"{name}.png"))
 
 
-def go(page, title: str) -> None:
-    """Navigate as a person does: the sidebar link."""
-    page.get_by_role("link", name=title, exact=True).click()
+def next_step(page, label: str, title: str, done: str | None = None) -> None:
+    """Back to the overview (the link at the top of every page); it marks `done` as done and its one next
+    action is `label`: click it, as a newcomer would, and land on `title`."""
+    page.get_by_role("link", name="Overview", exact=True).first.click()
+    wait_for_app(page)
+    expect(page.get_by_role("heading", name="Overview", level=1)).to_be_visible(timeout=60_000)
+    if done:
+        step = page.locator(f".st-key-overview_step_{done}")
+        expect(step).to_contain_text("done", timeout=30_000)
+    action = page.locator(".st-key-overview_next").get_by_role("button")
+    expect(action).to_have_text(re.compile(re.escape(label)), timeout=30_000)
+    action.click()
     wait_for_app(page)
     expect(page.get_by_role("heading", name=title, level=1)).to_be_visible(timeout=60_000)
 
@@ -106,12 +117,18 @@ def test_the_whole_path_in_chromium(studio_server, chromium, tmp_path):
         # 1. Data: a new project, the training pairs and a test set, cleaning on, check, import.
         page.goto(studio_server.url)
         wait_for_app(page)
+        expect(page.get_by_role("heading", name="Overview", level=1)).to_be_visible()  # the first screen
         expect(page.get_by_text("No project yet.", exact=True)).to_be_visible()
         page.get_by_role("button", name=re.compile("New project")).click()
         page.get_by_label("Name", exact=True).fill(PROJECT)
         page.get_by_role("button", name="Create", exact=True).click()
         wait_for_app(page)
         expect(page.get_by_text(f"Project {PROJECT}")).to_be_visible(timeout=30_000)
+        action = page.locator(".st-key-overview_next").get_by_role("button")
+        expect(action).to_have_text(re.compile("Import training pairs"))
+        action.click()
+        wait_for_app(page)
+        expect(page.get_by_role("heading", name="Data", level=1)).to_be_visible(timeout=60_000)
         upload(page, "Training data:", files["train"])
         expect(page.get_by_text("(query, positive)").first).to_be_visible(timeout=60_000)
         page.get_by_text("Upload a test file", exact=True).click()
@@ -136,13 +153,17 @@ def test_the_whole_path_in_chromium(studio_server, chromium, tmp_path):
         shoot(page, "data")
         t = timed(steps, "data", t)
 
-        # 2. Mine: extra corpus passages join the pool; mine with the recommended preset.
-        go(page, "Mine")
+        # 2. Mine: extra corpus passages join the pool; mine with the recommended preset, in the background.
+        next_step(page, "Mine hard negatives", "Mine", done="data")
         upload(page, "Extra corpus", files["corpus"])
         expect(page.get_by_text(f"({N_CORPUS} new from {files['corpus'].name})", exact=False)).to_be_visible(
             timeout=60_000)
         wait_for_app(page)
+        expect(page.get_by_text(re.compile(r"about .* texts at \d+ texts/s"))).to_be_visible()  # the estimate
         page.get_by_role("button", name="Mine", exact=True).click()
+        expect(page.get_by_text("Mining is running in the background")).to_be_visible(timeout=30_000)
+        expect(page.get_by_test_id("stSidebar").get_by_text(re.compile(r"^Mining — "))).to_be_visible()
+        shoot(page, "jobs")
         expect(page.get_by_text(re.compile(r"Mined \d+ hard and \d+ random negatives"))).to_be_visible(
             timeout=180_000)
         wait_for_app(page)
@@ -153,7 +174,7 @@ def test_the_whole_path_in_chromium(studio_server, chromium, tmp_path):
         t = timed(steps, "mine", t)
 
         # 3. Review: ten candidates with the keyboard, the sixth marked relevant; each one acknowledged.
-        go(page, "Review")
+        next_step(page, "Review the riskiest candidates", "Review", done="mine")
         expect(page.get_by_role("heading", name=HEADING)).to_be_visible(timeout=60_000)
         page.get_by_role("heading", name="Review", level=1).click()  # focus on the desk, not the sidebar link
         total = int(re.search(r"Overall: 0 of ([\d,]+) judged", page.locator("[data-testid='stMain']").inner_text())
@@ -187,9 +208,10 @@ def test_the_whole_path_in_chromium(studio_server, chromium, tmp_path):
         assert metric(page, "Positives") == str(sample["train_pairs"] + 1)
         t = timed(steps, "review", t)
 
-        # 4. Quality: the health check and the plots render.
-        go(page, "Quality")
-        expect(page.get_by_role("heading", name="Health check")).to_be_visible(timeout=120_000)
+        # 4. Quality: analysed in the background on request; the health check and the plots render.
+        next_step(page, "Check data quality", "Quality", done="review")
+        page.get_by_role("button", name=re.compile("Analyse")).click()
+        expect(page.get_by_role("heading", name="Health check")).to_be_visible(timeout=180_000)
         wait_for_app(page)
         plots = page.locator("[data-testid='stPlotlyChart'] .main-svg")
         expect(plots.first).to_be_visible(timeout=60_000)
@@ -200,7 +222,7 @@ def test_the_whole_path_in_chromium(studio_server, chromium, tmp_path):
         t = timed(steps, "quality", t)
 
         # 5. Train: tiny settings (a tenth of an epoch, batch 8, 64 tokens), in the background, watched live.
-        go(page, "Train")
+        next_step(page, "Train a reranker", "Train", done="quality")
         page.get_by_role("spinbutton", name="Epochs").fill("0.1")
         page.get_by_role("spinbutton", name="Batch size").fill("8")
         page.get_by_role("spinbutton", name="Max length (tokens)").fill("64")
@@ -218,7 +240,7 @@ def test_the_whole_path_in_chromium(studio_server, chromium, tmp_path):
         t = timed(steps, "train", t)
 
         # 6. Evaluate: the first stage vs the fine-tuned run on the 15 test queries.
-        go(page, "Evaluate")
+        next_step(page, "Evaluate the newest run", "Evaluate", done="train")
         expect(page.get_by_text(f"Project test set ({sample['test_queries']} queries)")).to_be_visible()
         page.get_by_role("button", name=re.compile("^Evaluate$|play_arrow.*Evaluate")).last.click()
         expect(page.get_by_role("heading", name="Realistic figures")).to_be_visible(timeout=180_000)
@@ -239,6 +261,15 @@ def test_the_whole_path_in_chromium(studio_server, chromium, tmp_path):
         exported = store.workspace_of(conn) / "exports" / f"model-{run_id}"
         assert (exported / "model.safetensors").is_file() and (exported / "README.md").is_file()
         t = timed(steps, "evaluate+export", t)
+
+        # 8. The overview: every step done, the best run's verdict, and the next action is to ship it.
+        page.get_by_role("link", name="Overview", exact=True).first.click()
+        wait_for_app(page)
+        for step in ("data", "mine", "review", "quality", "train", "evaluate"):
+            expect(page.locator(f".st-key-overview_step_{step}")).to_contain_text("done")
+        expect(page.locator(".st-key-overview_next").get_by_role("button")).to_have_text(re.compile("Export the model"))
+        expect(page.get_by_text(re.compile(r"NDCG@10 [\d.]+ vs first stage"))).to_be_visible()
+        shoot(page, "overview")
         conn.close()
     finally:
         print("e2e step seconds:", json.dumps(steps))

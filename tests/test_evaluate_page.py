@@ -10,6 +10,7 @@ from streamlit.testing.v1 import AppTest
 from conftest import ROOT, seed_scifact
 from core import evaluation as ev
 from core import models, store
+from core.runs import jobs
 
 PAGE = str(ROOT / "pages" / "evaluate.py")
 
@@ -91,6 +92,10 @@ def test_evaluate_button_runs_and_stores_a_new_evaluation(stored):
     at = app(pid).run()
     at.number_input(key="eval_top_k").set_value(3)
     at.button(key="eval_go").click().run()
+    assert not at.exception
+    job = jobs.list_jobs(db, pid, "evaluate")[0]  # evaluating is a background job
+    assert jobs.wait_job(db, job["id"], timeout=300)["status"] == "completed"
+    at.run()
     assert not at.exception and not [e.value for e in at.error if "NOT beat" not in e.value]
     rows = ev.list_evaluations(db, pid)
     assert len(rows) == 2 and rows[0]["params"]["top_k"] == 3

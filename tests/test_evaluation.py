@@ -209,15 +209,18 @@ def test_exports(evaluated):
         with pytest.raises(ev.EvaluationError, match="not allowed|outside"):
             ev.write_export(db, bad, "report")
     assert ev.write_export(db, "report.md", "x").parent == (ws / "exports").resolve()
-    with pytest.raises(ev.EvaluationError):
-        ev.export_model_folder(db, run_id, "../../stolen")
-    dest = ev.export_model_folder(db, run_id, "my-model")
+    from core.export import bundle, onnx
+
+    with pytest.raises(store.UnsafePathError):
+        bundle.destination(db, "../../stolen", run_id, explicit=False)
+    dest = bundle.destination(db, "my-model", run_id, explicit=False)
+    out = bundle.export_bundle(db, run_id, dest)
     assert dest.parent == (ws / "exports").resolve() and (dest / "model.safetensors").is_file()
-    with pytest.raises(ev.EvaluationError, match="already exists"):
-        ev.export_model_folder(db, run_id, "my-model")
-    onnx = ev.export_onnx(db, run_id, "my-onnx")
-    assert Path(onnx["path"]).is_file() and onnx["max_abs_logit_diff"] < 1e-3
-    assert onnx["max_abs_score_diff_vs_cross_encoder"] < 1e-4
+    assert out["check"]["max_abs_score_diff"] < 1e-4
+    with pytest.raises(bundle.BundleError, match="already exists"):
+        bundle.export_bundle(db, run_id, dest)
+    info = onnx.export_onnx(db, run_id, bundle.destination(db, "my-onnx", run_id, explicit=False))
+    assert Path(info["path"]).is_dir() and info["max_abs_score_diff"] < 1e-3
 
 
 def test_markdown_report_escapes_user_text(evaluated):

@@ -331,32 +331,33 @@ def completed_run_with_model(conn, pid, model_dir):
 
 
 def test_model_export_refuses_paths_outside_the_workspace(scifact_project, workspace, tmp_path):
-    from core import evaluation, training
+    from core import training
+    from core.export import bundle
 
     conn, pid = scifact_project
     outside = escape_setup(workspace, tmp_path)
     run_id = completed_run_with_model(conn, pid, training.run_folder(conn, "x").parent / "r1" / "model")
     for name in ESCAPES:
-        with pytest.raises(evaluation.EvaluationError, match=r"not allowed|outside"):
-            evaluation.export_model_folder(conn, run_id, name)
+        with pytest.raises(ValueError, match=r"not allowed|outside"):
+            bundle.destination(conn, name, run_id, explicit=False)
     nothing_escaped(workspace, outside)
-    dest = evaluation.export_model_folder(conn, run_id, "my-model")  # a plain name still works
-    assert (dest / "config.json").is_file() and dest.parent == (workspace / "exports").resolve()
+    dest = bundle.destination(conn, "my-model", run_id, explicit=False)  # a plain name still works
+    assert dest.parent == (workspace / "exports").resolve()
 
 
 def test_model_export_refuses_a_model_folder_outside_the_workspace(scifact_project, workspace, tmp_path):
     """A run row pointing at a folder outside the workspace (or through '..') is not copied from."""
-    from core import evaluation
+    from core.export import bundle
 
     conn, pid = scifact_project
     foreign = completed_run_with_model(conn, pid, tmp_path / "elsewhere" / "model")
-    with pytest.raises(evaluation.EvaluationError, match=r"outside|not allowed|\.\."):
-        evaluation.export_model_folder(conn, foreign, "from-outside")
+    with pytest.raises(ValueError, match=r"outside|not allowed|\.\."):
+        bundle.export_bundle(conn, foreign, workspace / "exports" / "from-outside")
     dotted = completed_run_with_model(conn, pid, workspace / "runs" / "r2" / "model")
     conn.execute("UPDATE runs SET model_dir = ? WHERE id = ?",
                  (str(workspace / "runs" / ".." / ".." / "elsewhere" / "model"), dotted))
-    with pytest.raises(evaluation.EvaluationError, match=r"outside|not allowed|\.\."):
-        evaluation.export_model_folder(conn, dotted, "through-dots")
+    with pytest.raises(ValueError, match=r"outside|not allowed|\.\."):
+        bundle.export_bundle(conn, dotted, workspace / "exports" / "through-dots")
     assert not (workspace / "exports" / "from-outside").exists()
     assert not (workspace / "exports" / "through-dots").exists()
 
@@ -437,7 +438,7 @@ def test_bad_upload_is_refused_with_file_row_and_column(upload_server, page, tmp
     name, data, row, column, words = bad_file(kind)
     path = tmp_path / name
     path.write_bytes(data)
-    page.goto(server.url)
+    page.goto(f"{server.url}/data")  # the root is the overview
     wait_for_app(page)
     page.get_by_text("Training data: CSV, TSV, JSONL, JSON or Parquet").wait_for(timeout=30_000)
     page.locator("[data-testid='stFileUploaderDropzoneInput']").first.set_input_files(str(path))
@@ -510,7 +511,7 @@ def test_script_and_img_payloads_are_shown_as_text_and_never_run(studio_server, 
     watch = Watch(page)
 
     # Data: upload, see the raw text in the before/after preview, import with HTML kept as typed.
-    page.goto(f"{studio_server.url}/?project=xss")
+    page.goto(f"{studio_server.url}/data?project=xss")  # the root is the overview
     wait_for_app(page)
     page.locator("[data-testid='stFileUploaderDropzoneInput']").first.set_input_files(str(path))
     expect(page.get_by_text("Ready to import.")).to_be_visible(timeout=60_000)
@@ -541,13 +542,15 @@ def test_script_and_img_payloads_are_shown_as_text_and_never_run(studio_server, 
     wait_for_app(page)
     expect(heading(page)).to_be_visible(timeout=30_000)
     shown_literally(page, SCRIPT)
-    shown_literally(page, IMG)
+    # the passages carry marked query terms (styled spans), so the literal payload spans several elements
+    expect(page.locator(".st-key-review_candidate_text")).to_contain_text(IMG)
     watch.assert_inert("Review desk")
 
     # Quality: the payload queries are near-duplicates, so the clusters table lists them; plots draw them.
     page.goto(f"{studio_server.url}/quality?project=xss")
     wait_for_app(page)
-    expect(page.locator(".js-plotly-plot .main-svg").first).to_be_visible(timeout=120_000)
+    page.get_by_role("button", name=re.compile("Analyse")).click()  # a background job, started on request
+    expect(page.locator(".js-plotly-plot .main-svg").first).to_be_visible(timeout=180_000)
     wait_for_app(page)
     shown_literally(page, "<script>window.__xss")
     points = page.locator("[data-testid='stPlotlyChart'] .scatterlayer .point")

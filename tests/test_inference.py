@@ -129,6 +129,7 @@ def test_int8_vectors_get_their_own_cache(monkeypatch):
 
 def test_auto_follows_the_measured_verdict(monkeypatch):
     monkeypatch.setenv(policy.FAST_ENV, "auto")
+    monkeypatch.setenv(policy.PRECISION_ENV, "int8")
     monkeypatch.setattr(device, "pick_device", lambda prefer=None: "cpu")
     for kind in ("embed", "cross"):
         assert policy.fast_enabled(kind) is policy.met_goal(kind)

@@ -9,6 +9,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from core import mining
+from core.runs import jobs
 
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
 
@@ -34,6 +35,10 @@ def test_mine_button_stores_negatives(at, scifact_project):
     at.number_input(key="mine_recommended_random_negatives").set_value(1).run()
     assert not at.error
     at.button(key="mine_run").click().run()
+    assert not at.exception and not at.error
+    job = jobs.list_jobs(conn, pid, "mine")[0]  # mining runs as a background job
+    assert jobs.wait_job(conn, job["id"], timeout=300)["status"] == "completed"
+    at.run()
     assert not at.exception and not at.error
     run = mining.latest_run(conn, pid)
     assert run["status"] == "completed" and run["params"]["num_negatives"] == 2

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from conftest import SCREENSHOTS, seed_scifact, wait_for_app
 from playwright.sync_api import expect
@@ -18,7 +20,9 @@ def test_quality_page_draws_plots_and_checklist(page, studio_server):
     conn.close()
     page.goto(f"{studio_server.url}/?project=scifact")
     wait_for_app(page)
-    page.get_by_role("link", name="Quality").click()
+    page.get_by_role("link", name="Quality", exact=True).click()  # the overview also has "Open Quality"
+    wait_for_app(page)
+    page.get_by_role("button", name=re.compile("Analyse")).click()  # the analysis is a background job
     wait_for_app(page, timeout=180_000)
     page.wait_for_selector(".js-plotly-plot .main-svg", timeout=60_000)
     expect(page.get_by_text("Health check", exact=True)).to_be_visible()

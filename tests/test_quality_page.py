@@ -10,6 +10,7 @@ from streamlit.testing.v1 import AppTest
 from conftest import seed_scifact
 
 from core import quality, store
+from core.runs import jobs
 
 pytestmark = pytest.mark.slow
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
@@ -22,6 +23,13 @@ def at(db):
     app = AppTest.from_file(APP, default_timeout=180)
     app.run()
     app.switch_page("pages/quality.py").run()
+    assert not app.exception, app.exception
+    # The analysis is a background job started from the page; the page then reads the report it cached.
+    assert not app.get("plotly_chart") and app.button(key="quality_analyse")
+    app.button(key="quality_analyse").click().run()
+    job = jobs.list_jobs(db, pid, "quality")[0]
+    assert jobs.wait_job(db, job["id"], timeout=300)["status"] == "completed"
+    app.run()
     assert not app.exception, app.exception
     return app, db, pid
 
@@ -49,6 +57,14 @@ def test_plots_and_checklist_render(at):
     assert distinct(0.99) > distinct(0.70)
 
 
+def settle(app, db, pid) -> None:
+    """Wait for the quality jobs the page started (a change of the data re-analyses in the background)."""
+    for j in jobs.active_jobs(db, pid):
+        jobs.wait_job(db, j["id"], timeout=300)
+    app.run()
+    assert not app.exception
+
+
 def test_propose_and_accept_a_snippet(at):
     app, db, pid = at
     report = quality.analyse(db, pid, max_length=256)
@@ -57,14 +73,20 @@ def test_propose_and_accept_a_snippet(at):
     app.number_input(key="quality_n_snippets").set_value(1).run()
     app.button(key="quality_propose").click().run()
     assert not app.exception
+    job = jobs.list_jobs(db, pid, "snippets")[0]  # proposing is a background job too
+    assert jobs.wait_job(db, job["id"], timeout=300)["status"] == "completed"
+    app.run()
+    assert not app.exception
     pair_id = int(report.tokens.pair_id[longest[0]])
     app.button(key=f"quality_accept_{pair_id}").click().run()
     assert not app.exception
+    settle(app, db, pid)  # the data changed: the report is computed again, in the background
     row = db.execute("SELECT original_passage_id, snippet_passage_id FROM snippets WHERE pair_id = ?",
                      (pair_id,)).fetchone()
     assert row is not None
     assert db.execute("SELECT passage_id FROM pairs WHERE id = ?", (pair_id,)).fetchone()[0] == row[1]
     app.button(key="quality_revert").click().run()
+    settle(app, db, pid)
     assert db.execute("SELECT passage_id FROM pairs WHERE id = ?", (pair_id,)).fetchone()[0] == row[0]
     # the proposal is still on screen after the undo: "accept all" re-applies it in one go
     app.button(key="quality_accept_all").click().run()

@@ -11,6 +11,7 @@ from streamlit.testing.v1 import AppTest
 from test_review import seed_negatives
 
 from core import review, store
+from core.review import evidence
 from core.markdown import escape_markdown
 
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
@@ -55,7 +56,10 @@ def test_buttons_show_shortcuts_and_judge_riskiest_first(at, seeded):
     assert first == review.queue(conn, pid)[0]["id"]
     full = conn.execute("SELECT p.text FROM negatives n JOIN passages p ON p.id = n.passage_id WHERE n.id = ?",
                         (first,)).fetchone()[0]
-    assert full in [t.value for t in at.text]  # the whole candidate, as plain text
+    query = review.candidate(conn, first)["query"]
+    # the whole candidate, escaped, with the query's terms marked as text styling (never HTML)
+    assert evidence.highlight(full, evidence.query_terms(query)) in [m.value for m in at.markdown]
+    assert any(c.value.startswith(":material/lightbulb: Why it may be relevant: ") for c in at.caption)
 
     at.button(key="review_negative").click().run()
     assert status(conn, first) == "negative"

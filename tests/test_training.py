@@ -274,7 +274,9 @@ def test_cancel_then_resume_continues_from_the_checkpoint_on_the_runs_snapshot(s
     # a reviewer judges a candidate between cancel and resume: the project now has one more training query
     review.judge(db, negative_id, "relevant", version)
     rebuilt = training.build_data(db, pid, TrainConfig.from_dict(run["config"]))
-    assert rebuilt.stats["train_queries"] + rebuilt.stats["validation_queries"] == 61 and rebuilt.snapshot["hash"] != first["hash"]
+    before = frozen.stats["train_queries"] + frozen.stats["validation_queries"]
+    assert rebuilt.stats["train_queries"] + rebuilt.stats["validation_queries"] == before + 1
+    assert rebuilt.snapshot["hash"] != first["hash"]
     # a short remaining schedule: same run, fewer total steps keeps the test fast
     config = training.get_run(db, run_id)["config"]
     training.update_run(db, run_id, config={**config, "max_steps": stopped_at + 4})

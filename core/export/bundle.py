@@ -120,6 +120,8 @@ def export_bundle(conn: sqlite3.Connection, run_id: str, dest: Path, *, project:
     source = records.model_folder(conn, run)
     spec = run_folder_spec(source, max_length=run["config"].get("max_length"))
     dest = Path(dest)
+    if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
+        raise BundleError(f"{dest} already exists; choose another name (nothing was written).")
     tmp = dest.parent / f".{dest.name}.partial-{uuid.uuid4().hex[:8]}"
     dest.parent.mkdir(parents=True, exist_ok=True)
     try:

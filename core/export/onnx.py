@@ -108,6 +108,8 @@ def export_onnx(conn: sqlite3.Connection, run_id: str, dest: Path, *, project: i
     spec = run_folder_spec(source, max_length=run["config"].get("max_length"))
     reranker = Reranker.load(source, max_length=spec["max_length"], device="cpu")
     dest = Path(dest)
+    if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
+        raise BundleError(f"{dest} already exists; choose another name (nothing was written).")
     tmp = dest.parent / f".{dest.name}.partial-{uuid.uuid4().hex[:8]}"
     dest.parent.mkdir(parents=True, exist_ok=True)
     try:

@@ -2,7 +2,7 @@
 
 RERANK_STUDIO_FAST=auto|on|off (default auto: the measured verdict below, and never on a CUDA machine, where
 torch on the GPU is the fast path). RERANK_STUDIO_FAST_PRECISION=int8|fp32 picks the ONNX variant (default int8:
-on 2 CPU cores fp32 ONNX is about as fast as torch, since both are bound by the same matrix products).
+on 2 CPU cores fp32 ONNX is only about 1.5x torch, since both are bound by the same float matrix products).
 """
 
 from __future__ import annotations
@@ -18,18 +18,27 @@ PRECISION_ENV = "RERANK_STUDIO_FAST_PRECISION"
 GOAL_SPEEDUP = 2.0  # issue 16: at least 2x sentence-transformers' torch path at max length 256
 MAX_NDCG_DELTA = 0.005  # ... with NDCG@10 on SciFact test within 0.005
 
-# Measured with `bench/scoring.py --quick` (int8, length 256, 2 shared CPU cores under load from other agents;
-# the full bench on an idle machine is still to run): see MEASURED_NOTE.
-MEASURED: dict[str, dict[str, float]] = {
-    "embed": {"speedup": 0.0, "ndcg10_delta": 1.0},
-    "cross": {"speedup": 0.0, "ndcg10_delta": 1.0},
+# Measured with `bench/scoring.py --quick` (int8, length 256, 20 SciFact test claims, 198 abstracts, 200 pairs)
+# on 2 CPU cores shared with six other agents (load average 7-12): int8 embeds 6.7x faster (6.8 -> 45.8 texts/s)
+# but moved NDCG@10 by +0.016 (first stage; min cosine to torch 0.991); int8 scores pairs 2.1x faster
+# (6.1 -> 12.8 pairs/s) with logits within 0.006 of torch (Spearman 0.985) but a rerank NDCG@10 change of +0.039
+# (a fresh, untrained head: near-ties flip). fp32 ONNX keeps the numbers (cosine 1 - 4e-7) but embeds only
+# 1.5x and scores 1.2x faster (same run, load 11). Neither variant met both parts of the goal, so auto leaves
+# both off; set RERANK_STUDIO_FAST=on to use it, and update these figures from the full bench on an idle machine.
+MEASURED: dict[str, dict[str, float]] = {  # int8
+    "embed": {"speedup": 6.73, "ndcg10_delta": 0.0158},
+    "cross": {"speedup": 2.11, "ndcg10_delta": 0.0392},
 }
-MEASURED_NOTE = "not measured yet"
+MEASURED_FP32: dict[str, dict[str, float]] = {
+    "embed": {"speedup": 1.55, "ndcg10_delta": 0.0},
+    "cross": {"speedup": 1.24, "ndcg10_delta": 0.0},
+}
+MEASURED_NOTE = "bench/scoring.py --quick, int8, loaded 2-core machine: speed goal met, NDCG tolerance missed"
 
 
 def met_goal(kind: str) -> bool:
-    """Whether the measured figures of 'embed' or 'cross' met both parts of the goal."""
-    m = MEASURED[kind]
+    """Whether the measured figures of 'embed' or 'cross' (for the chosen precision) met both parts of the goal."""
+    m = (MEASURED if quantize() else MEASURED_FP32)[kind]
     return m["speedup"] >= GOAL_SPEEDUP and abs(m["ndcg10_delta"]) <= MAX_NDCG_DELTA
 
 

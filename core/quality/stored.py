@@ -13,7 +13,7 @@ from core import models, store
 from core.quality.cache import CacheFormatError, cache_folder, data_fingerprint, digest, load
 from core.quality.report import KINDS, REPORT_VERSION, QualityReport, settings_models
 
-_LOADED: dict[str, QualityReport] = {}
+_BY_FILE: dict[Path, tuple[float, QualityReport]] = {}  # cache file -> (mtime, report): the pages redraw often
 
 
 def report_key(conn: sqlite3.Connection, project: int, embed_model: str | None = None,
@@ -28,28 +28,41 @@ def cached_report(conn: sqlite3.Connection, project: int, embed_model: str | Non
                   train_model: str | None = None, max_length: int | None = None) -> QualityReport | None:
     """The report for the project's current data and this model choice if a job computed it, else None."""
     key = report_key(conn, project, embed_model, train_model, max_length)
-    if key in _LOADED:
-        return _LOADED[key]
     folder = cache_folder(store.workspace_of(conn))
-    if not ((folder / f"report-{key}.json").is_file() and (folder / f"report-{key}.npz").is_file()):
+    if not (folder / f"report-{key}.npz").is_file():
         return None
+    return _load(folder, f"report-{key}")
+
+
+def _load(folder: Path, name: str) -> QualityReport | None:
+    """One cache entry, remembered by name and modification time (the overview redraws often)."""
+    path = folder / f"{name}.json"
     try:
-        report = load(folder, f"report-{key}", KINDS)
+        stamp = path.stat().st_mtime
+        memo = _BY_FILE.get(path)
+        if memo and memo[0] == stamp:
+            return memo[1]
+        report = load(folder, name, KINDS)
     except (CacheFormatError, OSError, ValueError, KeyError):
         return None
-    _LOADED.clear()  # one report per process, as analyse keeps
-    _LOADED[key] = report
+    if len(_BY_FILE) > 8:
+        _BY_FILE.clear()
+    _BY_FILE[path] = (stamp, report)
     return report
 
 
 def latest_report(conn: sqlite3.Connection, project: int) -> QualityReport | None:
-    """The newest report on disk for this project, whatever data it was computed on (the overview says if stale)."""
+    """The newest report on disk for this project, whatever data or model it was computed for."""
     folder: Path = cache_folder(store.workspace_of(conn))
-    for meta in sorted(folder.glob("report-*.json"), key=lambda p: p.stat().st_mtime, reverse=True):
-        try:
-            report = load(folder, meta.stem, KINDS)
-        except (CacheFormatError, OSError, ValueError, KeyError):
-            continue
-        if report.project == project:
+    metas = sorted(folder.glob("report-*.json"), key=lambda p: p.stat().st_mtime, reverse=True)
+    for meta in metas:
+        report = _load(folder, meta.stem)
+        if report is not None and report.project == project:
             return report
     return None
+
+
+def is_current(conn: sqlite3.Connection, report: QualityReport) -> bool:
+    """Whether the report was computed on the project's data as it is now (for its own model and length)."""
+    return report.key == digest(REPORT_VERSION, report.project, data_fingerprint(conn, report.project),
+                                report.embedder, report.tokenizer, report.max_length)

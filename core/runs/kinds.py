@@ -21,6 +21,7 @@ KINDS: dict[str, str] = {
     "evaluate": "core.runs.kinds:evaluate",
     "quality": "core.runs.kinds:quality",
     "snippets": "core.runs.kinds:snippets",
+    "download": "core.bases:download_job",  # a hub model into the local cache (issue 16)
 }
 ShouldCancel = Callable[[], bool]
 MAX_RESULT_CHARS = 200_000

@@ -21,9 +21,11 @@ from core.scoring.formulas import FUSION_FILE, PRIMARY, RESIDUAL, fused_scores, 
 from core.scoring.metrics import rank_metrics  # noqa: E402
 from core.training.config import LOSSES, VALIDATION, ConfigError, TrainConfig, check_base_model  # noqa: E402
 from core.training.data import TrainingData, build_data  # noqa: E402
-from core.training.defaults import default_config, is_trained, propose_loss  # noqa: E402
+from core.training import budget  # noqa: E402
+from core.training.defaults import default_config, is_trained, project_defaults, propose_loss  # noqa: E402
 from core.training.presenters import curves, test_label_note, verdict  # noqa: E402
-from core.training.rows import add_priors, fit_beta  # noqa: E402
+from core.training.beta import fit_beta  # noqa: E402
+from core.training.rows import add_priors  # noqa: E402
 from core.training.run_record import create_run  # noqa: E402
 from core.training.cli import cli_arguments, cli_main  # noqa: E402
 
@@ -51,6 +53,6 @@ def __getattr__(name: str) -> Any:
 __all__ = [
     "FUSION_FILE", "LOSSES", "PRIMARY", "RESIDUAL", "VALIDATION", "ConfigError", "TrainConfig", "TrainingData",
     "add_event", "add_priors", "build_data", "check_base_model", "cli_arguments", "cli_main", "create_run", "curves",
-    "default_config", "fit_beta", "fused_scores", "get_run", "is_trained", "latest_checkpoint", "propose_loss",
+    "budget", "default_config", "fit_beta", "project_defaults", "fused_scores", "get_run", "is_trained", "latest_checkpoint", "propose_loss",
     "rank_metrics", "residual_score", "run_folder", "test_label_note", "update_run", "verdict", *_LAZY,
 ]

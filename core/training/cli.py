@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import json
 import logging
 import sys
 import types
@@ -14,7 +15,8 @@ from typing import Any
 from core import models, store
 from core.runs.records import get_run
 from core.training.config import LOSSES, VALIDATION, TrainConfig, field_help
-from core.training.defaults import default_config
+from core.training import budget
+from core.training.defaults import TIME_BUDGET_S, default_config, project_defaults
 from core.training.distributed import broadcast, init_distributed, is_main, world_size
 from core.training.run_record import create_run
 
@@ -64,17 +66,34 @@ def cli_arguments(parser: argparse.ArgumentParser) -> None:
     add_config_flags(parser)
     parser.add_argument("--defaults", choices=("adaptive", "plain"), default="adaptive",
                         help="adaptive: defaults from data size and base model (default); plain: TrainConfig()")
+    parser.add_argument("--time-budget-min", type=float, default=TIME_BUDGET_S / 60,
+                        help="adaptive defaults: training time to plan epochs and max length for (minutes)")
 
 
-def config_from_args(args: argparse.Namespace, counts: dict[str, Any]) -> TrainConfig:
-    """The adaptive (or plain) defaults with every flag the person gave on top."""
+def config_from_args(args: argparse.Namespace, counts: dict[str, Any], conn: Any = None,
+                     project: int | None = None) -> TrainConfig:
+    """The adaptive (or plain) defaults with every flag the person gave on top; with the project's connection the
+    adaptive defaults come from its measurements (token lengths, time budget) and their reasons go to args.reasons."""
     overrides = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)
                  if getattr(args, f.name, None) is not None}
-    if args.defaults == "adaptive":
-        cfg = default_config(counts, overrides.get("base_model", models.BUNDLED))
+    base = overrides.get("base_model", models.BUNDLED)
+    if args.defaults == "adaptive" and conn is not None and project is not None:
+        cfg, args.reasons = project_defaults(conn, project, base, budget_s=60 * float(getattr(
+            args, "time_budget_min", TIME_BUDGET_S / 60)), workspace=store.workspace_of(conn))
+    elif args.defaults == "adaptive":
+        cfg = default_config(counts, base)
     else:
         cfg = TrainConfig()
     return TrainConfig.from_dict({**cfg.to_dict(), **overrides})
+
+
+def launch_plan(conn: Any, cfg: TrainConfig, counts: dict[str, Any], reasons: dict[str, str]) -> dict[str, Any]:
+    """What the CLI says before training (on stderr) and in its JSON line: the defaults' reasons and the estimate."""
+    plan = budget.for_project(cfg, counts, store.workspace_of(conn))
+    chosen = {k: getattr(cfg, k) for k in ("loss", "max_length", "epochs", "batch_size", "learning_rate")}
+    out = {"config": chosen, "defaults": reasons, "estimate": plan.to_dict(), "estimate_text": plan.text()}
+    print(json.dumps({"plan": out}), file=sys.stderr, flush=True)
+    return out
 
 
 def _summary(conn: Any, run_id: str, metrics: dict[str, Any]) -> dict[str, Any] | None:
@@ -97,12 +116,14 @@ def cli_main(args: argparse.Namespace) -> dict[str, Any] | None:
                 result = execute(conn, args.run)
             return _summary(conn, args.run, result["metrics"])
         project = store.project_id(conn, args.project)
-        cfg = config_from_args(args, store.project_counts(conn, project))
+        counts = store.project_counts(conn, project)
+        cfg = config_from_args(args, counts, conn, project)
+        plan = launch_plan(conn, cfg, counts, getattr(args, "reasons", {})) if is_main() else {}
         run_id = broadcast(create_run(conn, project, cfg, status="running") if is_main() else None)
         if world_size() == 1:  # supervised child: a killed run is recorded with its cause
             from core.runs import worker
 
-            return worker.train_in_foreground(conn, project, run_id)
+            return {**worker.train_in_foreground(conn, project, run_id), "plan": plan}
         with contextlib.redirect_stdout(sys.stderr):
             result = execute(conn, run_id)
         return _summary(conn, run_id, result["metrics"])

@@ -17,6 +17,7 @@ from typing import Any
 from core import models, store
 from core.scoring.formulas import RESIDUAL
 from core.training import candidates, negatives, rows as rowshape
+from core.training.beta import fit_beta
 from core.training.config import ConfigError, TrainConfig
 from core.training.defaults import MIN_VALIDATION_QUERIES
 
@@ -127,6 +128,7 @@ def _fit_rows(conn: sqlite3.Connection, project: int, cfg: TrainConfig, lab: Lab
     all_ids = [r[0] for r in conn.execute("SELECT id FROM passages WHERE project_id = ?", (project,))]
     texts = {r[0]: r[1] for r in conn.execute("SELECT id, text FROM passages WHERE project_id = ?", (project,))}
     rows: list[dict[str, Any]] = []
+    top_grade = max((g for q in fit_qids for g in lab.grades.get(q, {}).values()), default=1.0)
     for q in fit_qids:
         pos = sorted(lab.positives(q))
         banned = lab.positives(q) | lab.relevant.get(q, set())
@@ -140,7 +142,9 @@ def _fit_rows(conn: sqlite3.Connection, project: int, cfg: TrainConfig, lab: Lab
         counts["upload_negatives"] += len(ups)
         rows += rowshape.query_rows(cfg.loss, lab.qtext[q], [texts[p] for p in pos],
                                     [texts[p] for p in chosen_h + chosen_r + ups],
-                                    cfg.hard_negatives + cfg.random_negatives, rng)
+                                    cfg.hard_negatives + cfg.random_negatives, rng,
+                                    grades=[lab.grades[q][p] for p in pos], hard=len(chosen_h), top_grade=top_grade,
+                                    hard_per_row=cfg.hard_negatives)
     if cfg.loss == "mnrl":
         rows = rowshape.same_columns(rows)
     return rows, counts
@@ -176,7 +180,7 @@ def build_data(conn: sqlite3.Connection, project: int, cfg: TrainConfig, workspa
     residual_beta = None
     if cfg.loss == RESIDUAL:
         rows = rowshape.add_priors(rows, cfg.first_stage_model, workspace)
-        residual_beta = float(cfg.residual_beta) if cfg.residual_beta is not None else rowshape.fit_beta(rows)
+        residual_beta = float(cfg.residual_beta) if cfg.residual_beta is not None else fit_beta(rows)
     rng.shuffle(rows)
 
     texts = {r[0]: r[1] for r in conn.execute("SELECT id, text FROM passages WHERE project_id = ?", (project,))}

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import math
+from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from core import models
 from core.scoring.formulas import RESIDUAL
 from core.training.config import TrainConfig
+from core.training.rows import MAX_LISTS_PER_QUERY
 
 MIN_VALIDATION_QUERIES = 5  # a held-out slice smaller than this says nothing; fewer than 2x this: no slice at all
 
@@ -56,15 +61,36 @@ def _residual_schedule(cfg: TrainConfig, queries: int) -> int:
 
 
 def _pairwise_schedule(cfg: TrainConfig, positives: int, fresh: bool) -> int:
-    """Settings of a pair/triplet/list run; returns the training rows per epoch."""
+    """Settings of a pair/triplet/list run; returns the training rows per epoch.
+
+    From a trained cross-encoder: the sentence-transformers recipe for fine-tuning one (BinaryCrossEntropyLoss,
+    learning rate 2e-5, warm-up 0.1, no new head) at the base's own max length (capped later by the data's)."""
     cfg.hard_negatives, cfg.random_negatives = 3, 1
     cfg.batch_size = 16
     cfg.learning_rate = 7e-5 if fresh else 2e-5
     cfg.head_lr_multiplier = 20.0 if fresh else 1.0
+    cfg.warmup_ratio = 0.1
     cfg.epochs = (2.0 if positives < 20000 else 1.0) if fresh else (2.0 if positives < 2000 else 1.0)
-    cfg.max_length = 192 if fresh else 256
+    cfg.max_length = 192 if fresh else base_max_length(cfg.base_model)
     cfg.early_stopping_patience = 4 if fresh else 3
     return max(1, positives * (1 + cfg.hard_negatives + cfg.random_negatives))
+
+
+def base_max_length(spec: str) -> int:
+    """The longest input a base model was made for: its tokenizer's model_max_length, else its position embeddings."""
+    try:
+        folder = Path(models.resolve(spec))
+    except models.ModelError:
+        return 512
+    found = []
+    for name, key in (("tokenizer_config.json", "model_max_length"), ("config.json", "max_position_embeddings")):
+        try:
+            value = json.loads((folder / name).read_text()).get(key)
+        except (OSError, ValueError):
+            continue
+        if isinstance(value, (int, float)) and 16 <= value <= 100_000:
+            found.append(int(value))
+    return min(found) if found else 512
 
 
 def validation_plan(queries: int) -> tuple[str, float]:
@@ -82,10 +108,119 @@ def default_config(stats: dict[str, Any], base_model: str = models.BUNDLED, shap
     positives = int(stats.get("train_positives") or stats.get("train_pairs") or 0)
     queries = int(stats.get("train_queries") or 0)
     fresh = not is_trained(base_model)
-    loss, _ = propose_loss(shape, fresh=fresh)
+    loss = propose_loss(shape, fresh=fresh)[0] if fresh else "bce"  # a trained reranker: the recipe's BCE, no residual
     cfg = TrainConfig(base_model=base_model, loss=loss)
     rows = _residual_schedule(cfg, queries) if loss == RESIDUAL else _pairwise_schedule(cfg, positives, fresh)
     steps = math.ceil(rows / cfg.batch_size) * cfg.epochs
     cfg.eval_steps = int(max(20, min(500, steps // 6)))
     cfg.validation, cfg.validation_fraction = validation_plan(queries)
     return cfg
+
+
+# --- defaults from the project's own measurements -----------------------------------------------------------------
+
+TIME_BUDGET_S = 1800.0  # default training time on this machine (~30 min), shown as an ETA
+LENGTH_QUANTILE = 0.9  # the max length covers this share of (query, passage) pairs
+LENGTH_STEP = 32
+MIN_LENGTH = 64
+LENGTH_FLOOR_FOR_TIME = 128  # the time budget never pushes the length below this (the SciFact-measured default)
+LENGTH_SAMPLE = 2000  # pairs tokenized to measure the distribution
+MIN_PASSES = {RESIDUAL: 3.0}  # passes the budget keeps before it buys length (SciFact: a fresh residual still rose at 3)
+
+
+def pair_token_lengths(pairs: list[tuple[str, str]], spec: str) -> np.ndarray:
+    """Tokens of each (query, passage) pair with the base model's tokenizer, special tokens included (+3)."""
+    from core.quality.tokens import token_counts
+
+    if not pairs:
+        return np.zeros(0, dtype=int)
+    tok = models.load_tokenizer(spec)
+    q = token_counts([a for a, _ in pairs], tok)
+    p = token_counts([b for _, b in pairs], tok)
+    return q.astype(int) + p.astype(int) + 3
+
+
+def length_from_data(lengths: np.ndarray, limit: int) -> tuple[int, str]:
+    """(max length, why): the 90th percentile of pair lengths rounded up to a multiple of 32, within the model's limit."""
+    if not len(lengths):
+        return min(limit, 128), "no pairs to measure: 128"
+    p90 = float(np.quantile(lengths, LENGTH_QUANTILE))
+    length = max(MIN_LENGTH, int(math.ceil(p90 / LENGTH_STEP) * LENGTH_STEP))
+    covered = float((lengths <= min(length, limit)).mean())
+    why = f"90% of pairs are at most {p90:.0f} tokens (query + passage)"
+    if length > limit:
+        return limit, why + f"; capped at the model's limit {limit} (covers {covered:.0%})"
+    return length, why + f": {length} covers {covered:.0%}"
+
+
+def rows_per_epoch(cfg: TrainConfig, stats: dict[str, Any]) -> tuple[int, int]:
+    """(training rows, pairs per row) one epoch will have, from the project's counts."""
+    positives = int(stats.get("train_positives") or 0)
+    if cfg.validation == "split":
+        positives = int(round(positives * (1 - cfg.validation_fraction)))
+    per_row = 1 + cfg.hard_negatives + cfg.random_negatives
+    if cfg.loss == "bce":
+        labelled_negatives = int(stats.get("train_pairs") or 0) - int(stats.get("train_positives") or 0)
+        return max(1, positives * per_row + max(0, labelled_negatives)), 1
+    if cfg.loss != "mnrl":  # listwise: at most MAX_LISTS_PER_QUERY lists per query
+        queries = int(stats.get("train_queries") or 0) or positives
+        positives = min(positives, MAX_LISTS_PER_QUERY * queries)
+    return max(1, positives), per_row
+
+
+def epoch_seconds(cfg: TrainConfig, rows: int, per_row: int, workspace: Path | None) -> float:
+    """Seconds one epoch takes at the measured (or default) training rate, at cfg.max_length."""
+    from core import estimates
+
+    rate, _ = estimates.rate(workspace, "train_pairs_per_s")
+    return rows * per_row / (rate / max(1.0, cfg.max_length / estimates.REFERENCE_LENGTH))
+
+
+def fit_time_budget(cfg: TrainConfig, stats: dict[str, Any], budget_s: float, workspace: Path | None) -> list[str]:
+    """Lower the length (not below 128) until the minimum passes fit the budget, then epochs = what the budget buys
+    (at most the schedule's). Returns the reasons, for the form and the CLI."""
+    rows, per_row = rows_per_epoch(cfg, stats)
+    passes = min(cfg.epochs, MIN_PASSES.get(cfg.loss, 1.0))
+    notes = []
+    start = cfg.max_length
+    while cfg.max_length - LENGTH_STEP >= LENGTH_FLOOR_FOR_TIME and \
+            passes * epoch_seconds(cfg, rows, per_row, workspace) > budget_s:
+        cfg.max_length -= LENGTH_STEP
+    if cfg.max_length < start:
+        notes.append(f"max length lowered from {start} to {cfg.max_length} so {passes:g} passes fit the "
+                     f"{budget_s / 60:.0f}-minute budget")
+    epoch_s = epoch_seconds(cfg, rows, per_row, workspace)
+    epochs = max(0.1, min(cfg.epochs, math.floor(10 * budget_s / epoch_s) / 10))
+    notes.append(f"{epochs:g} epochs of {rows:,} rows x {per_row} pairs (~{epoch_s / 60:.0f} min each) fit the "
+                 f"{budget_s / 60:.0f}-minute budget" if epochs < cfg.epochs else
+                 f"{epochs:g} epochs (~{epoch_s * epochs / 60:.0f} min), within the {budget_s / 60:.0f}-minute budget")
+    cfg.epochs = epochs
+    return notes
+
+
+def project_defaults(conn: Any, project: int, base_model: str = models.BUNDLED, shape: str = "labelled pairs",
+                     budget_s: float = TIME_BUDGET_S, workspace: Path | None = None) -> tuple[TrainConfig, dict[str, str]]:
+    """`default_config` refined by the project's measurements: max length from its pairs' token lengths (capped at the
+    base's limit and by the time budget), epochs from the time budget. Returns the config and the reasons."""
+    import random
+
+    from core import store
+
+    stats = store.project_counts(conn, project)
+    cfg = default_config(stats, base_model, shape)
+    pairs = [(p["query"], p["passage"]) for p in store.fetch_pairs(conn, project, "train")]
+    if len(pairs) > LENGTH_SAMPLE:
+        pairs = random.Random(cfg.seed).sample(pairs, LENGTH_SAMPLE)
+    limit = base_max_length(base_model)
+    try:
+        cfg.max_length, length_why = length_from_data(pair_token_lengths(pairs, base_model), limit)
+    except models.ModelError as exc:
+        length_why = f"token lengths not measured ({exc}); kept {cfg.max_length}"
+    reasons = {"max_length": length_why}
+    notes = fit_time_budget(cfg, stats, budget_s, workspace)
+    if notes[:-1]:
+        reasons["max_length"] += "; " + notes[0]
+    reasons["epochs"] = notes[-1]
+    steps = math.ceil(rows_per_epoch(cfg, stats)[0] / cfg.batch_size * cfg.epochs)
+    cfg.eval_steps = int(max(20, min(500, steps // 6)))
+    return cfg, reasons

@@ -9,6 +9,7 @@ from sentence_transformers.cross_encoder import losses
 from sentence_transformers.util import batch_to_device
 
 from core.scoring.formulas import RESIDUAL
+from core.training.beta import gain_targets
 from core.training.config import TrainConfig
 from core.training.data import TrainingData
 
@@ -26,7 +27,8 @@ class ResidualListwiseLoss(torch.nn.Module):
 
     def forward(self, inputs: list[Any], labels: list[Any], prompt: str | None = None,
                 task: str | None = None) -> torch.Tensor:
-        """Mean over the batch's lists of -sum(target share x log softmax(logit + beta x prior))."""
+        """Mean over the batch's lists of -sum(target share x log softmax(logit + beta x prior)); a graded passage's
+        share is its gain 2^grade - 1 (binary labels: the positives share equally)."""
         queries, docs_list, priors = inputs
         pairs = [(q, d) for q, docs in zip(queries, docs_list) for d in docs]
         parts = []
@@ -38,8 +40,8 @@ class ResidualListwiseLoss(torch.nn.Module):
         for docs, prior, label in zip(docs_list, priors, labels):
             n = len(docs)
             z = logits[at:at + n] + self.beta * torch.as_tensor(prior, dtype=torch.float32, device=logits.device)
-            target = torch.as_tensor(label, dtype=torch.float32, device=logits.device)
-            out.append(-(target / target.sum() * torch.log_softmax(z, 0)).sum())
+            target = torch.as_tensor(gain_targets(label), dtype=torch.float32, device=logits.device)
+            out.append(-(target * torch.log_softmax(z, 0)).sum())
             at += n
         return torch.stack(out).mean()
 

@@ -17,6 +17,8 @@ def _scoring_note(fusion: dict[str, Any]) -> str:
         return (f"**How to score with this model:** it was trained as a residual over the embedding model "
                 f"`{fusion['first_stage']}`: score = `model.predict(pairs)` (a logit) + {fusion['beta']:g} x cosine of "
                 f"the query and passage embeddings. The logit alone is only the correction — see `{FUSION_FILE}`.")
+    if "alpha" not in fusion:
+        return f"**How to score with this model:** `model.predict(pairs)` alone. {fusion.get('reason', '')}".strip()
     return (f"**Note:** the cross-encoder alone did not reach its best validation score; the studio blends "
             f"it with the first-stage score (alpha = {fusion['alpha']}) — see `{FUSION_FILE}`.")
 
@@ -39,6 +41,9 @@ def card_lines(cfg: TrainConfig, data: TrainingData, metrics: dict[str, Any]) ->
     lines += ["```json", json.dumps(metrics, indent=2, default=float), "```", ""]
     if "fusion" in metrics:
         lines += [_scoring_note(metrics["fusion"]), ""]
+    if metrics.get("scoring"):
+        lines += [f"**Scoring mode: {metrics['scoring']['mode']}** (chosen on validation) — "
+                  f"{metrics['scoring']['reason']}.", ""]
     return lines
 
 

@@ -48,7 +48,7 @@ def verdict(metrics: dict[str, Any]) -> tuple[str, str]:
         return "success", f"The reranker beats the first stage {where}: NDCG@10 {alone:.3f} vs {base:.3f}.{note}"
     text = (f"The reranker does NOT beat the first stage {where}: NDCG@10 {alone:.3f} vs {base:.3f} for the "
             "embedding model alone. Using it alone would make search worse.")
-    if "fusion" in metrics:
+    if "alpha" in (metrics.get("fusion") or {}):
         f = metrics["fusion"]
         text += (f" Blending it with the first-stage score (alpha {f['alpha']}, chosen {where}) gives "
                  f"{f['validation_ndcg@10']:.3f}; the model folder records this blend ({FUSION_FILE}).")

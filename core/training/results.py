@@ -11,6 +11,8 @@ from core.training.config import TrainConfig
 from core.training.data import TrainingData
 from core.training.evaluator import first_stage_metrics, run_scores
 
+CROSS_ENCODER = "cross-encoder"  # a residual run whose logit alone won on validation scores alone
+
 
 def test_labels_used_for(cfg: TrainConfig, eval_source: str, beta: float | None) -> list[str]:
     """The choices the test labels made in this run: none unless the person asked to validate on the test set."""
@@ -44,6 +46,17 @@ def _fusion(cfg: TrainConfig, data: TrainingData, ce_val: list[Any], alone: floa
     return None
 
 
+def choose_scoring(val: dict[str, Any], beta: float, source: str) -> dict[str, Any]:
+    """Residual (logit + beta x cosine) or the cross-encoder alone: whichever scores better on validation, and why."""
+    full, alone = float(val[PRIMARY]), float(val["cross_encoder_alone_ndcg@10"])
+    figures = f"NDCG@10 on {source} validation: residual (logit + {beta:g} x cosine) {full:.4f}, cross-encoder alone {alone:.4f}"
+    if alone > full:
+        return {"mode": CROSS_ENCODER, "reason": f"{figures}: the cross-encoder alone is better, so it scores alone",
+                "residual_ndcg@10": full, "cross_encoder_alone_ndcg@10": alone, "chosen_on": source}
+    return {"mode": RESIDUAL, "reason": f"{figures}: the residual score is at least as good, so it is kept",
+            "residual_ndcg@10": full, "cross_encoder_alone_ndcg@10": alone, "chosen_on": source}
+
+
 def final_metrics(model: Any, cfg: TrainConfig, data: TrainingData, metrics: dict[str, Any]) -> dict[str, Any]:
     """Add validation, fusion, test and test-label use to the training metrics (rank 0, after training)."""
     beta = data.residual_beta
@@ -57,10 +70,21 @@ def final_metrics(model: Any, cfg: TrainConfig, data: TrainingData, metrics: dic
         metrics["test_labels_used_for"] = used
     if data.eval_samples:
         val, ce_val = _figures(model, data.eval_samples, beta)
+        if beta is not None:
+            metrics["scoring"] = choose_scoring(val, beta, data.eval_source)
+            if metrics["scoring"]["mode"] == CROSS_ENCODER:  # the logit alone won on validation: ship it alone
+                metrics["fusion"] = {"method": CROSS_ENCODER, "chosen_on": data.eval_source,
+                                     "reason": metrics["scoring"]["reason"], "trained_as": metrics["fusion"]}
+                val = {**val, **rank_metrics(data.eval_samples, ce_val), "residual_ndcg@10": val[PRIMARY]}
+                beta = None
         metrics["validation"] = val
         metrics["beats_first_stage"] = bool(val[PRIMARY] > val["first_stage_ndcg@10"])
-        if cfg.fusion and beta is None and (fusion := _fusion(cfg, data, ce_val, val[PRIMARY])):
+        if cfg.fusion and beta is None and "fusion" not in metrics and (
+                fusion := _fusion(cfg, data, ce_val, val[PRIMARY])):
             metrics["fusion"] = fusion
+    elif beta is not None:
+        metrics["scoring"] = {"mode": RESIDUAL, "reason": "no validation slice to compare on: the residual score "
+                                                          "(as trained) is kept"}
     if data.test_samples and data.eval_source != "test":
         test, ce_test = _figures(model, data.test_samples, beta)
         if beta is None and "fusion" in metrics:

@@ -22,7 +22,7 @@ from transformers.trainer_callback import PrinterCallback
 from core import models, store
 from core.runs.records import add_event, get_run, latest_checkpoint, run_folder, update_run
 from core.scoring.formulas import PRIMARY
-from core.training import snapshot
+from core.training import budget, continued, device_args, snapshot
 from core.training.callbacks import Heartbeat, StoreProgress
 from core.training.config import ConfigError, TrainConfig
 from core.training.data import TrainingData, build_data
@@ -32,6 +32,7 @@ from core.training.evaluator import RerankingEvaluator
 from core.training.losses import make_loss
 from core.training.model_card import save_model
 from core.training.results import final_metrics
+from core.training.rows import max_pairs_per_row
 from core.training.run_record import create_run
 from core.training.sampler import LengthGroupedBatchSampler
 
@@ -141,6 +142,23 @@ def load_model(conn: sqlite3.Connection, run_id: str, cfg: TrainConfig, beta: fl
     return model
 
 
+def plan_memory(conn: sqlite3.Connection, run_id: str, cfg: TrainConfig, data: TrainingData, workspace: Path,
+                state: dict[str, Any]) -> TrainConfig:
+    """Estimate the run's peak memory and time before the model loads; on CPU a run that would not fit gets a smaller
+    batch (recorded on the run) or is refused with the reason (ConfigError), never left to the kernel."""
+    rows, longest = len(data.train_rows), int(max_pairs_per_row(data.train_rows))
+    if torch.cuda.is_available():
+        plan, fitted = budget.estimate(cfg, rows, workspace, longest), cfg
+    else:
+        fitted, plan = budget.fit(cfg, rows, workspace, longest)
+    state["estimate"] = plan.to_dict()
+    if is_main():
+        if fitted.batch_size != cfg.batch_size:
+            update_run(conn, run_id, config=fitted.to_dict())
+        add_event(conn, run_id, "message", {"text": "Estimate: " + plan.text() + "".join(" " + n for n in plan.notes)})
+    return fitted
+
+
 def schedule(cfg: TrainConfig, rows: int) -> tuple[int, int]:
     """(total optimizer steps, evaluate/checkpoint every N steps) for this many rows on this many processes."""
     steps_per_epoch = math.ceil(rows / cfg.batch_size / world_size())
@@ -148,13 +166,15 @@ def schedule(cfg: TrainConfig, rows: int) -> tuple[int, int]:
     return total, max(1, min(cfg.eval_steps or steps_per_epoch, total))
 
 
-def training_arguments(cfg: TrainConfig, ckpt_dir: Path, evaluating: bool, eval_steps: int) -> Any:
-    """sentence-transformers' arguments for this run (CPU or GPU, gloo or NCCL under torchrun)."""
+def training_arguments(cfg: TrainConfig, ckpt_dir: Path, evaluating: bool, eval_steps: int,
+                       hardware: dict[str, Any] | None = None) -> Any:
+    """sentence-transformers' arguments for this run (CPU or GPU, gloo or NCCL under torchrun); `hardware`
+    (device_args.hardware_arguments) sets the device, mixed precision and micro-batch."""
     fresh = not is_trained(cfg.base_model)
     lr_map = {r"classifier\.": cfg.learning_rate * cfg.head_lr_multiplier} if (fresh and cfg.head_lr_multiplier != 1) else None
     distributed = world_size() > 1
     cuda = torch.cuda.is_available()
-    return CrossEncoderTrainingArguments(
+    kwargs: dict[str, Any] = dict(
         output_dir=str(ckpt_dir), num_train_epochs=cfg.epochs, max_steps=cfg.max_steps,
         per_device_train_batch_size=cfg.batch_size, per_device_eval_batch_size=64,
         learning_rate=cfg.learning_rate, learning_rate_mapping=lr_map,
@@ -170,6 +190,7 @@ def training_arguments(cfg: TrainConfig, ckpt_dir: Path, evaluating: bool, eval_
         batch_sampler=LengthGroupedBatchSampler if cfg.grouped_batches else "batch_sampler",
         save_only_model=False,
     )
+    return CrossEncoderTrainingArguments(**{**kwargs, **(hardware or {})})
 
 
 def make_trainer(conn: sqlite3.Connection, run_id: str, cfg: TrainConfig, data: TrainingData, model: Any,
@@ -177,7 +198,10 @@ def make_trainer(conn: sqlite3.Connection, run_id: str, cfg: TrainConfig, data: 
     """The CrossEncoderTrainer with the run's loss, evaluator and callbacks; returns it and the total steps."""
     evaluator = RerankingEvaluator(data.eval_samples, data.residual_beta, "val") if data.eval_samples else None
     total, eval_steps = schedule(cfg, len(data.train_rows))
-    args = training_arguments(cfg, folder / "checkpoints", evaluator is not None, eval_steps)
+    hardware = device_args.hardware_arguments(cfg, model, pairs_per_row(data.train_rows))
+    args = training_arguments(cfg, folder / "checkpoints", evaluator is not None, eval_steps, hardware)
+    if is_main():
+        add_event(conn, run_id, "message", {"text": device_args.describe(hardware)})
     callbacks = [StoreProgress(conn, run_id, state)]
     if evaluator is not None and cfg.early_stopping_patience > 0:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=cfg.early_stopping_patience))
@@ -195,6 +219,7 @@ def train(conn: sqlite3.Connection, run: dict[str, Any], folder: Path, workspace
     torch.manual_seed(cfg.seed)
     folder.mkdir(parents=True, exist_ok=True)
     data = run_data(conn, run, cfg, folder, workspace)
+    cfg = plan_memory(conn, run_id, cfg, data, workspace, state)
     model = load_model(conn, run_id, cfg, data.residual_beta)
     trainer, total = make_trainer(conn, run_id, cfg, data, model, folder, state)
     resume = latest_checkpoint(folder / "checkpoints")
@@ -203,12 +228,15 @@ def train(conn: sqlite3.Connection, run: dict[str, Any], folder: Path, workspace
             add_event(conn, run_id, "message", {"text": f"Resuming from {Path(resume).name}."})
         update_run(conn, run_id, progress={"phase": "training", "step": 0, "total": total,
                                            "evaluation": data.eval_source})
+    base_score = continued.base_validation(conn, run_id, cfg, trainer, bool(resume))  # a trained base, at step 0
     t_train = time.time()
     out = trainer.train(resume_from_checkpoint=resume)
     seconds = time.time() - t_train
     if state.get("cancelled"):
         return {"metrics": {}, "model_dir": None, "cancelled": True}
     metrics = _training_metrics(trainer, out, cfg, data, seconds)
+    metrics["estimate"] = state.get("estimate")
+    model = continued.keep_base_if_better(conn, run_id, cfg, model, base_score, metrics, data.residual_beta)
     model_dir = folder / "model"
     if is_main():
         update_run(conn, run_id, progress={**get_run(conn, run_id)["progress"], "phase": "final evaluation"})
