@@ -55,7 +55,8 @@ def write_files(folder: Path) -> dict:
     with open(files["corpus"], "w", encoding="utf-8") as fh:
         for d in extra:
             fh.write(json.dumps({"text": sf["corpus"][d]}) + "\n")
-    return {"files": files, "train_pairs": len(set(train)), "train_queries": len(train_q),
+    return {"files": files, "train_pairs": len(set(train)), "duplicates": len(train) + 3 - len(set(train)),
+            "train_queries": len({sf["queries"][q] for q in train_q}),  # two SciFact ids share one text
             "test_queries": len(test_q), "test_pairs": len(set(test))}
 
 
@@ -141,7 +142,8 @@ def test_the_whole_path_in_chromium(studio_server, chromium, tmp_path):
         wait_for_app(page)
         assert metric(page, "Pairs") == str(sample["train_pairs"])
         assert metric(page, "Unique queries") == str(sample["train_queries"])
-        assert metric(page, "Duplicates removed") == "3"  # two exact copies and the row that cleans to one
+        # two exact copies, the row that cleans to one, and SciFact's own repeat of one (query, passage) pair
+        assert metric(page, "Duplicates removed") == str(sample["duplicates"])
         expect(page.get_by_text(re.compile(r"Cleaning changed [1-9]\d* of"))).to_be_visible()
         page.get_by_role("button", name="Import").click()
         expect(page.get_by_text(re.compile(rf"Imported {sample['train_pairs']} training pairs"))).to_be_visible(
@@ -230,7 +232,8 @@ def test_the_whole_path_in_chromium(studio_server, chromium, tmp_path):
         run_heading = page.get_by_role("heading", name=re.compile(r"^Run \S+ — "))
         expect(run_heading).to_be_visible(timeout=60_000)
         expect(run_heading).to_contain_text("completed", timeout=240_000)
-        expect(page.get_by_text(re.compile(r"step (\d+) of \1"))).to_be_visible(timeout=30_000)
+        expect(page.get_by_test_id("stMain").get_by_text(re.compile(r"step (\d+) of \1"))).to_be_visible(
+            timeout=30_000)  # the sidebar's job status says it too
         run_id = re.search(r"Run (\S+) —", run_heading.inner_text()).group(1)
         run = conn.execute("SELECT status, config, model_dir FROM runs WHERE id = ?", (run_id,)).fetchone()
         cfg = json.loads(run["config"])
@@ -255,9 +258,9 @@ def test_the_whole_path_in_chromium(studio_server, chromium, tmp_path):
         assert {"system", "ndcg@10", "mrr@10"} <= set(header), header
         shoot(page, "evaluate")
 
-        # 7. Export the model folder.
-        page.get_by_role("button", name=re.compile("Copy model folder")).click()
-        expect(page.get_by_text(re.compile(r"Copied to .*exports"))).to_be_visible(timeout=60_000)
+        # 7. Export the model bundle (model, spec, card), checked by reloading it.
+        page.get_by_role("button", name=re.compile("Export bundle")).click()
+        expect(page.get_by_text(re.compile(r"Bundle \(.*\) written to .*exports"))).to_be_visible(timeout=120_000)
         exported = store.workspace_of(conn) / "exports" / f"model-{run_id}"
         assert (exported / "model.safetensors").is_file() and (exported / "README.md").is_file()
         t = timed(steps, "evaluate+export", t)

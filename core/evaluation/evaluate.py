@@ -20,8 +20,7 @@ from core.evaluation.systems import base_systems, evaluable_runs, run_system, ru
 from core.evaluation.testsets import TestSet, project_test_set
 from core.progress import Progress, counted, noop, scaled
 from core.scoring.first_stage import bm25_search, embedding_search
-from core.scoring.formulas import RESIDUAL, fused_scores, residual_score
-from core.scoring.reranker import as_run
+from core.scoring.reranker import Reranker, as_run
 
 
 def first_stage_lists(ts: TestSet, first_stage: str, top_k: int, embedding_model: str | None, workspace: Path,
@@ -55,50 +54,67 @@ def _add(work: Work, sysinfo: dict[str, Any], per_query: Scores) -> None:
     work.rankings[key], work.oracle_rankings[key] = rank(work.groups, work.fs_lists, per_query)
 
 
-def _score(work: Work, sysinfo: dict[str, Any], seed: int, progress: Progress) -> Scores:
-    """One model's scores on every candidate (the run through `score_run`, the base model by name)."""
-    texts = [(work.ts.queries[q], [work.ts.corpus[d] for d in ds]) for q, ds in work.groups]
-    message = f"reranking with {sysinfo['label']}"
-    if sysinfo["kind"] == "run":
-        return _as_scores(work.groups, score_run(sysinfo["run"], texts, progress, message))
+def _texts(work: Work) -> list[tuple[str, list[str]]]:
+    """(query text, candidate passage texts) for every evaluated query, in the groups' order."""
+    return [(work.ts.queries[q], [work.ts.corpus[d] for d in ds]) for q, ds in work.groups]
+
+
+def _score_base(work: Work, sysinfo: dict[str, Any], seed: int, progress: Progress) -> Scores:
+    """A base model's cross-encoder scores on every candidate (a model by name, not a run: no formula)."""
     import torch
 
     torch.manual_seed(seed)  # the same random head on every evaluation, still arbitrary
-    return _as_scores(work.groups, cross_encoder_scores(sysinfo["spec"], sysinfo["max_length"], texts, progress,
-                                                        message))
+    return _as_scores(work.groups, cross_encoder_scores(sysinfo["spec"], sysinfo["max_length"], _texts(work),
+                                                        progress, f"reranking with {sysinfo['label']}"))
 
 
-def _add_residual(work: Work, sysinfo: dict[str, Any], ce: Scores, fusion: dict[str, Any]) -> None:
-    """A residual run as trained (logit + beta x cosine), its cross-encoder part and its prior alone apart."""
+def _add_run(work: Work, sysinfo: dict[str, Any], progress: Progress) -> None:
+    """One run scored by its Reranker (the ONE path to a run's score), with its parts shown apart."""
+    reranker, parts = score_run(sysinfo["run"], _texts(work), progress, f"reranking with {sysinfo['label']}",
+                                work.workspace)
+    fusion = sysinfo.get("fusion") or {}
+    if reranker.kind == "residual":
+        _add_residual(work, sysinfo, parts, float(reranker.spec["beta"]), fusion)
+        return
+    _add(work, sysinfo, _as_scores(work.groups, [p["cross_encoder"] for p in parts]))
+    if reranker.kind == "blended":
+        _add_fused(work, sysinfo, reranker, [(p["cross_encoder"], p["cosine"]) for p in parts], fusion)
+    elif "alpha" in fusion:  # a blend only the run's record carries (e.g. with BM25): its inputs from the record
+        first = fusion_first_stage(work.ts, work.groups, fusion, work.first_stage, work.fs_lists, work.workspace)
+        blend = Reranker({"kind": "blended", "alpha": float(fusion["alpha"])}, None)
+        _add_fused(work, sysinfo, blend, [(p["cross_encoder"], first[q]) for (q, _), p in zip(work.groups, parts)],
+                   fusion)
+
+
+def _add_residual(work: Work, sysinfo: dict[str, Any], parts: list[dict[str, np.ndarray]], beta: float,
+                  fusion: dict[str, Any]) -> None:
+    """A residual run as trained (the Reranker's score), its cross-encoder part and its prior alone apart."""
     key, run_id = sysinfo["key"], sysinfo["run_id"]
-    cos = fusion_first_stage(work.ts, work.groups, fusion, work.first_stage, work.fs_lists, work.workspace)
-    beta = float(fusion["beta"])
-    score = {q: dict(zip(ds, residual_score([ce[q][d] for d in ds], cos[q], beta).tolist())) for q, ds in work.groups}
     sysinfo.update(label=f"Fine-tuned run {run_id} (as trained: cross-encoder + {beta:g} x embedding cosine)",
                    residual_beta=beta, notes=[f"residual run: {fusion.get('formula', 'score = logit + beta x cosine')}; "
                                               f"embedding model {fusion.get('first_stage', '?')}"])
-    _add(work, sysinfo, score)
+    _add(work, sysinfo, _as_scores(work.groups, [p["score"] for p in parts]))
     _add(work, {"key": f"{key}:cross-encoder", "kind": "component", "run_id": run_id, "notes": [],
-                "label": f"Run {run_id}: its cross-encoder part alone (a correction, not a ranker on its own)"}, ce)
+                "label": f"Run {run_id}: its cross-encoder part alone (a correction, not a ranker on its own)"},
+         _as_scores(work.groups, [p["cross_encoder"] for p in parts]))
     pkey = f"prior:{fusion.get('first_stage')}"
     if work.first_stage != "embedding" and pkey not in work.rankings:
         # what the run's prior alone does to these candidates: the cross-encoder's share is the rest
-        prior = {q: dict(zip(ds, np.asarray(cos[q], float).tolist())) for q, ds in work.groups}
         _add(work, {"key": pkey, "kind": "component", "run_id": None, "notes": [],
                     "label": "Embedding cosine alone reranking these candidates (a residual run's prior, "
-                             "no cross-encoder)"}, prior)
+                             "no cross-encoder)"}, _as_scores(work.groups, [p["cosine"] for p in parts]))
 
 
-def _add_fused(work: Work, sysinfo: dict[str, Any], ce: Scores, fusion: dict[str, Any]) -> None:
-    """The run blended with the first stage (alpha x z(ce) + (1 - alpha) x z(first stage)), shown beside it."""
-    key, alpha = f"{sysinfo['key']}:fused", fusion["alpha"]
-    fs = fusion_first_stage(work.ts, work.groups, fusion, work.first_stage, work.fs_lists, work.workspace)
-    # main and oracle lists are fused separately: z-scores are taken over each candidate list
-    oracle = {q: order(ds, fused_scores(np.array([ce[q][d] for d in ds]), fs[q], alpha)) for q, ds in work.groups}
-    main = {}
-    for q in work.qkeys:
-        keys = [d for d, _ in work.fs_lists[q]]
-        main[q] = order(keys, fused_scores(np.array([ce[q][d] for d in keys]), fs[q][: len(keys)], alpha))
+def _add_fused(work: Work, sysinfo: dict[str, Any], blend: Reranker, inputs: list[tuple[np.ndarray, np.ndarray]],
+               fusion: dict[str, Any]) -> None:
+    """The run blended with its first stage by the Reranker's `combine`, shown beside the cross-encoder alone."""
+    key, alpha = f"{sysinfo['key']}:fused", blend.spec["alpha"]
+    # main and oracle lists are blended separately: z-scores are taken over each candidate list
+    main, oracle = {}, {}
+    for (q, ds), (ce, first) in zip(work.groups, inputs):
+        oracle[q] = order(ds, blend.combine(ce, first))
+        n = len(work.fs_lists[q])  # the first stage's candidates come first in each group
+        main[q] = order(ds[:n], blend.combine(ce[:n], first[:n]))
     work.rankings[key], work.oracle_rankings[key] = main, oracle
     work.systems.append({"key": key, "kind": "fused", "run_id": sysinfo["run_id"], "fusion": fusion,
                          "label": f"Fine-tuned run {sysinfo['run_id']} fused (blended with first stage, alpha={alpha})",
@@ -149,14 +165,10 @@ def evaluate(conn: sqlite3.Connection, project: int, run_ids: Sequence[str] = ()
     todo = (base_systems(runs) if include_base else []) + [run_system(r) for r in runs]
     for i, sysinfo in enumerate(todo):
         part = scaled(report, 0.1 + 0.9 * i / len(todo), 0.1 + 0.9 * (i + 1) / len(todo))
-        ce = _score(work, sysinfo, seed, part)
-        fusion = sysinfo.get("fusion")
-        if fusion and fusion.get("method") == RESIDUAL:
-            _add_residual(work, sysinfo, ce, fusion)
-            continue
-        _add(work, sysinfo, ce)
-        if fusion:
-            _add_fused(work, sysinfo, ce, fusion)
+        if sysinfo["kind"] == "run":
+            _add_run(work, sysinfo, part)
+        else:
+            _add(work, sysinfo, _score_base(work, sysinfo, seed, part))
     used = _mark_test_labels(work, runs)
     results = summarize(work, top_k, n_bootstrap, seed, which)
     results["params"] = {"first_stage": first_stage, "first_stage_label": fs_label, "top_k": top_k,

@@ -1,5 +1,5 @@
-"""Reranking candidates: cross-encoder scores per (query, passages) group — ONE call site for a run's score —
-and the first-stage scores a run's fusion or residual prior needs."""
+"""Reranking candidates: a base model's cross-encoder scores, and a run's scores through its Reranker — the ONE
+call site for a run's score in evaluation (the run's formula, its cross-encoder part and its cosine prior)."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from core.evaluation.common import Ranking
 from core.evaluation.testsets import TestSet
 from core.progress import Progress, noop
 from core.scoring.first_stage import bm25_scores, embedding_scores
+from core.scoring.reranker import Reranker
 
 Groups = list[tuple[str, list[str]]]  # (query text, passage texts)
 
@@ -48,16 +49,15 @@ def cross_encoder_scores(spec: str, max_length: int, groups: Groups, progress: P
     return out
 
 
-def score_run(run: dict[str, Any], groups: Groups, progress: Progress | None = None,
-              message: str = "reranking") -> list[np.ndarray]:
-    """The cross-encoder scores of a run's model folder per group; evaluation applies the run's fusion on top.
+def score_run(run: dict[str, Any], groups: Groups, progress: Progress | None = None, message: str = "reranking",
+              workspace: Path | None = None) -> tuple[Reranker, list[dict[str, np.ndarray]]]:
+    """A run's Reranker and its parts per group: `score` (the run's, as evaluated), `cross_encoder`, `cosine`.
 
-    Every run's score in evaluation goes through here (one call site, to switch to a Reranker)."""
-    from core.scoring.reranker import Reranker
-
+    Every run's score in evaluation comes from here: the Reranker applies the run's formula, evaluation none."""
     report = progress or noop
-    reranker = Reranker.load(run.get("bundle") or run["model_dir"], max_length=int(run["config"]["max_length"]))
-    return reranker.cross_encoder_scores(groups, lambda f, m: report(f, f"{message}: {m}"))
+    reranker = Reranker.load(run.get("bundle") or run["model_dir"], max_length=int(run["config"]["max_length"]),
+                             workspace=workspace)
+    return reranker, reranker.score_parts(groups, lambda f, m: report(f, f"{message}: {m}"))
 
 
 def order(keys: list[str], scores: np.ndarray) -> Ranking:
@@ -79,7 +79,8 @@ def rank(groups: list[tuple[str, list[str]]], fs_lists: dict[str, Ranking],
 
 def fusion_first_stage(ts: TestSet, groups: list[tuple[str, list[str]]], fusion: dict[str, Any], first_stage: str,
                        fs_lists: dict[str, Ranking], workspace: Path) -> dict[str, np.ndarray]:
-    """The first-stage scores the fusion was trained with, for every candidate (recomputed when the stage differs)."""
+    """The first-stage scores a blend recorded only in the run's record was fitted on (e.g. BM25, which no
+    Reranker carries), for every candidate; the blend's formula itself is the Reranker's `combine`."""
     kind = str(fusion.get("first_stage") or "embedding")
     if kind.startswith("bm25"):
         if first_stage == "bm25":

@@ -23,7 +23,7 @@ def _fingerprint(corpus: Mapping[Hashable, str]) -> str:
     """Identity of a corpus (keys and texts), so one BM25 index serves repeated searches."""
     h = hashlib.sha1()
     for k, text in corpus.items():
-        h.update(f"{k}\x01{hashlib.sha1(text.encode()).hexdigest()}\x00".encode())
+        h.update(f"{k!r}\x01{hashlib.sha1(text.encode()).hexdigest()}\x00".encode())
     return h.hexdigest()
 
 

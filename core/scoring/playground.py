@@ -14,11 +14,11 @@ from core.scoring.first_stage import bm25_search, embedding_search
 from core.scoring.reranker import Reranker
 
 
-def labelled_positives(conn: sqlite3.Connection, project: int, query: str) -> set[int]:
-    """Passage ids labelled relevant for exactly this query text (any split)."""
+def labelled_positives(conn: sqlite3.Connection, project: int, query: str) -> set[str]:
+    """Passage ids (as strings) labelled relevant for exactly this query text (any split)."""
     rows = conn.execute("SELECT p.passage_id FROM pairs p JOIN queries q ON q.id = p.query_id "
                         "WHERE p.project_id = ? AND q.text = ? AND p.label > 0", (project, query.strip())).fetchall()
-    return {int(r[0]) for r in rows}
+    return {str(r[0]) for r in rows}
 
 
 def try_query(conn: sqlite3.Connection, project: int, query: str, run_ids: Sequence[str], *,
@@ -27,7 +27,7 @@ def try_query(conn: sqlite3.Connection, project: int, query: str, run_ids: Seque
     query = (query or "").strip()
     if not query:
         raise ValueError("Type a query to try.")
-    corpus = {int(p["id"]): p["text"] for p in store.fetch_passages(conn, project)}
+    corpus = {str(p["id"]): p["text"] for p in store.fetch_passages(conn, project)}  # keys as evaluation uses
     if not corpus:
         raise ValueError("The project has no passages to search.")
     search = bm25_search if first_stage == "bm25" else (

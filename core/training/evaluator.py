@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 from sentence_transformers.base.evaluation.evaluator import BaseEvaluator
 
-from core.scoring.formulas import PRIMARY, residual_scores
+from core.scoring.formulas import PRIMARY
 from core.scoring.metrics import rank_metrics
 
 
@@ -32,8 +32,11 @@ def run_scores(model: Any, samples: list[dict[str, Any]], beta: float | None) ->
     """(the run's score as trained, the cross-encoder part alone) for every candidate list.
 
     A residual run scores logit + beta x first-stage cosine; any other run scores the cross-encoder alone."""
+    from core.scoring.reranker import Reranker
+
+    reranker = Reranker({"kind": "residual" if beta is not None else "cross-encoder", "beta": beta}, model)
     ce = score_samples(model, samples)
-    return (residual_scores(ce, samples, beta) if beta is not None else ce), ce
+    return [reranker.combine(c, s["first_stage_scores"]) for c, s in zip(ce, samples)], ce
 
 
 def first_stage_metrics(samples: list[dict[str, Any]]) -> dict[str, float]:

@@ -5,8 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from core import models
-from core.scoring.formulas import PRIMARY, RESIDUAL, choose_fusion, fused_scores
+from core.scoring.formulas import PRIMARY, RESIDUAL, choose_fusion
 from core.scoring.metrics import rank_metrics
+from core.scoring.reranker import Reranker
 from core.training.config import TrainConfig
 from core.training.data import TrainingData
 from core.training.evaluator import first_stage_metrics, run_scores
@@ -88,8 +89,8 @@ def final_metrics(model: Any, cfg: TrainConfig, data: TrainingData, metrics: dic
     if data.test_samples and data.eval_source != "test":
         test, ce_test = _figures(model, data.test_samples, beta)
         if beta is None and "fusion" in metrics:
-            a = metrics["fusion"]["alpha"]
-            fused = [fused_scores(c, s["first_stage_scores"], a) for c, s in zip(ce_test, data.test_samples)]
+            blend = Reranker({"kind": "blended", "alpha": metrics["fusion"]["alpha"]}, model)  # the run's formula
+            fused = [blend.combine(c, s["first_stage_scores"]) for c, s in zip(ce_test, data.test_samples)]
             test["fused_ndcg@10"] = rank_metrics(data.test_samples, fused)[PRIMARY]
         metrics["test"] = test
     return metrics
