@@ -71,10 +71,19 @@ with st.container(border=True):
         if source == "project":
             estimate_caption(estimate)
 
-if go and source == "project":  # a background job: leaving the page, a reload or a restart does not lose it
+if go:  # a background job: leaving the page, a reload or a restart does not lose it
     args = {"run_ids": list(chosen), "first_stage": first_stage, "top_k": int(top_k), "include_base": include_base,
             "oracle": oracle}
-    if submit(db, pid, "evaluate", args) is not None:
+    queue = source == "project"
+    if source == "upload" and upload is not None:  # a job takes JSON: the file is kept in the workspace for it
+        try:
+            evaluation.read_test_file(upload.getvalue(), upload.name, db, pid)  # a bad file is said here, at once
+            args.update(test_file=str(store.save_upload(workspace, upload.name, upload.getvalue())),
+                        test_name=upload.name)
+            queue = True
+        except (evaluation.EvaluationError, store.StoreError, OSError) as exc:
+            st.error(md(exc))
+    if queue and submit(db, pid, "evaluate", args) is not None:
         st.rerun()
 finished = job_panel(db, pid, ("evaluate",), key="eval")
 if finished is not None and finished["status"] == "completed" and st.session_state.get("eval_job_seen") != finished["id"]:
@@ -82,26 +91,6 @@ if finished is not None and finished["status"] == "completed" and st.session_sta
     new_id = (finished["result"] or {}).get("evaluation_id")
     if new_id:
         st.session_state["eval_id"] = st.session_state["eval_pick"] = new_id
-
-if go and source == "upload":  # an uploaded test set is evaluated here: a job takes JSON arguments, not a file
-    test_set = None
-    try:
-        if upload is not None:
-            test_set = evaluation.read_test_file(upload.getvalue(), upload.name, db, pid)
-        bar = st.progress(0.0, text="Starting…")
-
-        def report(fraction: float, message: str) -> None:
-            bar.progress(min(max(fraction, 0.0), 1.0), text=message)
-
-        with st.status("Evaluating…", expanded=True) as status:
-            results = evaluation.evaluate(db, pid, chosen, test_set=test_set, first_stage=first_stage,
-                                          top_k=int(top_k), include_base=include_base, oracle=oracle,
-                                          progress=report)
-            status.update(label=f"Done in {results['wall_s']:.0f} s", state="complete", expanded=False)
-        st.session_state["eval_id"] = results["evaluation_id"]
-        st.session_state["eval_pick"] = results["evaluation_id"]  # show the new one, not the last picked
-    except (evaluation.EvaluationError, models.ModelError, store.StoreError) as exc:
-        st.error(str(exc))
 
 # --- 2. results ----------------------------------------------------------------------------------
 stored = evaluation.list_evaluations(db, pid)

@@ -143,6 +143,7 @@ if last is not None and last["status"] == "completed" and (last["result"] or {})
                icon=":material/check_circle:")
 
 # --- the result ----------------------------------------------------------------------------------------------
+mining.close_stale_runs(db, pid)  # a run whose process died (killed, restart) is shown as interrupted
 run = mining.latest_run(db, pid)
 if run is None:
     st.info("No mining run yet for this project.")
@@ -154,7 +155,7 @@ if run["status"] == "running" and busy:
     stats = mining.latest_completed_stats(db, pid)
 elif run["status"] != "completed":
     why = stats.get("error") or "its process stopped before it finished"
-    st.warning(f"The last run {'was interrupted' if run['status'] == 'running' else run['status']}: "
+    st.warning(f"The last run {'was interrupted' if run['status'] in ('running', 'interrupted') else run['status']}: "
                f"{escape_markdown(why)}. The negatives below are from before it.")
     stats = mining.latest_completed_stats(db, pid)
 if stats:

@@ -138,3 +138,44 @@ def test_test_labels_and_oracle_figures_are_labelled_and_names_escaped(db, works
     assert any("No realistic verdict" in w.value for w in at.warning)
     assert not at.success and not [e for e in at.error if "beat" in e.value]
     assert all("![img](" not in c.value for c in at.caption)
+
+
+def _upload_csv(res: dict, n_queries: int = 3) -> bytes:
+    """A small test set with a score column from a stored evaluation: each query's relevant and top passages."""
+    import csv
+    import io
+
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(["query", "passage", "label", "score"])
+    for q, info in list(res["queries"].items())[:n_queries]:
+        for d, g in info["relevant"].items():
+            w.writerow([info["text"], res["passages"][d], g, 0.5])
+        for i, (d, _) in enumerate(res["rankings"]["first_stage"][q][:2]):
+            if d not in info["relevant"]:
+                w.writerow([info["text"], res["passages"][d], 0, 0.9 - i / 10])
+    return buf.getvalue().encode()
+
+
+def test_an_uploaded_test_set_is_evaluated_as_a_background_job(stored):
+    """Issue 15 follow-up: an uploaded test set used to be evaluated inside the page (lost on leaving it); the
+    page now keeps the file in the workspace's uploads folder and queues an evaluate job that reads it."""
+    db, pid, res = stored
+    at = app(pid).run()
+    at.radio(key="eval_source").set_value("upload").run()
+    at.file_uploader(key="eval_upload").set_value(("../my tests.csv", _upload_csv(res), "text/csv")).run()
+    at.selectbox(key="eval_first_stage").set_value("file")
+    at.multiselect(key="eval_runs").set_value([])
+    at.button(key="eval_go").click().run()
+    assert not at.exception and not [e.value for e in at.error if "NOT beat" not in e.value]
+    job = jobs.list_jobs(db, pid, "evaluate")[0]
+    kept = store.uploads_dir(store.workspace_of(db))
+    assert job["args"]["test_name"] == "../my tests.csv" and job["args"]["first_stage"] == "file"
+    assert job["args"]["test_file"].startswith(str(kept)) and job["args"]["test_file"].endswith("-my_tests.csv")
+    done = jobs.wait_job(db, job["id"], timeout=300)
+    assert done["status"] == "completed", done["error"]
+    newest = ev.list_evaluations(db, pid)[0]
+    assert newest["id"] == done["result"]["evaluation_id"] and newest["params"]["test_set"] == "../my tests.csv"
+    assert newest["params"]["queries"] == 3
+    at.run()
+    assert not at.exception and at.selectbox(key="eval_pick").value == newest["id"]

@@ -3,6 +3,8 @@ job (or training run) is marked so with its likely cause within seconds."""
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import os
 import signal
@@ -105,6 +107,35 @@ def test_a_job_left_running_by_a_dead_process_is_interrupted_and_can_start_again
         jobs.submit_job(conn, pid, "nap", {})
 
 
+def test_an_uploaded_test_set_reaches_the_evaluate_job_as_a_kept_file(small, tmp_path):
+    """Issue 15 follow-up: job args are JSON, so the upload is kept in the workspace and the job reads it back."""
+    from core import evaluation
+    from core.runs import kinds
+
+    conn, pid = small
+    test = evaluation.project_test_set(conn, pid)
+    q = next(iter(test.queries))
+    ranked = [d for d in test.corpus if d not in test.qrels[q]][:2] + list(test.qrels[q])
+    buf = io.StringIO()
+    csv.writer(buf).writerows([["query", "passage", "label", "score"]] + [
+        [test.queries[q], test.corpus[d], int(d in test.qrels[q]), 9 - i] for i, d in enumerate(ranked)])
+    data = buf.getvalue().encode()
+    path = store.save_upload(store.workspace_of(conn), "../../etc/odd name?.csv", data)
+    assert path.parent == store.uploads_dir(store.workspace_of(conn)) and path.name.endswith("-odd_name_.csv")
+    assert store.save_upload(store.workspace_of(conn), "../../etc/odd name?.csv", data) == path  # kept once
+    args = {"run_ids": [], "test_file": str(path), "test_name": "odd name?.csv", "first_stage": "file",
+            "top_k": 10, "include_base": False, "oracle": False, "n_bootstrap": 20}
+    json.dumps(args)  # what a job row can carry
+    result = kinds.evaluate(conn, pid, args, progress.noop, lambda: False)
+    stored = evaluation.load_evaluation(conn, result["evaluation_id"])
+    assert stored["params"]["test_set"] == "odd name?.csv" and stored["params"]["queries"] == 1
+    assert stored["realistic"]["first_stage"]["mean"]["mrr@10"] == pytest.approx(1 / 3)
+    outside = tmp_path / "elsewhere.csv"
+    outside.write_bytes(data)
+    with pytest.raises(ValueError, match="not an upload kept"):
+        kinds.evaluate(conn, pid, {**args, "test_file": str(outside)}, progress.noop, lambda: False)
+
+
 # --- real job processes ------------------------------------------------------------------------
 
 
@@ -140,14 +171,26 @@ def test_cancel_stops_a_running_job_at_its_next_progress_report(small):
         jobs.cancel_job(conn, job_id)
 
 
+def mining_row(conn, project: int):
+    """The project's newest mining_runs row once one exists (the miner has started)."""
+    return wait_until(lambda: conn.execute("SELECT id, status FROM mining_runs WHERE project_id = ? ORDER BY id DESC",
+                                           (project,)).fetchone(), 120, "the mining run's row")
+
+
 def test_a_killed_worker_is_marked_failed_with_its_cause_and_can_be_retried(small):
     conn, pid = small
     job_id = jobs.submit_job(conn, pid, "mine", MINE)
-    os.kill(worker_pid(job_id, conn), signal.SIGKILL)
+    worker = worker_pid(job_id, conn)
+    row = mining_row(conn, pid)
+    os.kill(worker, signal.SIGKILL)
     t0 = time.time()
     j = wait_until(lambda: (r := jobs.job(conn, job_id))["status"] != "running" and r, 10, "the death recorded")
     assert time.time() - t0 < 10
     assert j["status"] == "failed" and j["error"] == f"process died: {liveness.KILLED}"
+    # its mining row is closed by the supervisor (it was left 'running' forever), and nothing was half-written
+    wait_until(lambda: conn.execute("SELECT status FROM mining_runs WHERE id = ?", (row["id"],)).fetchone()[0]
+               == "interrupted", 10, "the mining row closed")
+    assert conn.execute("SELECT count(*) FROM negatives WHERE mining_run_id = ?", (row["id"],)).fetchone()[0] == 0
     jobs.retry_job(conn, job_id)
     j = jobs.wait_job(conn, job_id, timeout=180)
     assert j["status"] == "completed" and j["attempts"] == 2, j["error"]
@@ -158,11 +201,15 @@ def test_a_killed_job_group_is_reaped_by_the_next_poll(small):
     job_id = jobs.submit_job(conn, pid, "mine", MINE)
     supervisor = jobs.job(conn, job_id)["pid"]
     worker_pid(job_id, conn)
+    row = mining_row(conn, pid)
     os.killpg(supervisor, signal.SIGKILL)  # nobody is left to say what happened
     wait_until(lambda: not liveness.pid_alive(supervisor), 10, "the job to die")
     assert jobs.reap_and_dispatch(conn)["closed"] == [job_id]
     j = jobs.job(conn, job_id)
     assert j["status"] == "failed" and j["error"] == f"process died: {liveness.KILLED}"  # we launched it: code known
+    # the reap closes its mining row through the kind's hook (core.runs imports nothing of core.mining)
+    assert conn.execute("SELECT status FROM mining_runs WHERE id = ?", (row["id"],)).fetchone()[0] == "interrupted"
+    assert conn.execute("SELECT count(*) FROM negatives WHERE project_id = ?", (pid,)).fetchone()[0] == 0
 
 
 @pytest.mark.slow

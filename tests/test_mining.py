@@ -202,6 +202,61 @@ def test_remining_keeps_judged_and_failures_keep_everything(mined_db):
     assert first["run_id"] < second["run_id"] < run["id"]
 
 
+def _running_row(conn, project, stats: dict) -> int:
+    with store.transaction(conn):
+        return int(conn.execute("INSERT INTO mining_runs (project_id, created_at, status, params, stats) "
+                                "VALUES (?, ?, 'running', '{}', ?)", (project, store.now(), json.dumps(stats))).lastrowid)
+
+
+def test_stale_running_rows_are_closed_as_interrupted_and_live_ones_kept(db):
+    """Issue 15 follow-up: a killed mining job left its mining_runs row 'running' forever."""
+    import os
+    import subprocess
+
+    pid = seed_scifact(db, "stale", 5, 0, 20)
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    dead = _running_row(db, pid, {"pid": gone.pid})
+    live = _running_row(db, pid, mining.stale.owner())  # this very process is mining it
+    legacy = _running_row(db, pid, {})  # recorded no process: stale unless a mining job of the project runs
+    with store.transaction(db):
+        job = db.execute("INSERT INTO jobs (project_id, kind, status, pid, created_at) VALUES (?, 'mine', 'running', ?, ?)",
+                         (pid, os.getpid(), store.now())).lastrowid
+    assert mining.close_stale_runs(db, pid) == [dead]
+    with store.transaction(db):
+        db.execute("UPDATE jobs SET status = 'failed' WHERE id = ?", (job,))
+    assert mining.close_stale_runs(db, pid) == [legacy]
+    status = dict(db.execute("SELECT id, status FROM mining_runs").fetchall())
+    assert status == {dead: "interrupted", live: "running", legacy: "interrupted"}
+    assert "stopped before it finished" in json.loads(db.execute(
+        "SELECT stats FROM mining_runs WHERE id = ?", (dead,)).fetchone()[0])["error"]
+    assert mining.close_stale_runs(db) == []
+
+
+def test_mining_starts_by_closing_an_interrupted_run_and_a_failed_one_writes_nothing(mined_db, monkeypatch):
+    """The next mining closes a stale row itself; a run that dies while saving leaves no negatives, because
+    they are written in the transaction that marks the run completed."""
+    import subprocess
+
+    from core.mining import results
+
+    conn, pid = mined_db
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    stale = _running_row(conn, pid, {"pid": gone.pid})
+
+    def die(*a, **kw):  # after every negative was inserted, before the run is marked completed
+        raise RuntimeError("power cut")
+
+    monkeypatch.setattr(results, "summary", die)
+    with pytest.raises(RuntimeError, match="power cut"):
+        mining.mine(conn, pid, mining.MiningParams(num_negatives=2))
+    run = mining.latest_run(conn, pid)
+    status = dict(conn.execute("SELECT id, status FROM mining_runs").fetchall())
+    assert status == {stale: "interrupted", run["id"]: "failed"} and "power cut" in run["stats"]["error"]
+    assert negatives(conn, pid) == [] and not conn.in_transaction
+
+
 def _not_a_model(tmp_path):
     folder = tmp_path / "not-a-model"
     folder.mkdir()

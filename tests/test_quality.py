@@ -246,3 +246,18 @@ def test_cache_holds_no_pickle_and_a_tampered_file_is_never_unpickled(shared_hom
     assert np.array_equal(again.tokens.total, first.tokens.total)
     assert again.queries.texts == first.queries.texts and list(again.queries.group) == list(first.queries.group)
     assert again.query_text == first.query_text and again.counts == first.counts
+
+
+def test_the_key_analyse_files_a_report_under_is_report_key(shared_home):
+    """One key function: analyse files the report under report_key, so a job's report is found by the pages
+    (analyse used to key on 512 tokens while report_key took the project's chosen length)."""
+    from core.quality.stored import cached_report, is_current, report_key
+
+    conn = store.connect(shared_home)
+    pid = seed_scifact(conn, "keys", n_train=12, n_test=4, n_extra=0)
+    store.update_project_settings(conn, pid, max_length=128)
+    report = quality.analyse(conn, pid)  # the project's choice of models and length
+    assert report.max_length == 128 and report.key == report_key(conn, pid)
+    assert cached_report(conn, pid) is not None and is_current(conn, report)
+    explicit = report_for(conn, pid, embed_model=models.BUNDLED)
+    assert explicit.key == report_key(conn, pid, models.BUNDLED, max_length=MAX_LENGTH) != report.key

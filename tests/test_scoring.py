@@ -60,3 +60,29 @@ def test_formulas() -> None:
     choice = formulas.choose_fusion(samples, [np.array([5.0, 0.0])])
     assert choice["alpha"] == 1.0 and choice["alone_validation_ndcg@10"] == 1.0
     assert choice["first_stage_validation_ndcg@10"] < 1.0
+
+
+def test_a_residual_run_whose_logit_alone_wins_records_test_figures(monkeypatch):
+    """When validation picks the cross-encoder alone over the residual score, the test figures are still computed
+    (the fusion record then has no blend weight: reading one raised KeyError before)."""
+    import numpy as np
+
+    from core.training import results
+    from core.training.config import TrainConfig
+    from core.training.data import TrainingData
+
+    samples = [{"query": f"q{i}", "documents": ["pos", "neg1", "neg2"], "positive": ["pos"],
+                "first_stage_scores": [0.1, 0.9, 0.5]} for i in range(6)]
+
+    def fake_scores(model, lists, beta):  # the logit ranks the positive first; logit + beta x cosine does not
+        ce = [np.array([3.0, 0.0, -1.0]) for _ in lists]
+        full = [c + (beta or 0.0) * np.asarray(s["first_stage_scores"]) for c, s in zip(ce, lists)]
+        return full, ce
+
+    monkeypatch.setattr(results, "run_scores", fake_scores)
+    data = TrainingData(train_rows=[], eval_samples=samples, eval_source="split", eval_note="", test_samples=samples,
+                        stats={"residual_beta": 50.0}, snapshot={})
+    metrics = results.final_metrics(None, TrainConfig(), data, {})
+    assert metrics["scoring"]["mode"] == results.CROSS_ENCODER
+    assert metrics["fusion"]["method"] == results.CROSS_ENCODER and "alpha" not in metrics["fusion"]
+    assert metrics["test"]["ndcg@10"] == 1.0  # scored as shipped: the logit alone

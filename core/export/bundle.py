@@ -14,6 +14,7 @@ Written to a hidden temporary folder beside DIR and renamed at the end: a failed
 
 from __future__ import annotations
 
+import contextlib
 import importlib.metadata
 import json
 import os
@@ -21,7 +22,7 @@ import shutil
 import sqlite3
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 
@@ -98,13 +99,36 @@ def check_pairs(conn: sqlite3.Connection, project: int, n: int = 12) -> list[tup
     return [(q, ps[:2] + passages) for q, ps in list(groups.items())[:n]]
 
 
+@contextlib.contextmanager
+def staged(dest: Path) -> Iterator[Path]:
+    """A hidden sibling folder to write into, renamed to `dest` only when the block succeeds (else removed)."""
+    dest = Path(dest)
+    if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
+        raise BundleError(f"{dest} already exists; choose another name (nothing was written).")
+    tmp = dest.parent / f".{dest.name}.partial-{uuid.uuid4().hex[:8]}"
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        yield tmp
+        if dest.exists():
+            dest.rmdir()  # an empty folder given on the CLI; anything else was refused above
+        os.rename(tmp, dest)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def max_abs_diff(want: list[np.ndarray], got: list[np.ndarray]) -> float:
+    """The largest score difference over all groups (0 when there is nothing to compare)."""
+    return max((float(np.max(np.abs(a - b))) for a, b in zip(want, got) if len(a)), default=0.0)
+
+
 def verify(folder: Path, reference: Reranker, groups: list[tuple[str, list[str]]],
            tolerance: float = CHECK_TOLERANCE) -> dict[str, Any]:
     """Load the written bundle afresh and compare its full score with the run's on real pairs."""
     shipped = Reranker.load(folder)
     want = reference.score_groups(groups)
     got = shipped.score_groups(groups)
-    diff = max((float(np.max(np.abs(a - b))) for a, b in zip(want, got) if len(a)), default=0.0)
+    diff = max_abs_diff(want, got)
     if diff > tolerance:
         raise BundleError(f"The bundle's score differs from the run's by {diff:.3g} (> {tolerance}); not exported.")
     return {"pairs_checked": sum(len(p) for _, p in groups), "max_abs_score_diff": diff}
@@ -120,11 +144,7 @@ def export_bundle(conn: sqlite3.Connection, run_id: str, dest: Path, *, project:
     source = records.model_folder(conn, run)
     spec = run_folder_spec(source, max_length=run["config"].get("max_length"))
     dest = Path(dest)
-    if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
-        raise BundleError(f"{dest} already exists; choose another name (nothing was written).")
-    tmp = dest.parent / f".{dest.name}.partial-{uuid.uuid4().hex[:8]}"
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    try:
+    with staged(dest) as tmp:
         note(0.05, "copying the cross-encoder")
         _copy_model(source, tmp)
         embedding = None
@@ -141,11 +161,5 @@ def export_bundle(conn: sqlite3.Connection, run_id: str, dest: Path, *, project:
         check = verify(tmp, Reranker.load(source, max_length=spec["max_length"]), groups)
         (tmp / "README.md").write_text(card.model_card(conn, run, shipped, check, dest.name))
         note(0.95, "moving the bundle into place")
-        if dest.exists():
-            dest.rmdir()  # an empty folder given on the CLI; anything else was refused by destination()
-        os.rename(tmp, dest)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     note(1.0, "bundle written")
     return {"path": str(dest), "kind": shipped["kind"], "spec": shipped, "check": check}

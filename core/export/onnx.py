@@ -10,16 +10,13 @@ L2-normalized sentence embedding), `rerank_spec.json` (runtime "onnx"). Nothing 
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import sqlite3
-import uuid
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from core.export.bundle import BundleError, check_pairs
+from core.export.bundle import BundleError, check_pairs, max_abs_diff, staged
 from core.runs import records
 from core.scoring.reranker import SPEC_FILE, Reranker, run_folder_spec
 
@@ -108,11 +105,7 @@ def export_onnx(conn: sqlite3.Connection, run_id: str, dest: Path, *, project: i
     spec = run_folder_spec(source, max_length=run["config"].get("max_length"))
     reranker = Reranker.load(source, max_length=spec["max_length"], device="cpu")
     dest = Path(dest)
-    if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
-        raise BundleError(f"{dest} already exists; choose another name (nothing was written).")
-    tmp = dest.parent / f".{dest.name}.partial-{uuid.uuid4().hex[:8]}"
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    try:
+    with staged(dest) as tmp:
         ce = reranker.cross_encoder
         _export(ce.model, ce.tokenizer, tmp / "cross-encoder", int(spec["max_length"]), pool=False)
         shipped = {k: v for k, v in spec.items() if k not in ("cross_encoder", "embedding_model")}
@@ -124,9 +117,7 @@ def export_onnx(conn: sqlite3.Connection, run_id: str, dest: Path, *, project: i
             shipped["embedding_model"] = {"path": "embedding-model/model.onnx", "id": spec["embedding_model"]["id"],
                                           "output": "mean-pooled, L2-normalized sentence embedding"}
         groups = check_pairs(conn, run["project_id"])
-        want = reranker.score_groups(groups)
-        got = onnx_scores(tmp, reranker, groups)
-        diff = max((float(np.max(np.abs(a - b))) for a, b in zip(want, got) if len(a)), default=0.0)
+        diff = max_abs_diff(reranker.score_groups(groups), onnx_scores(tmp, reranker, groups))
         info = {"path": str(dest), "kind": spec["kind"], "pairs_checked": sum(len(p) for _, p in groups),
                 "max_abs_score_diff": diff, "compared": "full score (spec formula over ONNX outputs) vs Reranker",
                 "exporter": "torch.onnx.export (TorchScript), verified with onnxruntime"}
@@ -135,10 +126,4 @@ def export_onnx(conn: sqlite3.Connection, run_id: str, dest: Path, *, project: i
                               f"{info['pairs_checked']} real pairs; export refused, nothing written.")
         (tmp / SPEC_FILE).write_text(json.dumps(shipped, indent=2))
         (tmp / "studio_onnx.json").write_text(json.dumps(info, indent=2))
-        if dest.exists():
-            dest.rmdir()
-        os.rename(tmp, dest)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return info

@@ -20,6 +20,7 @@ from core.mining.params import MiningCancelled, MiningParams
 from core.mining.plan import Plan, cross_encoder_cost, plan
 from core.mining.results import save_run
 from core.mining.risk import run_risk
+from core.mining.stale import close_stale_runs, owner
 from core.progress import Progress, noop
 
 
@@ -172,10 +173,11 @@ def mine(conn: sqlite3.Connection, project: int, params: MiningParams, *,
     started = time.perf_counter()
     p = plan(conn, project, params, extra_corpus)
     cost = cross_encoder_cost(p)
+    close_stale_runs(conn, project)  # a run whose process died earlier stays 'running' no longer
     with store.transaction(conn):
         run_id = int(conn.execute(
-            "INSERT INTO mining_runs (project_id, created_at, status, params) VALUES (?, ?, 'running', ?)",
-            (project, store.now(), json.dumps(asdict(params))),
+            "INSERT INTO mining_runs (project_id, created_at, status, params, stats) VALUES (?, ?, 'running', ?, ?)",
+            (project, store.now(), json.dumps(asdict(params)), json.dumps(owner())),
         ).lastrowid)
     try:
         stats = _run(conn, p, run_id, progress or noop, cost)

@@ -11,6 +11,8 @@ from core.quality.report import (
     TokenTable,
     analyse,
     forget_memo,
+    model_choice,
+    report_key,
     settings_models,
 )
 from core.quality.sides import KNN_K, MIN_THRESHOLD, TextSide
@@ -38,8 +40,8 @@ from core.quality.views import (
 __all__ = [
     "DEFAULT_MAX_LENGTH", "DEFAULT_THRESHOLD", "KNN_K", "MAP_SAMPLE", "MIN_THRESHOLD", "Check", "QualityReport",
     "Snippet", "TextSide", "TokenTable", "accept_snippets", "analyse", "checklist", "cluster_table", "clusters",
-    "data_fingerprint", "diversity_summary", "effective_count", "forget_memo", "leakage", "map_sample", "nearest",
-    "passage_clusters", "project_2d", "propose_snippets", "query_clusters", "revert_snippets", "settings_models",
-    "snippet_origins", "special_tokens", "split_sentences", "text_stats", "token_counts", "truncated",
-    "truncated_table", "windows",
+    "data_fingerprint", "diversity_summary", "effective_count", "forget_memo", "leakage", "map_sample",
+    "model_choice", "nearest", "passage_clusters", "project_2d", "propose_snippets", "query_clusters", "report_key",
+    "revert_snippets", "settings_models", "snippet_origins", "special_tokens", "split_sentences", "text_stats",
+    "token_counts", "truncated", "truncated_table", "windows",
 ]

@@ -106,6 +106,21 @@ def settings_models(conn: sqlite3.Connection, project: int) -> tuple[str, str, i
     return embedder, base, max_length
 
 
+def model_choice(conn: sqlite3.Connection, project: int, embed_model: str | None = None,
+                 train_model: str | None = None, max_length: int | None = None) -> tuple[str, str, int]:
+    """The models and length a report is for: those given, else the project's choice (`settings_models`)."""
+    embedder, base, length = settings_models(conn, project)
+    return embed_model or embedder, train_model or base, int(max_length if max_length is not None else length)
+
+
+def report_key(conn: sqlite3.Connection, project: int, embed_model: str | None = None,
+               train_model: str | None = None, max_length: int | None = None) -> str:
+    """The ONE cache key of a report: `analyse` files it under this key and the pages look it up by it."""
+    embedder, base, length = model_choice(conn, project, embed_model, train_model, max_length)
+    return digest(REPORT_VERSION, project, data_fingerprint(conn, project), models.model_key(embedder),
+                  models.model_key(base), length)
+
+
 def _passage_roles(data: dict[str, Any]) -> dict[int, str]:
     """Each training passage's strongest role: positive, labelled negative, mined hard / random negative."""
     role: dict[int, str] = {}
@@ -228,16 +243,18 @@ def analyse(
     *,
     embed_model: str | None = None,
     train_model: str | None = None,
-    max_length: int = DEFAULT_MAX_LENGTH,
+    max_length: int | None = None,
     progress: Progress = noop,
     workspace: Path | None = None,
 ) -> QualityReport:
-    """The full quality report for a project, from cache when the data and the model choice are unchanged."""
+    """The full quality report for a project, from cache when the data and the model choice are unchanged.
+
+    Models and length left out are the project's choice (`model_choice`), the same ones `report_key` assumes."""
+    embed_model, train_model, max_length = model_choice(conn, project, embed_model, train_model, max_length)
     if max_length < 8:
         raise ValueError(f"max_length must be at least 8 tokens, got {max_length}.")
     workspace = workspace or store.workspace_of(conn)
-    key = digest(REPORT_VERSION, project, data_fingerprint(conn, project), models.model_key(embed_model),
-                 models.model_key(train_model), max_length)
+    key = report_key(conn, project, embed_model, train_model, max_length)
     if key in _MEMO:
         return _MEMO[key]
     report = cached(cache_folder(workspace), f"report-{key}", lambda: _compute(

@@ -9,19 +9,13 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
-from core import models, store
-from core.quality.cache import CacheFormatError, cache_folder, data_fingerprint, digest, load
-from core.quality.report import KINDS, REPORT_VERSION, QualityReport, settings_models
+from core import store
+from core.quality.cache import CacheFormatError, cache_folder, load
+from core.quality.report import KINDS, QualityReport, report_key
+
+__all__ = ["cached_report", "is_current", "latest_report", "report_key"]  # report_key: the one in report.py
 
 _BY_FILE: dict[Path, tuple[float, QualityReport]] = {}  # cache file -> (mtime, report): the pages redraw often
-
-
-def report_key(conn: sqlite3.Connection, project: int, embed_model: str | None = None,
-               train_model: str | None = None, max_length: int | None = None) -> str:
-    """The cache key `analyse` files the report under (models and length default to the project's choice)."""
-    embedder, base, length = settings_models(conn, project)
-    return digest(REPORT_VERSION, project, data_fingerprint(conn, project), models.model_key(embed_model or embedder),
-                  models.model_key(train_model or base), int(max_length or length))
 
 
 def cached_report(conn: sqlite3.Connection, project: int, embed_model: str | None = None,
@@ -64,5 +58,4 @@ def latest_report(conn: sqlite3.Connection, project: int) -> QualityReport | Non
 
 def is_current(conn: sqlite3.Connection, report: QualityReport) -> bool:
     """Whether the report was computed on the project's data as it is now (for its own model and length)."""
-    return report.key == digest(REPORT_VERSION, report.project, data_fingerprint(conn, report.project),
-                                report.embedder, report.tokenizer, report.max_length)
+    return report.key == report_key(conn, report.project, report.embedder, report.tokenizer, report.max_length)

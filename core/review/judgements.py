@@ -8,7 +8,8 @@ from dataclasses import replace
 from typing import Any
 
 from core import store
-from core.review.queue import ORDERS, STATUSES, QueueFilter, last_judgement
+from core.review.counts import STATUSES
+from core.review.queue import ORDERS, QueueFilter, last_judgement
 
 REVIEW_ORIGIN = "review"  # pairs rows created when a candidate is marked relevant (a false negative)
 

@@ -7,7 +7,7 @@ import sqlite3
 from dataclasses import dataclass
 from typing import Any
 
-from core.review.counts import SNIPPET, STATUSES, progress
+from core.review.counts import SNIPPET, progress
 
 JUDGED = ("negative", "relevant", "skipped")
 STATES = ("unjudged", "judged", "all", *JUDGED)

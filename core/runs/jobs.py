@@ -21,7 +21,7 @@ from typing import Any
 
 from core import store
 from core.runs import records
-from core.runs.kinds import KINDS
+from core.runs.kinds import KINDS, after_death
 from core.runs.liveness import (HEARTBEAT_TIMEOUT_S, adopt, age_s, describe_exit, exit_code, kill_group,
                                 pid_alive, terminate)
 
@@ -192,7 +192,8 @@ def reap(conn: sqlite3.Connection) -> list[int]:
         if alive and not stale:
             if asked and time.time() - asked > CANCEL_GRACE_S:
                 terminate(r["pid"])
-                finish(conn, r["id"], "cancelled")
+                if finish(conn, r["id"], "cancelled"):
+                    after_death(conn, r["kind"], r["project_id"])
                 if r["run_id"]:
                     fail_run(conn, r["run_id"], "", cancelled=True)
             continue
@@ -206,6 +207,7 @@ def reap(conn: sqlite3.Connection) -> list[int]:
         reason = f"process died: {cause}"
         if finish(conn, r["id"], "cancelled" if asked else status, error=None if asked else reason):
             closed.append(r["id"])
+            after_death(conn, r["kind"], r["project_id"])
         if r["run_id"]:
             fail_run(conn, r["run_id"], reason, cancelled=bool(asked))
     _reap_runs(conn)

@@ -11,8 +11,10 @@ import importlib
 import json
 import sqlite3
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
+from core import store
 from core.progress import Cancelled, Progress
 
 KINDS: dict[str, str] = {
@@ -22,6 +24,11 @@ KINDS: dict[str, str] = {
     "quality": "core.runs.kinds:quality",
     "snippets": "core.runs.kinds:snippets",
     "download": "core.bases:download_job",  # a hub model into the local cache (issue 16)
+}
+# kind -> "module:function(conn, project)" that tidies what a job's process left half-done when it died
+# (killed, crashed, or its machine restarted) without running its own clean-up.
+STOPPED: dict[str, str] = {
+    "mine": "core.mining.stale:close_after_job_death",  # its mining_runs row left 'running' -> 'interrupted'
 }
 ShouldCancel = Callable[[], bool]
 MAX_RESULT_CHARS = 200_000
@@ -33,6 +40,18 @@ def resolve(kind: str) -> Callable[..., dict[str, Any]]:
         raise ValueError(f"Unknown job kind {kind!r}; known: {', '.join(KINDS)}.")
     module, name = KINDS[kind].split(":")
     return getattr(importlib.import_module(module), name)
+
+
+def after_death(conn: sqlite3.Connection, kind: str, project: int) -> str | None:
+    """Run the kind's STOPPED hook for a job whose process died; the reason it could not, else None."""
+    if kind not in STOPPED:
+        return None
+    module, name = STOPPED[kind].split(":")
+    try:
+        getattr(importlib.import_module(module), name)(conn, project)
+    except Exception as exc:  # noqa: BLE001 - the next start of that step tidies up too; never block the queue
+        return f"{type(exc).__name__}: {exc}"
+    return None
 
 
 def tolerant(progress: Progress, should_cancel: ShouldCancel, cancelled: type[BaseException] = Cancelled) -> Callable[..., None]:
@@ -79,11 +98,25 @@ def mine(conn: sqlite3.Connection, project: int, args: dict[str, Any], progress:
     return _small({"stats": stats})
 
 
+def uploaded_file(conn: sqlite3.Connection, path: str) -> Path:
+    """A job's test file: only one the studio kept in the workspace's uploads folder (store.save_upload)."""
+    folder = store.uploads_dir(store.workspace_of(conn)).resolve()
+    target = Path(path).resolve()
+    if not target.is_relative_to(folder) or not target.is_file():
+        raise ValueError(f"The test file {path!r} is not an upload kept in {folder}; upload it again.")
+    return target
+
+
 def evaluate(conn: sqlite3.Connection, project: int, args: dict[str, Any], progress: Progress,
              should_cancel: ShouldCancel) -> dict[str, Any]:
-    """Evaluate args["run_ids"] on the project's test set with the remaining args as keyword options."""
+    """Evaluate args["run_ids"] on the project's test set, or on an uploaded one (args["test_file"], a path kept
+    by store.save_upload, shown as args["test_name"]); the remaining args are keyword options."""
     evaluation = importlib.import_module("core.evaluation")
-    options = {k: v for k, v in args.items() if k != "run_ids"}
+    options = {k: v for k, v in args.items() if k not in ("run_ids", "test_file", "test_name")}
+    if args.get("test_file"):
+        path = uploaded_file(conn, args["test_file"])
+        options["test_set"] = evaluation.read_test_file(path.read_bytes(), args.get("test_name") or path.name,
+                                                        conn, project)
     result = evaluation.evaluate(conn, project, list(args.get("run_ids", ())), progress=tolerant(progress, should_cancel),
                                  **options)
     return _small(result)

@@ -83,6 +83,8 @@ def supervise(conn: sqlite3.Connection, job_id: int) -> dict[str, Any]:
             _record_run_death(conn, j["run_id"], reason, asked)
     elif j["run_id"] and code != 0:
         _record_run_death(conn, j["run_id"], f"process died: {describe_exit(code)}", bool(j["cancel_requested"]))
+    if code != 0:  # the worker may have died before its own clean-up (a mining row left 'running')
+        kinds.after_death(conn, j["kind"], j["project_id"])
     try:
         jobs.dispatch(conn)
     except Exception as exc:  # noqa: BLE001 - the queue is also advanced by every page poll

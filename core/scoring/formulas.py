@@ -30,11 +30,6 @@ def residual_score(ce: Any, cosine: Any, beta: float) -> np.ndarray:
     return np.asarray(ce, dtype=float) + float(beta) * np.asarray(cosine, dtype=float)
 
 
-def residual_scores(ce: list[np.ndarray], samples: list[dict[str, Any]], beta: float) -> list[np.ndarray]:
-    """`residual_score` for every candidate list (its first-stage scores are the embedding cosines)."""
-    return [residual_score(c, s["first_stage_scores"], beta) for c, s in zip(ce, samples)]
-
-
 def choose_fusion(samples: list[dict[str, Any]], ce: list[np.ndarray]) -> dict[str, Any]:
     """Pick alpha on validation from a grid; alpha = 1 means the cross-encoder alone."""
     grid = [round(a, 2) for a in np.linspace(0, 1, 21)]

@@ -7,6 +7,9 @@ from core.store.paths import (
     exports_dir,
     runs_dir,
     safe_export_path,
+    safe_upload_name,
+    save_upload,
+    uploads_dir,
     workspace_dir,
 )
 from core.store.projects import (
@@ -34,7 +37,7 @@ __all__ = [
     "DB_NAME", "MIGRATIONS", "SCHEMA_VERSION", "StoreError", "UnsafePathError", "cache_dir", "connect",
     "create_project", "data_version", "delete_project", "exports_dir", "fetch_pairs", "fetch_passages",
     "get_or_create_project", "insert_pairs", "list_projects", "now", "project_counts", "project_id",
-    "project_in_transaction",
-    "project_settings", "runs_dir", "safe_export_path", "text_hash", "transaction", "update_project_settings",
-    "upsert_passages", "upsert_query", "workspace_dir", "workspace_of",
+    "project_in_transaction", "project_settings", "runs_dir", "safe_export_path", "safe_upload_name", "save_upload",
+    "text_hash", "transaction", "update_project_settings", "upsert_passages", "upsert_query", "uploads_dir",
+    "workspace_dir", "workspace_of",
 ]

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
+import re
 from pathlib import Path
+
+UPLOAD_NAME_CHARS = 80
 
 
 class UnsafePathError(ValueError):
@@ -29,6 +33,33 @@ def cache_dir(workspace: Path | None = None) -> Path:
 def exports_dir(workspace: Path | None = None) -> Path:
     """Exports sit in the workspace beside the database, so a user finds (and backs up) them in one place."""
     return (workspace or workspace_dir()) / "exports"
+
+
+def uploads_dir(workspace: Path | None = None) -> Path:
+    """Files a person uploaded, kept so a background job (which takes JSON arguments) can read them."""
+    return (workspace or workspace_dir()) / "uploads"
+
+
+def safe_upload_name(name: str | None) -> str:
+    """An uploaded file's name as one plain file name: last path part, letters, digits, '.', '-', '_' only."""
+    base = re.split(r"[\\/]", str(name or ""))[-1]
+    safe = re.sub(r"[^A-Za-z0-9._-]+", "_", base).lstrip("._-")
+    stem, dot, ext = safe.rpartition(".")
+    if dot and len(ext) <= 10:  # keep the extension (the readers go by it) when shortening
+        return (stem[: UPLOAD_NAME_CHARS - len(ext) - 1] + "." + ext) if stem else "upload." + ext
+    return safe[:UPLOAD_NAME_CHARS] or "upload"
+
+
+def save_upload(workspace: Path | None, name: str | None, data: bytes) -> Path:
+    """Keep uploaded bytes at `<workspace>/uploads/<sha1>-<safe name>` (the same file once); returns the path."""
+    folder = uploads_dir(workspace)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{hashlib.sha1(data).hexdigest()}-{safe_upload_name(name)}"
+    if not path.is_file():
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.part")
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+    return path
 
 
 def _refuse(name: object, reason: str, base: Path) -> UnsafePathError:

@@ -38,7 +38,7 @@ _LAZY = {
     "make_evaluator": "evaluator", "make_residual_evaluator": "evaluator", "RerankingEvaluator": "evaluator",
     "score_samples": "evaluator", "run_scores": "evaluator",
     "LengthGroupedBatchSampler": "sampler",  # pickled TrainingArguments of older checkpoints look for it here
-    "Heartbeat": "callbacks", "StoreProgress": "callbacks",
+    "StoreProgress": "callbacks",
     "final_metrics": "results", "test_labels_used_for": "results", "save_model": "model_card",
 }
 

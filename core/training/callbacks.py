@@ -1,11 +1,9 @@
-"""What a training process reports while it runs: a heartbeat thread, and progress, loss and evaluation events."""
+"""What a training process reports while it runs: progress, loss and evaluation events (the heartbeat is core.runs.liveness)."""
 
 from __future__ import annotations
 
 import sqlite3
-import threading
 import time
-from pathlib import Path
 from typing import Any
 
 from transformers import TrainerCallback
@@ -13,35 +11,6 @@ from transformers import TrainerCallback
 from core import store
 from core.runs.records import add_event, update_run
 from core.training.distributed import is_main
-
-
-class Heartbeat:
-    """Writes runs.heartbeat_at every few seconds from a thread, so slow loading or evaluation is not 'dead'."""
-
-    def __init__(self, workspace: Path, run_id: str, every: float = 5.0) -> None:
-        self.workspace, self.run_id, self.every = workspace, run_id, every
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self._loop, daemon=True)
-
-    def _loop(self) -> None:
-        conn = store.connect(self.workspace)
-        try:
-            while not self.stop.is_set():
-                try:
-                    conn.execute("UPDATE runs SET heartbeat_at = ? WHERE id = ?", (store.now(), self.run_id))
-                except sqlite3.Error:
-                    pass
-                self.stop.wait(self.every)
-        finally:
-            conn.close()
-
-    def __enter__(self) -> Heartbeat:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.stop.set()
-        self.thread.join(5)
 
 
 class StoreProgress(TrainerCallback):

@@ -88,7 +88,7 @@ def final_metrics(model: Any, cfg: TrainConfig, data: TrainingData, metrics: dic
                                                           "(as trained) is kept"}
     if data.test_samples and data.eval_source != "test":
         test, ce_test = _figures(model, data.test_samples, beta)
-        if beta is None and "fusion" in metrics:
+        if beta is None and "alpha" in metrics.get("fusion", {}):  # a blend, not the logit alone
             blend = Reranker({"kind": "blended", "alpha": metrics["fusion"]["alpha"]}, model)  # the run's formula
             fused = [blend.combine(c, s["first_stage_scores"]) for c, s in zip(ce_test, data.test_samples)]
             test["fused_ndcg@10"] = rank_metrics(data.test_samples, fused)[PRIMARY]

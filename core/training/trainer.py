@@ -23,7 +23,8 @@ from core import models, store
 from core.runs.records import add_event, get_run, latest_checkpoint, run_folder, update_run
 from core.scoring.formulas import PRIMARY
 from core.training import budget, continued, device_args, snapshot
-from core.training.callbacks import Heartbeat, StoreProgress
+from core.runs.liveness import Heartbeat
+from core.training.callbacks import StoreProgress
 from core.training.config import ConfigError, TrainConfig
 from core.training.data import TrainingData, build_data
 from core.training.defaults import is_trained
@@ -49,7 +50,7 @@ def execute(conn: sqlite3.Connection, run_id: str) -> dict[str, Any]:
 
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, on_term)
-    beat = Heartbeat(workspace, run_id) if main else None
+    beat = Heartbeat(workspace, "runs", run_id) if main else None
     try:
         if beat:
             beat.__enter__()
