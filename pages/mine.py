@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import asdict
-from pathlib import Path
 
 import pandas as pd
 import streamlit as st
@@ -92,11 +90,7 @@ st.caption("Negatives come from every passage of the project. Add more from a fi
 upload = st.file_uploader("Extra corpus (optional)", type=["txt", "jsonl", "csv", "tsv"], key="mine_corpus")
 extra_path = None
 if upload is not None:
-    digest = hashlib.sha1(upload.getvalue()).hexdigest()[:16]
-    extra_path = store.cache_dir(store.workspace_of(db)) / "uploads" / digest / Path(upload.name).name
-    if not extra_path.exists():
-        extra_path.parent.mkdir(parents=True, exist_ok=True)
-        extra_path.write_bytes(upload.getvalue())
+    extra_path = store.save_upload(store.workspace_of(db), upload.name, upload.getvalue())
 
 params = mining.MiningParams(
     num_negatives=int(num_negatives), range_min=int(range_min), range_max=int(range_max) or None,
