@@ -107,6 +107,40 @@ def test_a_job_left_running_by_a_dead_process_is_interrupted_and_can_start_again
         jobs.submit_job(conn, pid, "nap", {})
 
 
+def test_a_supervisor_leaves_alone_a_job_that_was_resumed_before_it_looked(small, monkeypatch):
+    """A cancelled run resumed at once: the first supervisor wakes up after the job is running again under a new
+    worker and must not close it as 'process died: exited with code 0' (it did, under load)."""
+    from core.runs import worker
+
+    conn, pid = small
+    monkeypatch.setattr(jobs, "_launch", lambda c, job_id: 0)
+    run_id = records.create_run(conn, pid, {"base_model": "x"}, status="running")
+    with store.transaction(conn):
+        job_id = conn.execute("INSERT INTO jobs (project_id, kind, args, run_id, status, created_at, started_at, "
+                              "heartbeat_at, attempts) VALUES (?, 'train', '{}', ?, 'running', ?, ?, ?, 1)",
+                              (pid, run_id, store.now(), store.now(), store.now())).lastrowid
+
+    class ResumedWhileExiting:  # the worker closed the job as cancelled; a resume re-queued and restarted it
+        def __init__(self, *args, **kwargs):
+            pass
+
+        def send_signal(self, sig):
+            pass
+
+        def wait(self):
+            jobs.finish(conn, job_id, "cancelled")
+            records.update_run(conn, run_id, status="cancelled")
+            assert jobs.retry_job(conn, job_id) == job_id
+            records.update_run(conn, run_id, status="running")
+            return 0
+
+    monkeypatch.setattr(worker.subprocess, "Popen", ResumedWhileExiting)
+    monkeypatch.setattr(worker.signal, "signal", lambda *a: None)
+    assert worker.supervise(conn, job_id)["status"] == "superseded"
+    assert jobs.job(conn, job_id)["status"] == "running" and not jobs.job(conn, job_id)["error"]
+    assert records.get_run(conn, run_id)["status"] == "running"
+
+
 def test_an_uploaded_test_set_reaches_the_evaluate_job_as_a_kept_file(small, tmp_path):
     """Issue 15 follow-up: job args are JSON, so the upload is kept in the workspace and the job reads it back."""
     from core import evaluation

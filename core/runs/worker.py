@@ -70,11 +70,14 @@ def work(conn: sqlite3.Connection, job_id: int) -> dict[str, Any]:
 
 def supervise(conn: sqlite3.Connection, job_id: int) -> dict[str, Any]:
     """Run the worker as a child; if it dies without closing the job, close it with the cause; start the next."""
+    attempt = jobs.job(conn, job_id)["attempts"]
     child = subprocess.Popen([sys.executable, "-m", "core", "job", "--id", str(job_id), "--work"], stdout=sys.stderr)
     conn.execute("UPDATE jobs SET pid = ? WHERE id = ? AND pid IS NULL", (os.getpid(), job_id))
     signal.signal(signal.SIGTERM, lambda signum, frame: child.send_signal(signal.SIGTERM))
     code = child.wait()
     j = jobs.job(conn, job_id)
+    if j["attempts"] != attempt:  # closed by its worker, then queued again (a resume) and started by another one
+        return {"job_id": job_id, "status": "superseded", "exit_code": code}
     if j["status"] == "running":
         reason = f"process died: {describe_exit(code)}"
         asked = bool(j["cancel_requested"])
