@@ -5,7 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from core import store
-from pages._common import ROUTED, back_to_overview, conn
+from pages._common import back_to_overview, conn
 from pages._jobs import sidebar_status
 
 st.set_page_config(page_title="Rerank Studio", page_icon=":material/sort:", layout="wide")
@@ -61,8 +61,4 @@ with st.sidebar:
     sidebar_status(conn(), st.session_state.get("project_id"))
 if page.url_path != OVERVIEW.url_path and st.session_state.get("project_id") is not None:
     back_to_overview()
-st.session_state[ROUTED] = True  # pages check it: this run came through st.navigation
-try:
-    page.run()
-finally:
-    st.session_state.pop(ROUTED, None)
+page.run()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sqlite3
-from pathlib import Path
 
 import streamlit as st
 
@@ -14,21 +13,7 @@ from core import store
 # no sidebar picker, wrong navigation. Leave that mode and rerun, so app.py routes the same URL itself.
 from streamlit.runtime.pages_manager import PagesManager  # noqa: E402
 
-from streamlit.runtime.scriptrunner_utils.script_run_context import get_script_run_ctx  # noqa: E402
-
-ROUTED = "_routed_by_app"  # set by app.py around page.run(): this run came through st.navigation
-
 if PagesManager.uses_pages_directory:
-    PagesManager.uses_pages_directory = False
-    st.rerun()
-
-
-def leave_legacy_routing() -> None:
-    """Every page calls this first. A session that opened while the first one was leaving the legacy mode above
-    (two tabs reconnecting after a server restart) still ran the bare page script; rerun it through app.py."""
-    ctx = get_script_run_ctx()
-    if ctx is None or Path(ctx.main_script_path).name != "app.py" or st.session_state.get(ROUTED):
-        return  # AppTest of one page, or a run app.py routed
     PagesManager.uses_pages_directory = False
     st.rerun()
 

@@ -12,13 +12,12 @@ import streamlit as st
 from core import ingest, sample, store
 from core.ingest.cleaning import RULE_LABELS, RULES, CleaningOptions
 from core.markdown import escape_markdown
-from pages._common import conn, leave_legacy_routing, project, project_name
+from pages._common import conn, project, project_name
 
 NONE = "—"
 CLEAN_ORDER = ("html", "urls", "control", "symbols", "whitespace")
 CLEAN_SHORT = {"html": "HTML tags & entities", "urls": "URLs", "control": "Control characters",
                "symbols": "Stray symbols", "whitespace": "Extra whitespace"}
-leave_legacy_routing()
 db = conn()
 
 st.title("Data")

@@ -9,11 +9,10 @@ from core.export import bundle, onnx
 from core.markdown import escape_markdown as md
 from core.runs import records
 from core.scoring import playground
-from pages._common import conn, leave_legacy_routing, project, project_name
+from pages._common import conn, project, project_name
 from pages._jobs import estimate_caption, job_panel, latest, submit
 
 st.title("Evaluate")
-leave_legacy_routing()
 db = conn()
 pid = project()
 st.caption(f"Project **{md(project_name())}** — does the fine-tuned reranker beat what you had, on which queries, "

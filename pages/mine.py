@@ -10,10 +10,9 @@ import streamlit as st
 from core import charts, estimates, mining, models, store
 from core.markdown import escape_markdown
 from core.runs import jobs
-from pages._common import conn, leave_legacy_routing, project, project_name
+from pages._common import conn, project, project_name
 from pages._jobs import estimate_caption, job_panel, latest, submit
 
-leave_legacy_routing()
 db = conn()
 st.title("Mine")
 pid = project()

@@ -7,7 +7,7 @@ import streamlit as st
 
 from core import estimates, overview, store
 from core.markdown import escape_markdown
-from pages._common import conn, leave_legacy_routing, project_name
+from pages._common import conn, project_name
 
 PAGE = {"data": "pages/data.py", "mine": "pages/mine.py", "review": "pages/review.py",
         "quality": "pages/quality.py", "train": "pages/train.py", "evaluate": "pages/evaluate.py"}
@@ -17,7 +17,6 @@ STATE_ICON = {"done": ":green[:material/check_circle:]", "running": ":blue[:mate
 STATE_WORD = {"done": "done", "running": "running", "todo": "to do", "attention": "needs a look", "blocked": "waiting"}
 CHECK_ICON = {"warn": ":orange[:material/warning:]", "fail": ":red[:material/cancel:]"}
 
-leave_legacy_routing()
 db = conn()
 st.title("Overview")
 

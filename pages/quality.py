@@ -10,13 +10,12 @@ from core import charts, estimates, models, quality, store
 from core.markdown import escape_markdown
 from core.quality.stored import cached_report, latest_report, report_key
 from core.runs import jobs
-from pages._common import conn, leave_legacy_routing, project, project_name
+from pages._common import conn, project, project_name
 from pages._jobs import estimate_caption, job_panel, submit
 
 ICONS = {"pass": ":green[:material/check_circle:]", "warn": ":orange[:material/warning:]",
          "fail": ":red[:material/cancel:]"}
 
-leave_legacy_routing()
 db = conn()
 pid = project()
 embedder, base_model, default_length = quality.settings_models(db, pid)

@@ -14,7 +14,7 @@ from core.markdown import escape_markdown
 from core.review import dataset_export
 from core.review import ConflictError, QueueFilter
 from core.review.evidence import highlight, query_terms, risk_reasons
-from pages._common import conn, leave_legacy_routing, project, project_name
+from pages._common import conn, project, project_name
 
 KEYS = {"negative": "J", "relevant": "K", "skipped": "S", "undo": "U", "previous": "P", "next": "N"}
 STATE_LABELS = {"unjudged": "Unjudged", "judged": "Judged", "all": "All", "negative": "Marked negative",
@@ -22,7 +22,6 @@ STATE_LABELS = {"unjudged": "Unjudged", "judged": "Judged", "all": "All", "negat
 ORDER_LABELS = {"risk": "Riskiest first", "safest": "Safest first", "rank": "By query, mining rank"}
 VIEWS = ["Desk", "Bulk", "History", "Export"]
 
-leave_legacy_routing()
 db = conn()
 pid = project()
 

@@ -9,9 +9,8 @@ import streamlit as st
 from core import charts, models, store, training
 from core.runs import jobs
 from pages._base_picker import base_picker
-from pages._common import conn, leave_legacy_routing, project, project_name
+from pages._common import conn, project, project_name
 
-leave_legacy_routing()
 db = conn()
 pid = project()
 st.title("Train")

@@ -55,6 +55,7 @@ def test_jobs_outlive_the_page_and_a_restart(studio_server, page):
         page.get_by_role("button", name="Mine", exact=True).click()
         job = wait_until(lambda: next((j for j in jobs.list_jobs(conn, pid, "mine") if j["status"] == "running"
                                        and j["pid"]), None), 60, "a running mining job")
+        page.goto("about:blank")  # the tab is closed with the machine: no old session reconnects to the new server
         server.kill()
         os.killpg(job["pid"], signal.SIGKILL)  # the job's supervisor and worker: a machine restart takes both
         server.start()
