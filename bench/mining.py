@@ -31,7 +31,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
-from scifact_data import scifact_dir  # noqa: E402 - the benches' one --data rule
+from scifact_data import read_beir as read_scifact, scifact_dir  # noqa: E402 - the benches' one --data rule
 
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "scifact"
 TARGETS = {"cold_vs_plain": ("<=", 1.05), "warm_vs_cold": ("<=", 0.05), "triage_top10_share": (">=", 0.8)}
@@ -41,20 +41,8 @@ PARAMS = {"num_negatives": 5, "relative_margin": 0.05, "sampling_strategy": "top
 
 def read_beir(folder: Path, n_queries: int | None, n_corpus: int | None) -> tuple[list[tuple[str, str]], list[str]]:
     """(query, relevant abstract) training pairs and the corpus, read with the standard library only."""
-    corpus, queries, qrels = {}, {}, {}
-    with open(folder / "corpus.jsonl", encoding="utf-8") as fh:
-        for line in fh:
-            d = json.loads(line)
-            corpus[d["_id"]] = (d["title"] + ". " + d["text"]).strip() if d.get("title") else d["text"]
-    with open(folder / "queries.jsonl", encoding="utf-8") as fh:
-        for line in fh:
-            d = json.loads(line)
-            queries[d["_id"]] = d["text"]
-    with open(folder / "qrels" / "train.tsv", encoding="utf-8") as fh:
-        next(fh)
-        for line in fh:
-            q, d, _ = line.rstrip("\n").split("\t")
-            qrels.setdefault(q, []).append(d)
+    sf = read_scifact(folder)
+    corpus, queries, qrels = sf["corpus"], sf["queries"], sf["qrels"]["train"]
     qids = sorted(qrels, key=int)[:n_queries]
     pairs = [(queries[q], corpus[d]) for q in qids for d in qrels[q]]
     used = {d for q in qids for d in qrels[q]}

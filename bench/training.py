@@ -35,6 +35,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+from scifact_data import read_beir  # noqa: E402 - the benches' one SciFact reader
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "scifact"
@@ -43,27 +45,6 @@ PLAIN_LR = 2e-5  # the learning rate of the sentence-transformers cross-encoder 
 MISSING = ("BEIR SciFact not found at {path}: pass --data FOLDER or set SCIFACT_DIR to a folder holding corpus.jsonl, "
            "queries.jsonl and qrels/ (download scifact.zip from "
            "https://public.ukp.informatik.tu-darmstadt.de/thakur/BEIR/datasets/ and unzip it).")
-
-
-def read_beir(folder: Path) -> dict:
-    """corpus {id: text}, queries {id: text}, qrels {split: {qid: {did: score}}}, with the standard library only."""
-    corpus, queries, qrels = {}, {}, {}
-    with open(folder / "corpus.jsonl", encoding="utf-8") as fh:
-        for line in fh:
-            d = json.loads(line)
-            corpus[d["_id"]] = (d["title"] + ". " + d["text"]).strip() if d.get("title") else d["text"]
-    with open(folder / "queries.jsonl", encoding="utf-8") as fh:
-        for line in fh:
-            d = json.loads(line)
-            queries[d["_id"]] = d["text"]
-    for split in ("train", "test"):
-        qrels[split] = {}
-        with open(folder / "qrels" / f"{split}.tsv", encoding="utf-8") as fh:
-            next(fh)
-            for line in fh:
-                q, d, s = line.rstrip("\n").split("\t")
-                qrels[split].setdefault(q, {})[d] = int(s)
-    return {"corpus": corpus, "queries": queries, "qrels": qrels}
 
 
 def build_project(conn, args: argparse.Namespace) -> int:  # noqa: ANN001
