@@ -219,3 +219,16 @@ def seed_scifact(conn, name: str = "scifact", n_train: int = 60, n_test: int = 2
 def scifact_project(db):
     """(conn, project_id) with 60 train queries, 20 test queries and 200 extra SciFact passages."""
     return db, seed_scifact(db)
+
+
+def wait_until(predicate, timeout: float, what: str = "condition", every: float = 0.3):
+    """Poll `predicate` until it returns something truthy (returned) or fail after `timeout` seconds."""
+    import time
+
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(every)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")

@@ -10,7 +10,7 @@ import time
 import pytest
 from playwright.sync_api import expect
 
-from conftest import StudioServer, load_scifact, seed_scifact, wait_for_app
+from conftest import StudioServer, load_scifact, seed_scifact, wait_for_app, wait_until
 from core import store
 
 HEADING = re.compile(r"Candidate #(\d+)")
@@ -109,18 +109,6 @@ def tiny_train_config(**overrides):
                     validation_fraction=0.25, hard_negatives=1, random_negatives=1, candidates_k=10,
                     early_stopping_patience=0, fusion=False, learning_rate=5e-5)
     return TrainConfig(**{**settings, **overrides})
-
-
-def wait_until(predicate, timeout: float, every: float = 0.5, what: str = "condition"):
-    import time
-
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(every)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
 @pytest.mark.slow

@@ -15,21 +15,11 @@ import time
 import psutil
 import pytest
 
-from conftest import ROOT, seed_scifact
+from conftest import ROOT, seed_scifact, wait_until
 from core import progress, store
 from core.runs import jobs, liveness, records
 
 MINE = {"params": {"num_negatives": 2}}
-
-
-def wait_until(predicate, timeout: float, what: str, every: float = 0.2):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(every)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
 def worker_pid(job_id: int, conn) -> int:

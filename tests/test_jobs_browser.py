@@ -13,22 +13,12 @@ import time
 import pytest
 from playwright.sync_api import expect
 
-from conftest import SCREENSHOTS, seed_scifact, wait_for_app
+from conftest import SCREENSHOTS, seed_scifact, wait_for_app, wait_until
 from core import store
 from core.runs import jobs
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 MINED = re.compile(r"Mined \d+ hard and \d+ random negatives")
-
-
-def wait_until(predicate, timeout: float, what: str):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.3)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
 def go(page, title: str) -> None:

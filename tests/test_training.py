@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, seed_scifact
+from tests.conftest import ROOT, seed_scifact, wait_until
 
 from core import review, store, training
 from core.runs import jobs, records
@@ -33,16 +33,6 @@ def tiny(**over) -> TrainConfig:
 def no_first_stage(monkeypatch) -> None:
     """Candidate lists without embedding anything (data tests that do not look at the lists)."""
     monkeypatch.setattr(candidates, "first_stage", lambda conn, project, queries, k, spec, ws: [[] for _ in queries])
-
-
-def wait_until(predicate, timeout: float, what: str):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.5)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 # --- configuration and data (no model) ------------------------------------------------------------
