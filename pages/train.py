@@ -51,10 +51,8 @@ st.caption("Defaults below adapt to your data (" + f"{counts['train_positives']}
 proposed, why = training.propose_loss(shape, fresh=fresh)
 if reasons:
     st.caption(f"Max length {defaults.max_length}: {reasons['max_length']}. Epochs: {reasons['epochs']}.")
-st.caption("Estimate with these defaults: " + training.budget.for_project(defaults, counts, store.workspace_of(db)).text()
-           + " — a run that would not fit in memory gets a smaller batch, or is refused with the reason.")
 
-with st.form("train_form"):
+with st.container(border=True):  # not a form: the estimate under it follows every edit
     st.subheader("Loss")
     losses = list(training.LOSSES)
     loss = st.selectbox("Loss", losses, index=losses.index(proposed), format_func=training.LOSSES.get, key="loss")
@@ -97,18 +95,24 @@ with st.form("train_form"):
     c1, c2 = st.columns(2)
     hard = c1.number_input("Hard (mined; never one reviewed as relevant)", 0, 50, int(defaults.hard_negatives), key="hard")
     rand = c2.number_input("Random", 0, 50, int(defaults.random_negatives), key="rand")
-    submitted = st.form_submit_button("Train", type="primary", icon=":material/model_training:")
-
-if submitted and kind != "bundled" and not base:
-    st.error("Choose a usable folder, or a hub model available on this machine (download it first), "
-             "or pick the bundled model.")
-elif submitted:
     cfg = training.TrainConfig(
         base_model=base, loss=loss, epochs=float(epochs), learning_rate=float(lr), head_lr_multiplier=float(head_mult),
         batch_size=int(batch), warmup_ratio=float(warmup), max_length=int(max_length), seed=int(seed),
         eval_steps=int(eval_steps), validation=validation, validation_fraction=float(fraction), keep_best=keep_best,
         early_stopping_patience=int(patience), hard_negatives=int(hard), random_negatives=int(rand), fusion=fusion,
     )
+    try:
+        estimate = training.budget.for_project(cfg, counts, store.workspace_of(db)).text()
+    except (training.ConfigError, ValueError, ZeroDivisionError) as exc:
+        estimate = f"not available ({exc})"
+    st.caption(f"Estimate with these settings: {estimate} — a run that would not fit in memory gets a smaller batch, "
+               "or is refused with the reason.")
+    submitted = st.button("Train", type="primary", icon=":material/model_training:")
+
+if submitted and kind != "bundled" and not base:
+    st.error("Choose a usable folder, or a hub model available on this machine (download it first), "
+             "or pick the bundled model.")
+elif submitted:
     try:
         run_id = jobs.submit(db, pid, cfg)
     except (training.ConfigError, models.ModelError, ValueError) as exc:

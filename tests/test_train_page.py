@@ -33,6 +33,20 @@ def test_form_renders_with_adaptive_defaults_and_proposed_loss(workspace, db):
     assert any("No runs yet" in c.value for c in at.caption)
 
 
+def test_the_estimate_follows_the_values_being_edited(workspace, db):
+    pid = seed_scifact(db, n_train=60, n_test=10, n_extra=10)
+    at = app(workspace, pid).run()
+
+    def steps() -> int:
+        line = next(c.value for c in at.caption if c.value.startswith("Estimate with these settings"))
+        return int(line.split(" steps:")[0].rsplit(" ", 1)[-1])
+
+    before = steps()
+    at.number_input(key="epochs").set_value(float(at.number_input(key="epochs").value) * 2).run()
+    assert not at.exception
+    assert steps() >= 2 * before - 1  # twice the epochs, twice the steps (rounding aside), before pressing Train
+
+
 def test_out_of_range_learning_rate_is_refused_with_a_message(workspace, db, monkeypatch):
     pid = seed_scifact(db, n_train=60, n_test=10, n_extra=10)
     launched = []
