@@ -45,6 +45,33 @@ def test_transaction_rolls_back_everything(db):
     assert store.project_counts(db, pid)["passages"] == 0
 
 
+def test_one_connection_shared_by_two_threads_takes_turns_to_write(db):
+    """A page's connection can be reached from two script threads at once; neither write may fail or be lost."""
+    import threading
+    import time
+
+    pid = store.create_project(db, "p")
+    errors: list[BaseException] = []
+
+    def write(tag: str) -> None:
+        try:
+            for i in range(20):
+                with store.transaction(db):
+                    db.execute("INSERT INTO passages (project_id, text, hash) VALUES (?, ?, ?)",
+                               (pid, f"{tag}{i}", store.text_hash(f"{tag}{i}")))
+                    time.sleep(0.002)  # hold the transaction open while the other thread tries to begin
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=write, args=(tag,)) for tag in "ab"]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert store.project_counts(db, pid)["passages"] == 40
+
+
 def test_projects_are_unique_and_named(db):
     store.create_project(db, "SciFact")
     with pytest.raises(ValueError, match="already exists"):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import sqlite3
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime, timezone
@@ -15,6 +16,15 @@ from core.store.schema import DB_NAME, MIGRATIONS, SCHEMA_VERSION
 
 class StoreError(RuntimeError):
     """A workspace problem a person can act on (unwritable folder, full disk, newer schema)."""
+
+
+class StoreConnection(sqlite3.Connection):
+    """A connection whose write transactions take turns: a page's connection can be reached from two threads
+    (a rerun starting while the last one finishes), and SQLite refuses a second BEGIN on one connection."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.write_lock = threading.RLock()
 
 
 def now() -> str:
@@ -65,7 +75,7 @@ def connect(workspace: Path | str | None = None) -> sqlite3.Connection:
     try:
         folder.mkdir(parents=True, exist_ok=True)
         conn = sqlite3.connect(
-            folder / DB_NAME, timeout=30, isolation_level=None, check_same_thread=False
+            folder / DB_NAME, timeout=30, isolation_level=None, check_same_thread=False, factory=StoreConnection
         )
         conn.row_factory = sqlite3.Row
         conn.execute("PRAGMA journal_mode = WAL")
@@ -86,17 +96,19 @@ def workspace_of(conn: sqlite3.Connection) -> Path:
 
 @contextmanager
 def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
-    """One write transaction: all of it lands or none of it does."""
-    try:
-        conn.execute("BEGIN IMMEDIATE")
-    except sqlite3.OperationalError as exc:  # read-only file or folder, locked past the timeout
-        raise StoreError(f"Could not save to the workspace: {exc}") from exc
-    try:
-        yield conn
-        conn.execute("COMMIT")
-    except BaseException as exc:
-        if conn.in_transaction:  # SQLite may already have rolled back by itself (disk full)
-            conn.execute("ROLLBACK")
-        if isinstance(exc, sqlite3.OperationalError):
+    """One write transaction: all of it lands or none of it does (one at a time on a shared connection)."""
+    lock = getattr(conn, "write_lock", None) or threading.RLock()
+    with lock:
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:  # read-only file or folder, locked past the timeout
             raise StoreError(f"Could not save to the workspace: {exc}") from exc
-        raise
+        try:
+            yield conn
+            conn.execute("COMMIT")
+        except BaseException as exc:
+            if conn.in_transaction:  # SQLite may already have rolled back by itself (disk full)
+                conn.execute("ROLLBACK")
+            if isinstance(exc, sqlite3.OperationalError):
+                raise StoreError(f"Could not save to the workspace: {exc}") from exc
+            raise
