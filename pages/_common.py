@@ -3,23 +3,33 @@
 from __future__ import annotations
 
 import sqlite3
+from pathlib import Path
 
 import streamlit as st
+from streamlit.runtime.pages_manager import PagesManager
+from streamlit.runtime.scriptrunner import get_script_run_ctx
 
 from core import store
 
-# Streamlit sees this pages/ folder and, until app.py's st.navigation has run once in the process, routes a
-# deep link (/review after a server restart, a bookmark) to the bare page script in its legacy multipage mode:
-# no sidebar picker, wrong navigation. Leave that mode and rerun, so app.py routes the same URL itself.
-from streamlit.runtime.pages_manager import PagesManager  # noqa: E402
+APP = (Path(__file__).resolve().parents[1] / "app.py").resolve()
 
-if PagesManager.uses_pages_directory:
-    PagesManager.uses_pages_directory = False
-    st.rerun()
+
+def leave_legacy_routing() -> None:
+    """Streamlit sees this pages/ folder and, until app.py's st.navigation has run once in the process, routes a
+    deep link (/review after a server restart, a bookmark) to the bare page in its legacy multipage mode, with
+    app.py as just another page: no sidebar, wrong navigation. Seen in any session's run, leave it and rerun."""
+    ctx = get_script_run_ctx()
+    if ctx is None:
+        return
+    pages = list(ctx.pages_manager.get_pages().values())  # one placeholder entry until a navigation has run
+    if len(pages) > 1 and any(Path(str(page.get("script_path", ""))).resolve() == APP for page in pages):
+        PagesManager.uses_pages_directory = False
+        st.rerun()
 
 
 def conn() -> sqlite3.Connection:
-    """One connection per browser session, opened on first use."""
+    """One connection per browser session, opened on first use (every page's first call: routing checked too)."""
+    leave_legacy_routing()
     if "_conn" not in st.session_state:
         try:
             st.session_state["_conn"] = store.connect()

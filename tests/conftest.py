@@ -57,6 +57,22 @@ def scifact() -> dict:
 
 
 @pytest.fixture()
+def server_routing(monkeypatch):
+    """AppTest resets PagesManager.uses_pages_directory before every run, and because the pages live in a folder
+    named `pages/` it would then route app.py's pages through Streamlit's old multipage mode (which the pages leave
+    with a rerun). The real server keeps the flag st.navigation set (False); do the same here."""
+    from streamlit.runtime.pages_manager import PagesManager
+
+    original = PagesManager.__init__
+
+    def init(self, *args, **kwargs):
+        original(self, *args, **kwargs)
+        PagesManager.uses_pages_directory = False
+
+    monkeypatch.setattr(PagesManager, "__init__", init)
+
+
+@pytest.fixture()
 def workspace(tmp_path, monkeypatch) -> Path:
     """A fresh RERANK_STUDIO_HOME for one test."""
     home = tmp_path / "studio-home"

@@ -14,20 +14,7 @@ from tests.conftest import ROOT, load_scifact, unrelated_doc
 APP = str(ROOT / "app.py")
 
 
-@pytest.fixture(autouse=True)
-def navigation_like_the_server(monkeypatch):
-    """AppTest resets PagesManager.uses_pages_directory before every run, and because the pages live in a folder
-    named `pages/` it then runs the page alone (Streamlit's old multipage mode) without app.py's sidebar. The real
-    server keeps the flag st.navigation set (False); do the same here."""
-    from streamlit.runtime.pages_manager import PagesManager
-
-    original = PagesManager.__init__
-
-    def init(self, *args, **kwargs):
-        original(self, *args, **kwargs)
-        PagesManager.uses_pages_directory = False
-
-    monkeypatch.setattr(PagesManager, "__init__", init)
+pytestmark = pytest.mark.usefixtures("server_routing")  # app.py routes every page, as the server does
 
 
 def app() -> AppTest:

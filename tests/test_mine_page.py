@@ -12,6 +12,7 @@ from core import mining
 from core.runs import jobs
 
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
+pytestmark = pytest.mark.usefixtures("server_routing")  # app.py routes every page, as the server does
 
 
 @pytest.fixture()

@@ -133,17 +133,8 @@ def test_estimates_learn_from_finished_jobs_and_runs(db):
 
 
 @pytest.fixture()
-def at(db, monkeypatch):
-    """AppTest with app.py routing every page, as the server does (see test_data_page.py for why)."""
-    from streamlit.runtime.pages_manager import PagesManager
-
-    original = PagesManager.__init__
-
-    def init(self, *args, **kwargs):
-        original(self, *args, **kwargs)
-        PagesManager.uses_pages_directory = False
-
-    monkeypatch.setattr(PagesManager, "__init__", init)
+def at(db, server_routing):
+    """AppTest with app.py routing every page, as the server does."""
     seed_scifact(db, "scifact", n_train=6, n_test=3, n_extra=20)
     app = AppTest.from_file(APP, default_timeout=60)
     app.run()

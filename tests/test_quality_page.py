@@ -14,6 +14,7 @@ from core.runs import jobs
 
 pytestmark = pytest.mark.slow
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
+pytestmark = pytest.mark.usefixtures("server_routing")  # app.py routes every page, as the server does
 
 
 @pytest.fixture()

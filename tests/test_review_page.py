@@ -15,6 +15,7 @@ from core.review import evidence
 from core.markdown import escape_markdown
 
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
+pytestmark = pytest.mark.usefixtures("server_routing")  # app.py routes every page, as the server does
 
 
 @pytest.fixture()
@@ -183,9 +184,8 @@ def test_switching_project_starts_the_desk_over(at, seeded):
         conn.execute("SELECT query_id FROM negatives WHERE id = ?", (ids[0],)).fetchone()[0]).run()
     at.button(key="review_negative").click().run()
     at.button(key="review_undo").click().run()  # the desk now focuses a candidate of the first project
-    # What the sidebar picker does (after switch_page AppTest runs the page alone, without app.py's sidebar).
-    at.session_state["project_id"], at.session_state["project_name"] = other, "other"
-    at.run()
+    at.run()  # the sidebar picker lists the new project
+    at.sidebar.selectbox(key="project_select").set_value("other").run()
     assert not at.exception
     assert shown_id(at) == review.queue(conn, other)[0]["id"] and shown_id(at) in other_ids
     assert at.selectbox(key="review_query").value is None
