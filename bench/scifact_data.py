@@ -23,7 +23,7 @@ def add_data_argument(parser: argparse.ArgumentParser) -> None:
 
 def scifact_dir(data: Path | str | None = None) -> Path:
     """The folder to read, checked; exits non-zero saying where to get the data when it is missing. Sets SCIFACT_DIR
-    so tests.conftest.load_scifact (used by some benches) reads the same folder."""
+    so tests.conftest.load_scifact (used by some benches; it calls read_beir) reads the same folder."""
     raw = data or os.environ.get("SCIFACT_DIR")
     sibling = Path(__file__).resolve().parents[2] / "shared" / "data" / "scifact"
     if not raw and (sibling / "corpus.jsonl").is_file():  # the development machine's copy, when there is one

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import csv
-import json
 import os
 from functools import lru_cache
 from pathlib import Path
@@ -26,22 +24,9 @@ def load_scifact() -> dict:
     if not (SCIFACT / "corpus.jsonl").is_file():
         pytest.fail(f"SciFact data not found at {SCIFACT}: the repository ships it in sample_data/scifact; "
                     "SCIFACT_DIR may point at a BEIR SciFact folder (corpus.jsonl, queries.jsonl, qrels/)")
-    corpus, queries = {}, {}
-    with open(SCIFACT / "corpus.jsonl", encoding="utf-8") as fh:
-        for line in fh:
-            d = json.loads(line)
-            corpus[d["_id"]] = (d["title"] + ". " + d["text"]).strip() if d.get("title") else d["text"]
-    with open(SCIFACT / "queries.jsonl", encoding="utf-8") as fh:
-        for line in fh:
-            d = json.loads(line)
-            queries[d["_id"]] = d["text"]
-    qrels: dict[str, dict[str, dict[str, int]]] = {}
-    for split in ("train", "test"):
-        qrels[split] = {}
-        with open(SCIFACT / "qrels" / f"{split}.tsv", encoding="utf-8") as fh:
-            for row in csv.DictReader(fh, delimiter="\t"):
-                qrels[split].setdefault(row["query-id"], {})[row["corpus-id"]] = int(row["score"])
-    return {"corpus": corpus, "queries": queries, "qrels": qrels}
+    from bench.scifact_data import read_beir  # the one stdlib SciFact reader, shared with the benches
+
+    return read_beir(SCIFACT)
 
 
 def unrelated_doc() -> str:

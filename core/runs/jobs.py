@@ -16,6 +16,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -347,24 +348,25 @@ def list_runs(conn: sqlite3.Connection, project: int) -> list[dict[str, Any]]:
 
 def wait(conn: sqlite3.Connection, run_id: str, timeout: float = 600, every: float = 1.0) -> dict[str, Any]:
     """Block until a run leaves queued/running (scripts and tests)."""
-    deadline = time.time() + timeout
-    run = poll(conn, run_id)
-    while run["status"] in ACTIVE:
-        if time.time() > deadline:
-            raise TimeoutError(f"Run {run_id} still {run['status']} after {timeout} s.")
-        time.sleep(every)
-        run = poll(conn, run_id)
-    return run
+    return _settled(lambda: poll(conn, run_id), f"Run {run_id}", timeout, every)
 
 
 def wait_job(conn: sqlite3.Connection, job_id: int, timeout: float = 600, every: float = 0.5) -> dict[str, Any]:
     """Block until a job leaves queued/running (scripts and tests)."""
-    deadline = time.time() + timeout
-    j = job(conn, job_id)
-    while j["status"] in ACTIVE:
-        if time.time() > deadline:
-            raise TimeoutError(f"Job {job_id} still {j['status']} after {timeout} s.")
-        time.sleep(every)
+
+    def fetch() -> dict[str, Any]:
         reap_and_dispatch(conn)
-        j = job(conn, job_id)
-    return j
+        return job(conn, job_id)
+
+    return _settled(fetch, f"Job {job_id}", timeout, every)
+
+
+def _settled(fetch: Callable[[], dict[str, Any]], what: str, timeout: float, every: float) -> dict[str, Any]:
+    deadline = time.time() + timeout
+    item = fetch()
+    while item["status"] in ACTIVE:
+        if time.time() > deadline:
+            raise TimeoutError(f"{what} still {item['status']} after {timeout} s.")
+        time.sleep(every)
+        item = fetch()
+    return item
