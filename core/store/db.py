@@ -19,8 +19,8 @@ class StoreError(RuntimeError):
 
 
 class StoreConnection(sqlite3.Connection):
-    """A connection whose write transactions take turns: a page's connection can be reached from two threads
-    (a rerun starting while the last one finishes), and SQLite refuses a second BEGIN on one connection."""
+    """A connection whose write transactions take turns: a page's connection lives in the session and Streamlit
+    runs a session's script runs on new threads, while SQLite refuses a second BEGIN on one connection."""
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
