@@ -66,7 +66,7 @@ def chosen_defaults(train: dict) -> dict:
         "max_length_reason": (plan.get("defaults") or {}).get("max_length", "set on the command line"),
         "epochs": (plan.get("config") or {}).get("epochs"), "epochs_reason": (plan.get("defaults") or {}).get("epochs"),
         "beta": residual.get("beta"),
-        "beta_reason": ("maximum likelihood of the training lists under softmax(beta x cosine), graded by gain, "
+        "beta_reason": ("maximum likelihood of the training queries' first-stage top-k lists under softmax(beta x cosine), graded by gain, "
                         "bounded 1-D search with an expanding bracket (no grid ceiling)") if residual else None,
         "scoring_mode": scoring.get("mode"), "scoring_reason": scoring.get("reason"),
         "estimate": plan.get("estimate_text"),

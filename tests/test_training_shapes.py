@@ -67,6 +67,22 @@ def test_beta_is_fitted_past_the_old_grid_ceiling():
     assert 0 < fit_beta(small) < 100
 
 
+def test_beta_is_fitted_on_the_candidate_lists_the_reranker_faces_not_on_the_training_rows():
+    from core.training.data import beta_on_candidates
+
+    # Mined with a margin, every training row has its positive on top: the cosine looks near-perfect there.
+    rows = [{"priors": [0.60, 0.45, 0.40], "labels": [1.0, 0.0, 0.0]}] * 20
+    # In the first stage's top k the positive leads in half the lists and trails in the other half.
+    lead = {"documents": ["p", "a", "b"], "first_stage_scores": [0.60, 0.55, 0.50], "gains": {"p": 1.0}}
+    trail = {"documents": ["a", "p", "b"], "first_stage_scores": [0.60, 0.55, 0.50], "gains": {"p": 1.0}}
+    beta = beta_on_candidates([lead] * 10 + [trail] * 10, rows)
+    as_rows = [{"priors": [0.60, 0.55, 0.50], "labels": [1.0, 0.0, 0.0]}] * 10 + [
+        {"priors": [0.60, 0.55, 0.50], "labels": [0.0, 1.0, 0.0]}] * 10
+    assert beta == fit_beta(as_rows) and 0 < beta < 50 < fit_beta(rows)
+    missed = {"documents": ["a", "b"], "first_stage_scores": [0.6, 0.5], "gains": {"p": 1.0}}  # positive not retrieved
+    assert beta_on_candidates([missed], rows) == fit_beta(rows)  # no list to fit on: the rows serve
+
+
 def test_memory_estimate_bounds_a_step_and_adapts_or_refuses():
     size = budget.model_size(models.BUNDLED)
     old_step = budget.peak_memory(size, 4 * 200, 128, "residual")  # 4 lists of ~200 passages (killed at 23.5 GB)

@@ -1,6 +1,7 @@
 """The residual run's cosine weight beta, fitted by maximum likelihood with no grid ceiling.
 
-The log-likelihood of the training lists under softmax(beta x cosine) is concave in beta, so a bracket that doubles
+Fitted on the training queries' first-stage candidate lists (`training.data.beta_on_candidates`). The
+log-likelihood of lists under softmax(beta x cosine) is concave in beta, so a bracket that doubles
 until the likelihood turns down, then a bounded 1-D search inside it, finds the maximum wherever it lies (a fixed grid
 stopped at 100 and cut the fit off on data with long queries).
 """
@@ -50,8 +51,8 @@ def log_likelihood(rows: list[dict[str, Any]], beta: float) -> float:
 
 
 def fit_beta(rows: list[dict[str, Any]]) -> float:
-    """The cosine weight under which the embedding model alone best explains the training lists (max likelihood of
-    the positives, graded by gain); the cross-encoder then starts from exactly the embedding model's ranking."""
+    """The cosine weight under which the embedding model alone best explains the lists (max likelihood of the
+    positives, graded by gain); the cross-encoder then starts from exactly the embedding model's ranking."""
     lists = _prepared(rows)
     if not lists:
         return DEFAULT_BETA

@@ -139,7 +139,7 @@ def load_model(conn: sqlite3.Connection, run_id: str, cfg: TrainConfig, beta: fl
     if is_main():
         add_event(conn, run_id, "message", {"text": (
             f"Residual over the embedding model: score = logit + {beta:g} x cosine (beta fitted on the "
-            "training lists); at step 0 the reranker ranks exactly like the embedding model.")})
+            "training queries' candidate lists); at step 0 the reranker ranks exactly like the embedding model.")})
     return model
 
 
