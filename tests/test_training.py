@@ -276,6 +276,7 @@ def test_cancel_then_resume_continues_from_the_checkpoint_on_the_runs_snapshot(s
     texts = [e["data"].get("text", "") for e in run["events"]]
     assert any(t.startswith(f"Resuming from checkpoint-{stopped_at}") for t in texts)
     assert any(t.startswith(f"Using the run's data snapshot {first['hash']}") for t in texts)
+    assert any("beta fitted on the training queries' candidate lists" in t for t in texts)  # not set by hand
     data_lines = [t for t in texts if t.startswith("Data: ")]
     assert len(data_lines) == 2 and data_lines[0] == data_lines[1]  # same rows, split and beta before and after
     assert run["snapshot"] == first

@@ -90,7 +90,8 @@ def config_from_args(args: argparse.Namespace, counts: dict[str, Any], conn: Any
 def launch_plan(conn: Any, cfg: TrainConfig, counts: dict[str, Any], reasons: dict[str, str]) -> dict[str, Any]:
     """What the CLI says before training (on stderr) and in its JSON line: the defaults' reasons and the estimate."""
     plan = budget.for_project(cfg, counts, store.workspace_of(conn))
-    chosen = {k: getattr(cfg, k) for k in ("loss", "max_length", "epochs", "batch_size", "learning_rate")}
+    keys = ("loss", "max_length", "epochs", "batch_size", "learning_rate", "residual_beta")
+    chosen = {k: getattr(cfg, k) for k in keys}
     out = {"config": chosen, "defaults": reasons, "estimate": plan.to_dict(), "estimate_text": plan.text()}
     print(json.dumps({"plan": out}), file=sys.stderr, flush=True)
     return out

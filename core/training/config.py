@@ -80,7 +80,8 @@ class TrainConfig:
     grouped_batches: bool = False
     """Group rows of similar length in a batch (less padding; the order inside an epoch changes)."""
     residual_beta: float | None = None
-    """Residual loss: weight of the embedding cosine in the score; None = fitted on the training queries' first-stage candidate lists."""
+    """Residual loss: weight of the embedding cosine in the score; None = fitted on the training queries'
+    first-stage candidate lists."""
 
     def validate(self) -> TrainConfig:
         """Check ranges before any model is loaded, with messages that say what is allowed."""
