@@ -55,16 +55,6 @@ def cli(args: list[str], env: dict[str, str], measure: bool = False) -> tuple[di
     return out, wall
 
 
-def beta_reason(plan: dict, residual: dict) -> str | None:
-    """Why the run's beta is what it is: fitted (how) or set on the command line."""
-    if not residual:
-        return None
-    if (plan.get("config") or {}).get("residual_beta") is not None:
-        return "set on the command line"
-    return ("maximum likelihood of the training queries' first-stage top-k lists under softmax(beta x cosine), "
-            "graded by gain, bounded 1-D search with an expanding bracket (no grid ceiling)")
-
-
 def chosen_defaults(train: dict) -> dict:
     """The max length, beta and scoring mode the run used, each with its reason."""
     plan, metrics = train.get("plan") or {}, train.get("metrics") or {}
@@ -76,7 +66,7 @@ def chosen_defaults(train: dict) -> dict:
         "max_length_reason": (plan.get("defaults") or {}).get("max_length", "set on the command line"),
         "epochs": (plan.get("config") or {}).get("epochs"), "epochs_reason": (plan.get("defaults") or {}).get("epochs"),
         "beta": residual.get("beta"),
-        "beta_reason": beta_reason(plan, residual),
+        "beta_reason": (plan.get("defaults") or {}).get("beta") if residual else None,
         "scoring_mode": scoring.get("mode"), "scoring_reason": scoring.get("reason"),
         "estimate": plan.get("estimate_text"),
     }

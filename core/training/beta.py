@@ -14,6 +14,14 @@ import numpy as np
 from scipy.optimize import minimize_scalar
 
 DEFAULT_BETA = 20.0  # used only when there are no lists to fit on
+
+
+def source(residual_beta: float | None) -> str:
+    """Where a run's beta comes from, said the same way by the run's message, the CLI plan and the outcome bench."""
+    if residual_beta is not None:
+        return "beta as set in the run's settings"
+    return ("beta fitted on the training queries' candidate lists: maximum likelihood of their first-stage top k "
+            "under softmax(beta x cosine), graded by gain, expanding bracket (no grid ceiling)")
 BETA_LIMIT = 1000.0  # the config's range; a fit at the limit says the cosine alone separates the lists perfectly
 
 

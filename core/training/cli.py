@@ -15,7 +15,9 @@ from typing import Any
 from core import models, store
 from core.runs.records import get_run
 from core.training.config import LOSSES, VALIDATION, TrainConfig, field_help
+from core.scoring.formulas import RESIDUAL
 from core.training import budget
+from core.training.beta import source as beta_source
 from core.training.defaults import TIME_BUDGET_S, default_config, project_defaults
 from core.training.distributed import broadcast, init_distributed, is_main, world_size
 from core.training.run_record import create_run
@@ -90,8 +92,9 @@ def config_from_args(args: argparse.Namespace, counts: dict[str, Any], conn: Any
 def launch_plan(conn: Any, cfg: TrainConfig, counts: dict[str, Any], reasons: dict[str, str]) -> dict[str, Any]:
     """What the CLI says before training (on stderr) and in its JSON line: the defaults' reasons and the estimate."""
     plan = budget.for_project(cfg, counts, store.workspace_of(conn))
-    keys = ("loss", "max_length", "epochs", "batch_size", "learning_rate", "residual_beta")
-    chosen = {k: getattr(cfg, k) for k in keys}
+    chosen = {k: getattr(cfg, k) for k in ("loss", "max_length", "epochs", "batch_size", "learning_rate")}
+    if cfg.loss == RESIDUAL:
+        reasons = {**reasons, "beta": beta_source(cfg.residual_beta)}
     out = {"config": chosen, "defaults": reasons, "estimate": plan.to_dict(), "estimate_text": plan.text()}
     print(json.dumps({"plan": out}), file=sys.stderr, flush=True)
     return out

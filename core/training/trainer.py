@@ -24,6 +24,7 @@ from core.runs.records import add_event, get_run, latest_checkpoint, run_folder,
 from core.scoring.formulas import PRIMARY
 from core.training import budget, continued, device_args, snapshot
 from core.runs.liveness import Heartbeat
+from core.training.beta import source as beta_source
 from core.training.callbacks import StoreProgress
 from core.training.config import ConfigError, TrainConfig
 from core.training.data import TrainingData, build_data
@@ -125,9 +126,6 @@ def run_data(conn: sqlite3.Connection, run: dict[str, Any], cfg: TrainConfig, fo
     return data
 
 
-BETA_SOURCE = {True: "beta fitted on the training queries' candidate lists", False: "beta as set in the run's settings"}
-
-
 def load_model(conn: sqlite3.Connection, run_id: str, cfg: TrainConfig, beta: float | None) -> Any:
     """The base cross-encoder; a residual run scores logits, and a fresh head starts at zero (= the embedding model)."""
     model = models.load_cross_encoder(cfg.base_model, max_length=cfg.max_length)
@@ -141,8 +139,8 @@ def load_model(conn: sqlite3.Connection, run_id: str, cfg: TrainConfig, beta: fl
         torch.nn.init.zeros_(head.bias)
     if is_main():
         add_event(conn, run_id, "message", {"text": (
-            f"Residual over the embedding model: score = logit + {beta:g} x cosine ({BETA_SOURCE[cfg.residual_beta is None]}"
-            "); at step 0 the reranker ranks exactly like the embedding model.")})
+            f"Residual over the embedding model: score = logit + {beta:g} x cosine ({beta_source(cfg.residual_beta)}); "
+            "at step 0 the reranker ranks exactly like the embedding model.")})
     return model
 
 
