@@ -7,6 +7,8 @@ reranker base. The last test trains the default path on 50 queries x 200 graded 
 
 from __future__ import annotations
 
+import argparse
+import dataclasses
 import json
 import os
 import random
@@ -21,7 +23,7 @@ from tests.conftest import ROOT, SAMPLE_SCIFACT
 
 from core import models
 from core.sample_shapes import build_graded
-from core.training import budget, defaults, rows as rowshape
+from core.training import budget, cli, defaults, rows as rowshape
 from core.training.beta import fit_beta, gain_targets, log_likelihood
 from core.training.config import ConfigError, TrainConfig
 from core.training.results import CROSS_ENCODER, choose_scoring
@@ -147,6 +149,13 @@ def test_project_defaults_measure_the_long_graded_shape(graded_folder, db):
     assert "90% of pairs" in why["max_length"] and "budget" in why["epochs"]
     long_budget, _ = defaults.project_defaults(conn, pid, budget_s=6 * 3600)
     assert long_budget.max_length == 512  # with time to spare the length covers the pairs up to the model's limit
+    args = argparse.Namespace(defaults="adaptive", max_length=64, **{f.name: None for f in dataclasses.fields(
+        cfg) if f.name != "max_length"})
+    chosen = cli.config_from_args(args, {}, conn, pid)  # a flag the person gave wins, and its reason says so
+    assert chosen.max_length == 64 and args.reasons["max_length"] == "set on the command line"
+    assert args.reasons["epochs"] == why["epochs"]
+    plan = cli.launch_plan(conn, chosen, store.project_counts(conn, pid), args.reasons)
+    assert plan["defaults"]["beta"].startswith("beta fitted on the training queries' candidate lists")
 
 
 PEAK = ("import resource, subprocess, sys; p = subprocess.run(sys.argv[1:], capture_output=True, text=True); "

@@ -80,8 +80,9 @@ def config_from_args(args: argparse.Namespace, counts: dict[str, Any], conn: Any
                  if getattr(args, f.name, None) is not None}
     base = overrides.get("base_model", models.BUNDLED)
     if args.defaults == "adaptive" and conn is not None and project is not None:
-        cfg, args.reasons = project_defaults(conn, project, base, budget_s=60 * float(getattr(
+        cfg, reasons = project_defaults(conn, project, base, budget_s=60 * float(getattr(
             args, "time_budget_min", TIME_BUDGET_S / 60)), workspace=store.workspace_of(conn))
+        args.reasons = {k: "set on the command line" if k in overrides else why for k, why in reasons.items()}
     elif args.defaults == "adaptive":
         cfg = default_config(counts, base)
     else:
