@@ -31,7 +31,7 @@ WATCH := $(if $(DEV),auto,none)
 run: setup
 	$(PY) -m core sample
 	$(PY) -m streamlit run app.py --server.address $(ADDRESS) --server.port $(PORT) \
-	  --server.headless false --browser.gatherUsageStats false --server.fileWatcherType $(WATCH)
+	  --server.headless false --server.showEmailPrompt false --browser.gatherUsageStats false --server.fileWatcherType $(WATCH)
 
 test: setup browser
 	HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false $(PY) -m pytest $(PYTEST_ARGS)
