@@ -12,7 +12,9 @@ st.set_page_config(page_title="Rerank Studio", page_icon=":material/sort:", layo
 
 # The overview first, then the user's path in order. Every page has its own url_path, so a deep link (/data,
 # /review) opens that page, and the default page is served at the root.
-OVERVIEW = st.Page("pages/overview.py", title="Overview", icon=":material/home:", url_path="overview", default=True)
+OVERVIEW = st.Page(
+    "pages/overview.py", title="Overview", icon=":material/home:", url_path="overview", default=True
+)
 PAGES = [
     OVERVIEW,
     st.Page("pages/data.py", title="Data", icon=":material/upload_file:", url_path="data"),

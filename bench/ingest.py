@@ -99,8 +99,13 @@ def write_unique(path: Path, target_mb: float, seed: int = 1) -> int:
 
 def run_child(csv_path: Path, workspace: Path) -> dict:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    out = subprocess.run([sys.executable, "-c", CHILD, str(csv_path), str(workspace)], cwd=ROOT, env=env,
-                         capture_output=True, text=True)
+    out = subprocess.run(
+        [sys.executable, "-c", CHILD, str(csv_path), str(workspace)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     if out.returncode:
         raise SystemExit(out.stderr)
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -122,17 +127,26 @@ def main() -> None:
     write_labelled(data, args.pairs)
     gen = time.perf_counter() - t
     first = run_child(data, tmp / "ws1")
-    result = {"pairs": first["pairs"], "seconds": round(first["seconds"], 2),
-              "peak_rss_mb": round(first["peak_rss_mb"], 1),
-              "file_mb": round(data.stat().st_size / 2**20, 1), "queries": first["queries"],
-              "passages": first["passages"], "generate_seconds": round(gen, 1)}
+    result = {
+        "pairs": first["pairs"],
+        "seconds": round(first["seconds"], 2),
+        "peak_rss_mb": round(first["peak_rss_mb"], 1),
+        "file_mb": round(data.stat().st_size / 2**20, 1),
+        "queries": first["queries"],
+        "passages": first["passages"],
+        "generate_seconds": round(gen, 1),
+    }
     if args.unique_mb:
         uniq = folder / "unique.csv"
         rows = write_unique(uniq, args.unique_mb)
         second = run_child(uniq, tmp / "ws2")
-        result["unique"] = {"file_mb": round(uniq.stat().st_size / 2**20, 1), "rows": rows,
-                            "pairs": second["pairs"], "seconds": round(second["seconds"], 2),
-                            "peak_rss_mb": round(second["peak_rss_mb"], 1)}
+        result["unique"] = {
+            "file_mb": round(uniq.stat().st_size / 2**20, 1),
+            "rows": rows,
+            "pairs": second["pairs"],
+            "seconds": round(second["seconds"], 2),
+            "peak_rss_mb": round(second["peak_rss_mb"], 1),
+        }
     result["load_avg_1m"] = round(os.getloadavg()[0], 2)  # other work on the machine slows the figures
     shutil.rmtree(tmp, ignore_errors=True)  # workspaces (and the files unless --keep)
     print(json.dumps(result))

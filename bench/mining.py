@@ -31,15 +31,23 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
-from scifact_data import read_beir as read_scifact, scifact_dir  # noqa: E402 - the benches' one --data rule
+from scifact_data import read_beir as read_scifact  # noqa: E402 - the benches' one --data rule
+from scifact_data import scifact_dir  # noqa: E402
 
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "scifact"
 TARGETS = {"cold_vs_plain": ("<=", 1.05), "warm_vs_cold": ("<=", 0.05), "triage_top10_share": (">=", 0.8)}
-PARAMS = {"num_negatives": 5, "relative_margin": 0.05, "sampling_strategy": "top", "batch_size": 32,
-          "use_faiss": True}  # the studio's "recommended" preset, spelled out for the plain side
+PARAMS = {
+    "num_negatives": 5,
+    "relative_margin": 0.05,
+    "sampling_strategy": "top",
+    "batch_size": 32,
+    "use_faiss": True,
+}  # the studio's "recommended" preset, spelled out for the plain side
 
 
-def read_beir(folder: Path, n_queries: int | None, n_corpus: int | None) -> tuple[list[tuple[str, str]], list[str]]:
+def read_beir(
+    folder: Path, n_queries: int | None, n_corpus: int | None
+) -> tuple[list[tuple[str, str]], list[str]]:
     """(query, relevant abstract) training pairs and the corpus, read with the standard library only."""
     sf = read_scifact(folder)
     corpus, queries, qrels = sf["corpus"], sf["queries"], sf["qrels"]["train"]
@@ -62,8 +70,15 @@ def side_plain(args: argparse.Namespace) -> dict:
     dataset = Dataset.from_dict({"query": [q for q, _ in pairs], "positive": [p for _, p in pairs]})
     t = time.perf_counter()
     model = SentenceTransformer(str(get_model_path()))
-    mined = mine_hard_negatives(dataset, model, corpus=corpus, output_format="labeled-pair", output_scores=True,
-                                verbose=False, **PARAMS)
+    mined = mine_hard_negatives(
+        dataset,
+        model,
+        corpus=corpus,
+        output_format="labeled-pair",
+        output_scores=True,
+        verbose=False,
+        **PARAMS,
+    )
     return {"seconds": time.perf_counter() - t, "rows": len(mined), "pairs": len(pairs), "pool": len(corpus)}
 
 
@@ -90,11 +105,19 @@ def side_studio(args: argparse.Namespace) -> dict:
         cold = mining.mine(conn, pid, mining.preset("recommended"))
         cold_s = time.perf_counter() - t
         t = time.perf_counter()
-        warm = mining.mine(conn, pid, mining.preset("recommended", num_negatives=8, range_min=3, random_negatives=2))
+        warm = mining.mine(
+            conn, pid, mining.preset("recommended", num_negatives=8, range_min=3, random_negatives=2)
+        )
         warm_s = time.perf_counter() - t
         conn.close()
-        return {"seconds": cold_s, "warm_seconds": warm_s, "queries": cold["queries"], "pool": cold["pool"],
-                "cold_cache": cold["cache"], "warm_cache": warm["cache"]}
+        return {
+            "seconds": cold_s,
+            "warm_seconds": warm_s,
+            "queries": cold["queries"],
+            "pool": cold["pool"],
+            "cold_cache": cold["cache"],
+            "warm_cache": warm["cache"],
+        }
     finally:
         shutil.rmtree(home, ignore_errors=True)
 
@@ -120,9 +143,13 @@ def side_triage(args: argparse.Namespace) -> dict:
             mining.mine(conn, tid, mining.preset("recommended", num_negatives=n))
             shares[n] = hidden_share(conn, tid, hidden)
         conn.close()
-        return {"top10_share": shares[10]["share"], "hidden_mined": shares[10]["hidden_mined"],
-                "negatives": shares[10]["negatives"], "top10_share_5neg": shares[5]["share"],
-                "hidden_mined_5neg": shares[5]["hidden_mined"]}
+        return {
+            "top10_share": shares[10]["share"],
+            "hidden_mined": shares[10]["hidden_mined"],
+            "negatives": shares[10]["negatives"],
+            "top10_share_5neg": shares[5]["share"],
+            "hidden_mined_5neg": shares[5]["hidden_mined"],
+        }
     finally:
         shutil.rmtree(home, ignore_errors=True)
 
@@ -139,8 +166,11 @@ def run_side(side: str, args: argparse.Namespace) -> dict:
 
 
 def _met(figures: dict) -> dict:
-    return {k: (figures[k] <= bound if op == "<=" else figures[k] >= bound)
-            for k, (op, bound) in TARGETS.items() if figures.get(k) is not None}
+    return {
+        k: (figures[k] <= bound if op == "<=" else figures[k] >= bound)
+        for k, (op, bound) in TARGETS.items()
+        if figures.get(k) is not None
+    }
 
 
 def compare(args: argparse.Namespace) -> dict:
@@ -161,24 +191,44 @@ def compare(args: argparse.Namespace) -> dict:
         "triage_top10_share": None if triage is None else triage["top10_share"],
     }
     return {
-        "bench": "mining", **figures,
-        "targets": {k: f"{op} {bound}" for k, (op, bound) in TARGETS.items()}, "met": _met(figures),
-        "plain_s": [round(x, 2) for x in plain_s], "cold_s": [round(x, 2) for x in cold_s],
-        "warm_s": [round(x, 2) for x in warm_s], "order": order,
-        "pairs": plain[0]["pairs"], "queries": studio[0]["queries"], "pool": studio[0]["pool"],
-        "cold_cache": studio[0]["cold_cache"], "warm_cache": studio[0]["warm_cache"], "triage": triage,
-        "params": {"preset": "recommended", **PARAMS}, "data": args.data,
+        "bench": "mining",
+        **figures,
+        "targets": {k: f"{op} {bound}" for k, (op, bound) in TARGETS.items()},
+        "met": _met(figures),
+        "plain_s": [round(x, 2) for x in plain_s],
+        "cold_s": [round(x, 2) for x in cold_s],
+        "warm_s": [round(x, 2) for x in warm_s],
+        "order": order,
+        "pairs": plain[0]["pairs"],
+        "queries": studio[0]["queries"],
+        "pool": studio[0]["pool"],
+        "cold_cache": studio[0]["cold_cache"],
+        "warm_cache": studio[0]["warm_cache"],
+        "triage": triage,
+        "params": {"preset": "recommended", **PARAMS},
+        "data": args.data,
         "tiny": bool(args.queries or args.corpus is not None),
     }
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", default=None, help="BEIR SciFact folder (default: $SCIFACT_DIR, else "
-                        "../shared/data/scifact)")
-    parser.add_argument("--repetitions", type=int, default=2, help="runs of each side, order alternated (>= 2)")
-    parser.add_argument("--queries", type=int, default=None, help="only the first N training queries (tiny run)")
-    parser.add_argument("--corpus", type=int, default=None, help="only N corpus abstracts besides the positives")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--data",
+        default=None,
+        help="BEIR SciFact folder (default: $SCIFACT_DIR, else ../shared/data/scifact)",
+    )
+    parser.add_argument(
+        "--repetitions", type=int, default=2, help="runs of each side, order alternated (>= 2)"
+    )
+    parser.add_argument(
+        "--queries", type=int, default=None, help="only the first N training queries (tiny run)"
+    )
+    parser.add_argument(
+        "--corpus", type=int, default=None, help="only N corpus abstracts besides the positives"
+    )
     parser.add_argument("--no-triage", action="store_true", help="skip the risk triage figure")
     parser.add_argument("--side", choices=["plain", "studio", "triage"], help=argparse.SUPPRESS)
     args = parser.parse_args()

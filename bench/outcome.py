@@ -29,9 +29,11 @@ ROOT = Path(__file__).resolve().parents[1]
 SCIFACT = Path(os.environ.get("SCIFACT_DIR", ROOT.parent / "shared" / "data" / "scifact"))
 
 
-PEAK = ("import resource, subprocess, sys; p = subprocess.run(sys.argv[1:]); "
-        "print('PEAK_KB', resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, file=sys.stderr); "
-        "sys.exit(p.returncode)")  # peak RSS of the command's biggest process (the supervised trainer included)
+PEAK = (
+    "import resource, subprocess, sys; p = subprocess.run(sys.argv[1:]); "
+    "print('PEAK_KB', resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, file=sys.stderr); "
+    "sys.exit(p.returncode)"
+)  # peak RSS of the command's biggest process (the supervised trainer included)
 QUICK_TRAIN = ["--max-steps", "4", "--max-length", "64", "--eval-steps", "4", "--candidates-k", "10"]
 
 
@@ -64,17 +66,21 @@ def chosen_defaults(train: dict) -> dict:
     return {
         "max_length": (plan.get("config") or {}).get("max_length"),
         "max_length_reason": (plan.get("defaults") or {}).get("max_length", "set on the command line"),
-        "epochs": (plan.get("config") or {}).get("epochs"), "epochs_reason": (plan.get("defaults") or {}).get("epochs"),
+        "epochs": (plan.get("config") or {}).get("epochs"),
+        "epochs_reason": (plan.get("defaults") or {}).get("epochs"),
         "beta": residual.get("beta"),
         "beta_reason": (plan.get("defaults") or {}).get("beta") if residual else None,
-        "scoring_mode": scoring.get("mode"), "scoring_reason": scoring.get("reason"),
+        "scoring_mode": scoring.get("mode"),
+        "scoring_reason": scoring.get("reason"),
         "estimate": plan.get("estimate_text"),
     }
 
 
 def prepare(args: argparse.Namespace, workspace: Path) -> Path:
     """The folder to ingest: SciFact itself, or the graded long-query shape built from it."""
-    data = ROOT / "sample_data" / "scifact" if args.quick else SCIFACT  # quick: the bundled 1,330-abstract sample
+    data = (
+        ROOT / "sample_data" / "scifact" if args.quick else SCIFACT
+    )  # quick: the bundled 1,330-abstract sample
     if args.shape == "scifact":
         return data
     sys.path.insert(0, str(ROOT))
@@ -91,8 +97,12 @@ def main() -> None:
     parser.add_argument("--project", default="scifact-outcome")
     parser.add_argument("--top-k", type=int, default=20)
     parser.add_argument("--train-arg", action="append", default=[], help="extra flag for `core train`")
-    parser.add_argument("--shape", choices=("scifact", "graded"), default="scifact",
-                        help="scifact: BEIR SciFact as it is; graded: 0-3 grades, 200 judged passages a query, long queries")
+    parser.add_argument(
+        "--shape",
+        choices=("scifact", "graded"),
+        default="scifact",
+        help="scifact: BEIR SciFact as it is; graded: 0-3 grades, 200 judged passages a query, long queries",
+    )
     parser.add_argument("--queries", type=int, default=200, help="graded shape: training queries")
     parser.add_argument("--test-queries", type=int, default=100, help="graded shape: test queries")
     parser.add_argument("--quick", action="store_true", help="smoke run: 4 tiny steps (figures mean nothing)")
@@ -101,8 +111,12 @@ def main() -> None:
         args.train_arg = QUICK_TRAIN + args.train_arg
         args.queries, args.test_queries = min(args.queries, 50), min(args.test_queries, 10)
     workspace = args.workspace or Path(tempfile.mkdtemp(prefix="rerank-outcome-"))
-    env = {**os.environ, "RERANK_STUDIO_HOME": str(workspace), "HF_HUB_OFFLINE": "1",
-           "TOKENIZERS_PARALLELISM": "false"}
+    env = {
+        **os.environ,
+        "RERANK_STUDIO_HOME": str(workspace),
+        "HF_HUB_OFFLINE": "1",
+        "TOKENIZERS_PARALLELISM": "false",
+    }
     walls: dict[str, float] = {}
     total = time.time()
 
@@ -114,12 +128,31 @@ def main() -> None:
     run_id = train["run_id"]
     if train.get("status") != "completed":
         raise SystemExit(f"training ended {train.get('status')}: {json.dumps(train)[:2000]}")
-    out: dict = {"shape": args.shape, "quick": args.quick, "run_id": run_id, "workspace": str(workspace),
-                 "top_k": args.top_k, "peak_rss_gb": train.get("peak_rss_gb"), "defaults": chosen_defaults(train)}
+    out: dict = {
+        "shape": args.shape,
+        "quick": args.quick,
+        "run_id": run_id,
+        "workspace": str(workspace),
+        "top_k": args.top_k,
+        "peak_rss_gb": train.get("peak_rss_gb"),
+        "defaults": chosen_defaults(train),
+    }
     for stage in ("bm25", "embedding"):
-        res, walls[f"evaluate_{stage}_s"] = cli(["evaluate", "--project", args.project, "--run", run_id,
-                                                 "--first-stage", stage, "--top-k", str(args.top_k),
-                                                 *(["--bootstrap", "100", "--no-oracle"] if args.quick else [])], env)
+        res, walls[f"evaluate_{stage}_s"] = cli(
+            [
+                "evaluate",
+                "--project",
+                args.project,
+                "--run",
+                run_id,
+                "--first-stage",
+                stage,
+                "--top-k",
+                str(args.top_k),
+                *(["--bootstrap", "100", "--no-oracle"] if args.quick else []),
+            ],
+            env,
+        )
         k = args.top_k
         out["queries"] = res["queries"]
         out[f"ndcg10_{stage}"] = res["first_stage_ndcg10"]
@@ -134,7 +167,9 @@ def main() -> None:
         if "cross_encoder_part_ndcg10" in res:  # a residual run: its score is logit + beta x embedding cosine
             out[f"ndcg10_cross_encoder_part_{stage}_top{k}"] = res["cross_encoder_part_ndcg10"]
             out["residual_beta"] = res.get("residual_beta")
-        if "prior_only_ndcg10" in res:  # the embedding cosine alone on these candidates: the cross-encoder adds the rest
+        if (
+            "prior_only_ndcg10" in res
+        ):  # the embedding cosine alone on these candidates: the cross-encoder adds the rest
             out[f"ndcg10_prior_only_{stage}_top{k}"] = res["prior_only_ndcg10"]
             out[f"p_finetuned_vs_prior_only_{stage}"] = res["reranked_vs_prior_only_p"]
         if "fused_ndcg10" in res:
@@ -143,8 +178,11 @@ def main() -> None:
             out[f"margin_fused_over_{stage}"] = round(res["fused_ndcg10"] - res["first_stage_ndcg10"], 6)
             out["fused_alpha"] = res["fused_alpha"]
     out["beats_both_first_stages"] = all(out[f"margin_finetuned_over_{s}"] > 0 for s in ("bm25", "embedding"))
-    out["train_config"] = {k: v for k, v in (train.get("metrics") or {}).items()
-                           if k in ("best_step", "steps", "beats_first_stage", "train_seconds", "pairs_per_s")}
+    out["train_config"] = {
+        k: v
+        for k, v in (train.get("metrics") or {}).items()
+        if k in ("best_step", "steps", "beats_first_stage", "train_seconds", "pairs_per_s")
+    }
     out["train_validation"] = (train.get("metrics") or {}).get("validation")
     out["ingest"] = {k: ingest.get(k) for k in ("train_pairs", "test_pairs", "passages") if k in ingest}
     out["mined"] = {k: mine.get(k) for k in ("negatives", "queries") if k in mine}

@@ -139,12 +139,18 @@ def build(n_pairs: int) -> Path:
             chosen = rng.choice(n_p, size=7, replace=False) + 1
             pairs += [(pid, q + 1, int(p), 1.0 if k == 0 else 0.0) for k, p in enumerate(chosen[:4])]
             if split[q] == "train":
-                negs += [(pid, q + 1, int(p), int(chosen[0]), k, "negative" if (q + k) % 3 == 0 else "unjudged")
-                         for k, p in enumerate(chosen[4:])]
-        conn.executemany("INSERT INTO pairs (project_id, query_id, passage_id, label) VALUES (?, ?, ?, ?)", pairs)
+                negs += [
+                    (pid, q + 1, int(p), int(chosen[0]), k, "negative" if (q + k) % 3 == 0 else "unjudged")
+                    for k, p in enumerate(chosen[4:])
+                ]
+        conn.executemany(
+            "INSERT INTO pairs (project_id, query_id, passage_id, label) VALUES (?, ?, ?, ?)", pairs
+        )
         conn.executemany(
             "INSERT INTO negatives (project_id, query_id, passage_id, positive_id, kind, rank, status) "
-            "VALUES (?, ?, ?, ?, 'hard', ?, ?)", negs)
+            "VALUES (?, ?, ?, ?, 'hard', ?, ?)",
+            negs,
+        )
     conn.close()
     (ws / "ready").write_text("ok")
     return ws
@@ -176,10 +182,12 @@ def page_computation(ws: Path) -> dict:
     quality.diversity_summary(p, p_groups)
     quality.cluster_table(p, p_groups)
     figs = [
-        charts.embedding_map_figure(q.map_xy, q.group[q.map_index].tolist(), [q.texts[i] for i in q.map_index],
-                                    title="q"),
-        charts.embedding_map_figure(p.map_xy, p.group[p.map_index].tolist(), [p.texts[i] for i in p.map_index],
-                                    title="p"),
+        charts.embedding_map_figure(
+            q.map_xy, q.group[q.map_index].tolist(), [q.texts[i] for i in q.map_index], title="q"
+        ),
+        charts.embedding_map_figure(
+            p.map_xy, p.group[p.map_index].tolist(), [p.texts[i] for i in p.map_index], title="p"
+        ),
         charts.binned_histogram_figure({"train": t.total}, title="t", xaxis="tokens", limit=512),
         charts.binned_histogram_figure({"q": t.query_tokens}, title="q", xaxis="tokens", limit=512),
         charts.binned_histogram_figure({"p": t.passage_tokens}, title="p", xaxis="tokens", limit=512),
@@ -206,12 +214,19 @@ def page_computation(ws: Path) -> dict:
     after_judgement = again(("report-*",))  # a judgement: neighbours and token counts stay cached
     tokens_cached = again(("report-*", "queries-*", "passages-*"))  # only token counts cached
     return {
-        "seconds": round(total, 2), "seconds_report": round(t_report, 2), "seconds_cached_reopen": round(warm, 2),
+        "seconds": round(total, 2),
+        "seconds_report": round(t_report, 2),
+        "seconds_cached_reopen": round(warm, 2),
         "seconds_imports_untimed": round(imports, 2),
-        "seconds_after_a_judgement": round(after_judgement, 2), "seconds_token_counts_cached": round(tokens_cached, 2),
-        "pairs": int((t.kind == "pair").sum()), "mined": int((t.kind == "mined").sum()),
-        "queries": len(q.texts), "passages": len(p.texts), "unique_texts_tokenized": len(report.query_text) + len(report.passage_text),
-        "truncated": int((t.overflow > 0).sum()), "checks": {c.rule[:24]: c.state for c in checks},
+        "seconds_after_a_judgement": round(after_judgement, 2),
+        "seconds_token_counts_cached": round(tokens_cached, 2),
+        "pairs": int((t.kind == "pair").sum()),
+        "mined": int((t.kind == "mined").sum()),
+        "queries": len(q.texts),
+        "passages": len(p.texts),
+        "unique_texts_tokenized": len(report.query_text) + len(report.passage_text),
+        "truncated": int((t.overflow > 0).sum()),
+        "checks": {c.rule[:24]: c.state for c in checks},
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
     }
 
@@ -226,14 +241,20 @@ def main() -> None:
     out: dict = {}
     for n, name in ((10_000, "10k"), (100_000, "100k")):
         subprocess.run([sys.executable, __file__, "--build", str(n)], check=True)
-        res = subprocess.run([sys.executable, __file__, "--measure", str(n)], check=True, capture_output=True,
-                             text=True)
+        res = subprocess.run(
+            [sys.executable, __file__, "--measure", str(n)], check=True, capture_output=True, text=True
+        )
         out[name] = json.loads(res.stdout.strip().splitlines()[-1])
-    print(json.dumps({
-        "seconds_10k": out["10k"]["seconds"], "seconds_100k": out["100k"]["seconds"],
-        "peak_rss_mb": max(out["10k"]["peak_rss_mb"], out["100k"]["peak_rss_mb"]),
-        "detail": out,
-    }))
+    print(
+        json.dumps(
+            {
+                "seconds_10k": out["10k"]["seconds"],
+                "seconds_100k": out["100k"]["seconds"],
+                "peak_rss_mb": max(out["10k"]["peak_rss_mb"], out["100k"]["peak_rss_mb"]),
+                "detail": out,
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

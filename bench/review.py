@@ -46,8 +46,9 @@ def seed(conn) -> int:
     rng = random.Random(0)
     with store.transaction(conn):
         corpus_ids = sorted(sf["corpus"], key=int)
-        passage_ids = store.upsert_passages(conn, pid, [sf["corpus"][d] for d in corpus_ids], source="corpus",
-                                            doc_ids=corpus_ids)
+        passage_ids = store.upsert_passages(
+            conn, pid, [sf["corpus"][d] for d in corpus_ids], source="corpus", doc_ids=corpus_ids
+        )
         by_doc = dict(zip(corpus_ids, passage_ids))
         rows = []
         for q, docs in sf["qrels"]["train"].items():
@@ -55,8 +56,10 @@ def seed(conn) -> int:
                 rows.append((sf["queries"][q], sf["corpus"][d], 1.0))
         store.insert_pairs(conn, pid, rows)
         queries = conn.execute("SELECT id FROM queries WHERE project_id = ?", (pid,)).fetchall()
-        positives = {r["query_id"]: r["passage_id"] for r in conn.execute(
-            "SELECT query_id, passage_id FROM pairs WHERE project_id = ?", (pid,))}
+        positives = {
+            r["query_id"]: r["passage_id"]
+            for r in conn.execute("SELECT query_id, passage_id FROM pairs WHERE project_id = ?", (pid,))
+        }
         per_query = -(-CANDIDATES // len(queries))
         pool = list(by_doc.values())
         batch, made = [], 0
@@ -67,8 +70,19 @@ def seed(conn) -> int:
                 if passage == positives[q["id"]]:
                     continue
                 score = rng.uniform(0.2, 0.9)
-                batch.append((pid, q["id"], passage, positives[q["id"]], "random" if rank % 5 == 0 else "hard",
-                              rank, score, 0.8, round(rng.random(), 4)))
+                batch.append(
+                    (
+                        pid,
+                        q["id"],
+                        passage,
+                        positives[q["id"]],
+                        "random" if rank % 5 == 0 else "hard",
+                        rank,
+                        score,
+                        0.8,
+                        round(rng.random(), 4),
+                    )
+                )
                 made += 1
         conn.executemany(
             "INSERT INTO negatives (project_id, query_id, passage_id, positive_id, kind, rank, score, "
@@ -130,8 +144,10 @@ def main() -> None:
             t = time.perf_counter()
             review.undo(conn, pid, "bench")
             undo_times.append(time.perf_counter() - t)
-        filtered = [desk_render(conn, pid, review.QueueFilter(state="all", risk_min=0.3, risk_max=0.6, kind="random"))
-                    for _ in range(5)]
+        filtered = [
+            desk_render(conn, pid, review.QueueFilter(state="all", risk_min=0.3, risk_max=0.6, kind="random"))
+            for _ in range(5)
+        ]
         low = review.QueueFilter(risk_below=0.1)
         t = time.perf_counter()
         n = review.preview(conn, pid, low)["rows"]
@@ -144,20 +160,31 @@ def main() -> None:
         app_s = apptest_render(home)
 
         q = statistics.quantiles(judge_times, n=100)
-        met = {"judgement_p95_ms": ms(q[94]) < TARGETS["judgement_p95_ms"],
-               "desk_render_ms": ms(statistics.median(renders)) < TARGETS["desk_render_ms"]}
-        print(json.dumps({
-            "judgement_p50_ms": ms(statistics.median(judge_times)),
-            "judgement_p95_ms": ms(q[94]),
-            "desk_render_ms": ms(statistics.median(renders)),
-            "desk_render_max_ms": ms(max(renders)),
-            "desk_render_filtered_ms": ms(statistics.median(filtered)),
-            "apptest_rerun_ms": ms(app_s) if app_s is not None else None,
-            "undo_p95_ms": ms(statistics.quantiles(undo_times, n=100)[94]),
-            "bulk_rows": bulk["rows"], "bulk_ms": ms(bulk_s), "bulk_undo_ms": ms(bulk_undo_s),
-            "candidates": total, "judgements": JUDGEMENTS, "seed_s": round(seeded, 1),
-            "targets": TARGETS, "met": met,
-        }))
+        met = {
+            "judgement_p95_ms": ms(q[94]) < TARGETS["judgement_p95_ms"],
+            "desk_render_ms": ms(statistics.median(renders)) < TARGETS["desk_render_ms"],
+        }
+        print(
+            json.dumps(
+                {
+                    "judgement_p50_ms": ms(statistics.median(judge_times)),
+                    "judgement_p95_ms": ms(q[94]),
+                    "desk_render_ms": ms(statistics.median(renders)),
+                    "desk_render_max_ms": ms(max(renders)),
+                    "desk_render_filtered_ms": ms(statistics.median(filtered)),
+                    "apptest_rerun_ms": ms(app_s) if app_s is not None else None,
+                    "undo_p95_ms": ms(statistics.quantiles(undo_times, n=100)[94]),
+                    "bulk_rows": bulk["rows"],
+                    "bulk_ms": ms(bulk_s),
+                    "bulk_undo_ms": ms(bulk_undo_s),
+                    "candidates": total,
+                    "judgements": JUDGEMENTS,
+                    "seed_s": round(seeded, 1),
+                    "targets": TARGETS,
+                    "met": met,
+                }
+            )
+        )
         if not all(met.values()):
             sys.exit(1)
     finally:

@@ -18,7 +18,12 @@ WHERE_TO_GET = (
 
 def add_data_argument(parser: argparse.ArgumentParser) -> None:
     """The one `--data` flag every SciFact bench takes."""
-    parser.add_argument("--data", type=Path, default=None, help="BEIR SciFact folder (default: $SCIFACT_DIR, else ../shared/data/scifact)")
+    parser.add_argument(
+        "--data",
+        type=Path,
+        default=None,
+        help="BEIR SciFact folder (default: $SCIFACT_DIR, else ../shared/data/scifact)",
+    )
 
 
 def scifact_dir(data: Path | str | None = None) -> Path:

@@ -87,7 +87,9 @@ def fresh_cross_encoder(folder: Path) -> Path:
 
 def ndcg(rankings: dict[str, list[str]], qrels: dict) -> float:
     """Mean NDCG@10 over queries."""
-    return float(np.mean([ndcg_at(rankings[q], {d: float(g) for d, g in qrels[q].items()}, 10) for q in qrels]))
+    return float(
+        np.mean([ndcg_at(rankings[q], {d: float(g) for d, g in qrels[q].items()}, 10) for q in qrels])
+    )
 
 
 def measure(args: argparse.Namespace, work: Path) -> dict:
@@ -106,16 +108,30 @@ def measure(args: argparse.Namespace, work: Path) -> dict:
     fast = OnnxEmbedder(models.resolve(None), quantize=quantize, cache=work)
     st.encode(docs[:BATCH], batch_size=BATCH)  # warm-up, not timed
     fast(docs[:BATCH])
-    secs, vec = timed({"torch": lambda: st.encode(docs, batch_size=BATCH, normalize_embeddings=True,
-                                                  convert_to_numpy=True, show_progress_bar=False),
-                       "fast": lambda: fast(docs)}, args.rounds)
+    secs, vec = timed(
+        {
+            "torch": lambda: st.encode(
+                docs,
+                batch_size=BATCH,
+                normalize_embeddings=True,
+                convert_to_numpy=True,
+                show_progress_bar=False,
+            ),
+            "fast": lambda: fast(docs),
+        },
+        args.rounds,
+    )
     print(f"embedding timed: {secs}", file=sys.stderr)
     q_torch = st.encode(qtexts, batch_size=BATCH, normalize_embeddings=True, convert_to_numpy=True)
     q_fast = fast(qtexts)
-    rank_t = {q: [keys[j] for j in np.argsort(-(vec["torch"] @ q_torch[i]), kind="stable")[:100]]
-              for i, q in enumerate(qids)}
-    rank_f = {q: [keys[j] for j in np.argsort(-(vec["fast"] @ q_fast[i]), kind="stable")[:100]]
-              for i, q in enumerate(qids)}
+    rank_t = {
+        q: [keys[j] for j in np.argsort(-(vec["torch"] @ q_torch[i]), kind="stable")[:100]]
+        for i, q in enumerate(qids)
+    }
+    rank_f = {
+        q: [keys[j] for j in np.argsort(-(vec["fast"] @ q_fast[i]), kind="stable")[:100]]
+        for i, q in enumerate(qids)
+    }
 
     k = args.rerank_k or (10 if args.quick else 20)
     pairs = [(queries[q], corpus[d]) for q in qids for d in rank_t[q][:k]]
@@ -125,14 +141,28 @@ def measure(args: argparse.Namespace, work: Path) -> dict:
     ident = torch.nn.Identity()
     ce.predict(pairs[:BATCH], batch_size=BATCH, activation_fn=ident)
     fast_ce(pairs[:BATCH])
-    ce_secs, logits = timed({"torch": lambda: np.asarray(ce.predict(pairs, batch_size=BATCH, activation_fn=ident,
-                                                                    convert_to_numpy=True, show_progress_bar=False)),
-                             "fast": lambda: fast_ce(pairs)}, args.rounds)
+    ce_secs, logits = timed(
+        {
+            "torch": lambda: np.asarray(
+                ce.predict(
+                    pairs,
+                    batch_size=BATCH,
+                    activation_fn=ident,
+                    convert_to_numpy=True,
+                    show_progress_bar=False,
+                )
+            ),
+            "fast": lambda: fast_ce(pairs),
+        },
+        args.rounds,
+    )
     print(f"scoring timed: {ce_secs}", file=sys.stderr)
     rerank = {}
     for name in ("torch", "fast"):
         s = logits[name].reshape(len(qids), k)
-        rerank[name] = {q: [rank_t[q][j] for j in np.argsort(-s[i], kind="stable")] for i, q in enumerate(qids)}
+        rerank[name] = {
+            q: [rank_t[q][j] for j in np.argsort(-s[i], kind="stable")] for i, q in enumerate(qids)
+        }
 
     embed = {"torch": ndcg(rank_t, qrels), "fast": ndcg(rank_f, qrels)}
     rr = {name: ndcg(rerank[name], qrels) for name in rerank}
@@ -147,17 +177,26 @@ def measure(args: argparse.Namespace, work: Path) -> dict:
         "ndcg10_delta": round(max(d_embed, d_rerank, key=abs), 4),
         "embed_speedup": round(secs["torch"] / secs["fast"], 2),
         "score_speedup": round(ce_secs["torch"] / ce_secs["fast"], 2),
-        "ndcg10_embed_torch": round(embed["torch"], 4), "ndcg10_embed_fast": round(embed["fast"], 4),
+        "ndcg10_embed_torch": round(embed["torch"], 4),
+        "ndcg10_embed_fast": round(embed["fast"], 4),
         "ndcg10_delta_embed": round(d_embed, 4),
-        "ndcg10_rerank_torch": round(rr["torch"], 4), "ndcg10_rerank_fast": round(rr["fast"], 4),
+        "ndcg10_rerank_torch": round(rr["torch"], 4),
+        "ndcg10_rerank_fast": round(rr["fast"], 4),
         "ndcg10_delta_rerank": round(d_rerank, 4),
         "min_cosine_fast_vs_torch": round(float(cos.min()), 5),
         "max_abs_logit_diff": round(float(np.max(np.abs(logits["torch"] - logits["fast"]))), 5),
         "logit_spearman": round(spearman, 5),
-        "precision": args.precision, "max_length": MAX_LENGTH, "texts": len(docs), "pairs": len(pairs),
-        "queries": len(qids), "rerank_k": k, "rounds": args.rounds, "quick": bool(args.quick),
+        "precision": args.precision,
+        "max_length": MAX_LENGTH,
+        "texts": len(docs),
+        "pairs": len(pairs),
+        "queries": len(qids),
+        "rerank_k": k,
+        "rounds": args.rounds,
+        "quick": bool(args.quick),
         "cross_encoder": str(args.cross_encoder or "bundled encoder + fresh head (seed 0)"),
-        "cpu_threads": os.cpu_count(), "load_avg_1min": round(os.getloadavg()[0], 2),
+        "cpu_threads": os.cpu_count(),
+        "load_avg_1min": round(os.getloadavg()[0], 2),
     }
 
 
@@ -169,19 +208,32 @@ def _spearman(a: np.ndarray, b: np.ndarray) -> float:
 
 def verdict(result: dict) -> bool:
     """Both speed goals met and NDCG@10 kept within the tolerance."""
-    return (result["embed_speedup"] >= policy.GOAL_SPEEDUP and result["score_speedup"] >= policy.GOAL_SPEEDUP
-            and abs(result["ndcg10_delta"]) <= policy.MAX_NDCG_DELTA)
+    return (
+        result["embed_speedup"] >= policy.GOAL_SPEEDUP
+        and result["score_speedup"] >= policy.GOAL_SPEEDUP
+        and abs(result["ndcg10_delta"]) <= policy.MAX_NDCG_DELTA
+    )
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path, default=None, help="BEIR SciFact folder (default: SCIFACT_DIR, "
-                        "../shared/data/scifact, else sample_data/scifact)")
-    parser.add_argument("--quick", action="store_true", help="20 queries, 200 abstracts, top 10 (a few minutes)")
+    parser.add_argument(
+        "--data",
+        type=Path,
+        default=None,
+        help="BEIR SciFact folder (default: SCIFACT_DIR, ../shared/data/scifact, else sample_data/scifact)",
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="20 queries, 200 abstracts, top 10 (a few minutes)"
+    )
     parser.add_argument("--queries", type=int, default=None, help="test queries (default all)")
     parser.add_argument("--docs", type=int, default=None, help="corpus abstracts (default all)")
-    parser.add_argument("--rerank-k", type=int, default=None, help="first-stage candidates reranked per query")
-    parser.add_argument("--precision", choices=("int8", "fp32"), default="int8" if policy.quantize() else "fp32")
+    parser.add_argument(
+        "--rerank-k", type=int, default=None, help="first-stage candidates reranked per query"
+    )
+    parser.add_argument(
+        "--precision", choices=("int8", "fp32"), default="int8" if policy.quantize() else "fp32"
+    )
     parser.add_argument("--rounds", type=int, default=None, help="timing rounds (default 2 quick, 1 full)")
     parser.add_argument("--cross-encoder", type=Path, default=None, help="a trained cross-encoder folder")
     args = parser.parse_args()

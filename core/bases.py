@@ -46,22 +46,66 @@ class CatalogueEntry:
 
 
 CATALOGUE: tuple[CatalogueEntry, ...] = (
-    CatalogueEntry("cross-encoder/ms-marco-MiniLM-L6-v2", "reranker", 22.7, 91, "Apache-2.0", 512,
-                   "MS MARCO cross-encoder; small and fast, a good first base"),
-    CatalogueEntry("cross-encoder/ms-marco-MiniLM-L12-v2", "reranker", 33.4, 134, "Apache-2.0", 512,
-                   "deeper sibling of the L6 model"),
-    CatalogueEntry("mixedbread-ai/mxbai-rerank-xsmall-v1", "reranker", 70.8, 284, "Apache-2.0", 512,
-                   "DeBERTa-v3 xsmall reranker"),
-    CatalogueEntry("mixedbread-ai/mxbai-rerank-base-v1", "reranker", 184.0, 739, "Apache-2.0", 512,
-                   "DeBERTa-v3 base reranker"),
-    CatalogueEntry("BAAI/bge-reranker-base", "reranker", 278.0, 1112, "MIT", 512,
-                   "XLM-RoBERTa base, English and Chinese"),
-    CatalogueEntry("BAAI/bge-reranker-v2-m3", "reranker", 568.0, 2271, "Apache-2.0", 8192,
-                   "multilingual, long inputs; wants a GPU"),
-    CatalogueEntry("BAAI/bge-small-en-v1.5", "embedding", 33.4, 134, "MIT", 512,
-                   "embedding model: gets a new head"),
-    CatalogueEntry(BUNDLED_HUB_ID, "embedding", 22.7, 91, "Apache-2.0", 256,
-                   "bundled with the studio (always available offline): gets a new head"),
+    CatalogueEntry(
+        "cross-encoder/ms-marco-MiniLM-L6-v2",
+        "reranker",
+        22.7,
+        91,
+        "Apache-2.0",
+        512,
+        "MS MARCO cross-encoder; small and fast, a good first base",
+    ),
+    CatalogueEntry(
+        "cross-encoder/ms-marco-MiniLM-L12-v2",
+        "reranker",
+        33.4,
+        134,
+        "Apache-2.0",
+        512,
+        "deeper sibling of the L6 model",
+    ),
+    CatalogueEntry(
+        "mixedbread-ai/mxbai-rerank-xsmall-v1",
+        "reranker",
+        70.8,
+        284,
+        "Apache-2.0",
+        512,
+        "DeBERTa-v3 xsmall reranker",
+    ),
+    CatalogueEntry(
+        "mixedbread-ai/mxbai-rerank-base-v1",
+        "reranker",
+        184.0,
+        739,
+        "Apache-2.0",
+        512,
+        "DeBERTa-v3 base reranker",
+    ),
+    CatalogueEntry(
+        "BAAI/bge-reranker-base", "reranker", 278.0, 1112, "MIT", 512, "XLM-RoBERTa base, English and Chinese"
+    ),
+    CatalogueEntry(
+        "BAAI/bge-reranker-v2-m3",
+        "reranker",
+        568.0,
+        2271,
+        "Apache-2.0",
+        8192,
+        "multilingual, long inputs; wants a GPU",
+    ),
+    CatalogueEntry(
+        "BAAI/bge-small-en-v1.5", "embedding", 33.4, 134, "MIT", 512, "embedding model: gets a new head"
+    ),
+    CatalogueEntry(
+        BUNDLED_HUB_ID,
+        "embedding",
+        22.7,
+        91,
+        "Apache-2.0",
+        256,
+        "bundled with the studio (always available offline): gets a new head",
+    ),
 )
 
 
@@ -104,10 +148,15 @@ def online(timeout: float = 1.5) -> bool:
 
 def offline_message(repo_id: str) -> str:
     """The sentence a person sees when a hub model is not cached and cannot be downloaded."""
-    why = ("the hub is turned off on this machine (HF_HUB_OFFLINE=1)" if offline_by_setting()
-           else "huggingface.co cannot be reached (no network)")
-    return (f"{repo_id} is not in the local Hugging Face cache and {why}. Pick the bundled model, a cached model, "
-            "or a local folder — or download it on a machine with network and copy the folder here.")
+    why = (
+        "the hub is turned off on this machine (HF_HUB_OFFLINE=1)"
+        if offline_by_setting()
+        else "huggingface.co cannot be reached (no network)"
+    )
+    return (
+        f"{repo_id} is not in the local Hugging Face cache and {why}. Pick the bundled model, a cached model, "
+        "or a local folder — or download it on a machine with network and copy the folder here."
+    )
 
 
 def cached_models(cache_dir: str | Path | None = None) -> dict[str, int]:
@@ -120,7 +169,9 @@ def cached_models(cache_dir: str | Path | None = None) -> dict[str, int]:
         return {}
     out = {}
     for repo in info.repos:
-        if repo.repo_type == "model" and any((Path(r.snapshot_path) / "config.json").is_file() for r in repo.revisions):
+        if repo.repo_type == "model" and any(
+            (Path(r.snapshot_path) / "config.json").is_file() for r in repo.revisions
+        ):
             out[repo.repo_id] = int(repo.size_on_disk)
     return out
 
@@ -131,8 +182,18 @@ def catalogue_rows(cache_dir: str | Path | None = None) -> list[dict[str, Any]]:
     rows = []
     for e in CATALOGUE:
         here = "bundled" if e.id == BUNDLED_HUB_ID else ("cached" if e.id in cached else "not downloaded")
-        rows.append({"model": e.id, "kind": e.kind, "parameters (M)": e.params_m, "size (MB)": e.size_mb,
-                     "licence": e.licence, "max length": e.max_length, "available": here, "note": e.note})
+        rows.append(
+            {
+                "model": e.id,
+                "kind": e.kind,
+                "parameters (M)": e.params_m,
+                "size (MB)": e.size_mb,
+                "licence": e.licence,
+                "max length": e.max_length,
+                "available": here,
+                "note": e.note,
+            }
+        )
     return rows
 
 
@@ -185,7 +246,9 @@ def download(repo_id: str, progress: Progress | None = None, cache_dir: str | Pa
     Raises DownloadError with a clear reason when the hub is off, unreachable, or the id does not exist."""
     repo_id = repo_id.strip()
     if not repo_id or repo_id.count("/") != 1:
-        raise DownloadError(f"{repo_id!r} is not a hub id: expected owner/name, e.g. cross-encoder/ms-marco-MiniLM-L6-v2.")
+        raise DownloadError(
+            f"{repo_id!r} is not a hub id: expected owner/name, e.g. cross-encoder/ms-marco-MiniLM-L6-v2."
+        )
     if offline_by_setting() or not online():
         raise DownloadError(offline_message(repo_id))
     from huggingface_hub import snapshot_download
@@ -194,9 +257,13 @@ def download(repo_id: str, progress: Progress | None = None, cache_dir: str | Pa
     token = _REPORT.set(report)
     report(0.0, f"downloading {repo_id}")
     try:
-        path = snapshot_download(repo_id, cache_dir=cache_dir, tqdm_class=ProgressTqdm, max_workers=2,
-                                 allow_patterns=["*.json", "*.safetensors", "*.txt", "*.model", "*.md",
-                                                 "tokenizer*", "*.py"])
+        path = snapshot_download(
+            repo_id,
+            cache_dir=cache_dir,
+            tqdm_class=ProgressTqdm,
+            max_workers=2,
+            allow_patterns=["*.json", "*.safetensors", "*.txt", "*.model", "*.md", "tokenizer*", "*.py"],
+        )
     except Cancelled:
         raise
     except Exception as exc:  # noqa: BLE001 - any hub failure is said as a download problem
@@ -207,8 +274,13 @@ def download(repo_id: str, progress: Progress | None = None, cache_dir: str | Pa
     return str(path)
 
 
-def download_job(conn: sqlite3.Connection, project: int, args: dict[str, Any], progress: Progress,
-                 should_cancel: Callable[[], bool]) -> dict[str, Any]:
+def download_job(
+    conn: sqlite3.Connection,
+    project: int,
+    args: dict[str, Any],
+    progress: Progress,
+    should_cancel: Callable[[], bool],
+) -> dict[str, Any]:
     """Background job adapter (kind "download", core.runs.kinds): download args["repo_id"] into the cache."""
 
     def report(fraction: float, message: str) -> None:
@@ -232,11 +304,18 @@ def _json(path: Path) -> dict[str, Any]:
 
 def _score_note(fusion: dict[str, Any] | None, kind: str | None = None) -> str:
     """What carries over from a run whose score is more than its cross-encoder's (residual or blended)."""
-    kind = kind or ("residual" if (fusion or {}).get("method") == "residual" else
-                    "blended" if fusion and "alpha" in fusion else "cross-encoder")
+    kind = kind or (
+        "residual"
+        if (fusion or {}).get("method") == "residual"
+        else "blended"
+        if fusion and "alpha" in fusion
+        else "cross-encoder"
+    )
     if kind == "residual":
-        return (" It was a residual run (score = logit + beta x embedding cosine): only the cross-encoder (the correction logit) "
-                "carries over as the base; the new run is scored as it is trained.")
+        return (
+            " It was a residual run (score = logit + beta x embedding cosine): only the cross-encoder (the correction logit) "
+            "carries over as the base; the new run is scored as it is trained."
+        )
     if kind == "blended":
         return " Its recorded blend with the first stage does not carry over: the new run chooses its own."
     return ""
@@ -256,18 +335,30 @@ def _studio_run(folder: Path) -> FolderInfo:
     cfg, metrics = record.get("config") or {}, record.get("metrics") or {}
     fusion = _json(folder / FUSION_FILE) or metrics.get("fusion")
     val = (metrics.get("validation") or {}).get("ndcg@10")
-    text = (f"A studio run's model (loss {cfg.get('loss', '?')}, max length {cfg.get('max_length', '?')}"
-            + (f", validation NDCG@10 {val:.3f}" if isinstance(val, (int, float)) else "") + "): training continues "
-            "from its trained cross-encoder." + _score_note(fusion))
-    return FolderInfo("studio run", str(folder), text, cfg.get("max_length") or model_max_length(folder),
-                      {"config": cfg, "fusion": fusion})
+    text = (
+        f"A studio run's model (loss {cfg.get('loss', '?')}, max length {cfg.get('max_length', '?')}"
+        + (f", validation NDCG@10 {val:.3f}" if isinstance(val, (int, float)) else "")
+        + "): training continues "
+        "from its trained cross-encoder." + _score_note(fusion)
+    )
+    return FolderInfo(
+        "studio run",
+        str(folder),
+        text,
+        cfg.get("max_length") or model_max_length(folder),
+        {"config": cfg, "fusion": fusion},
+    )
 
 
 def _bundle(folder: Path) -> FolderInfo:
     spec = _json(folder / SPEC_FILE)
-    text = (f"An exported studio bundle ({spec.get('kind', '?')} score, run {spec.get('run_id', '?')}): training "
-            "continues from its cross-encoder." + _score_note(None, spec.get("kind")))
-    return FolderInfo("bundle", str(folder), text, spec.get("max_length") or model_max_length(folder), {"spec": spec})
+    text = (
+        f"An exported studio bundle ({spec.get('kind', '?')} score, run {spec.get('run_id', '?')}): training "
+        "continues from its cross-encoder." + _score_note(None, spec.get("kind"))
+    )
+    return FolderInfo(
+        "bundle", str(folder), text, spec.get("max_length") or model_max_length(folder), {"spec": spec}
+    )
 
 
 def describe_folder(path: str | Path) -> FolderInfo:
@@ -285,13 +376,23 @@ def describe_folder(path: str | Path) -> FolderInfo:
         return _studio_run(folder)
     if not (folder / "config.json").is_file():
         found = sorted(p.name for p in folder.iterdir())[:8]
-        return FolderInfo("invalid", str(folder), f"{folder} is not a model folder: expected config.json and "
-                          f"model.safetensors, found {found or 'nothing'}.")
+        return FolderInfo(
+            "invalid",
+            str(folder),
+            f"{folder} is not a model folder: expected config.json and "
+            f"model.safetensors, found {found or 'nothing'}.",
+        )
     archs = _json(folder / "config.json").get("architectures") or []
     if any("SequenceClassification" in a for a in archs):
-        return FolderInfo("cross-encoder", str(folder), "A trained cross-encoder: it is fine-tuned gently, keeping "
-                          "its head.", model_max_length(folder))
-    return FolderInfo("encoder", str(folder), "A bare encoder: it gets a new one-logit head.", model_max_length(folder))
+        return FolderInfo(
+            "cross-encoder",
+            str(folder),
+            "A trained cross-encoder: it is fine-tuned gently, keeping its head.",
+            model_max_length(folder),
+        )
+    return FolderInfo(
+        "encoder", str(folder), "A bare encoder: it gets a new one-logit head.", model_max_length(folder)
+    )
 
 
 def base_max_length(spec: str | None) -> int | None:

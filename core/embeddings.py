@@ -27,9 +27,7 @@ class EmbeddingCache:
         self.path = folder / f"{name}.sqlite"
         self.conn = sqlite3.connect(self.path, timeout=30, check_same_thread=False)
         self.conn.execute("PRAGMA journal_mode = WAL")
-        self.conn.execute(
-            "CREATE TABLE IF NOT EXISTS vectors (hash TEXT PRIMARY KEY, data BLOB NOT NULL)"
-        )
+        self.conn.execute("CREATE TABLE IF NOT EXISTS vectors (hash TEXT PRIMARY KEY, data BLOB NOT NULL)")
         self.conn.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT)")
         self.conn.execute("INSERT OR IGNORE INTO meta VALUES ('model', ?)", (model_key,))
         self.conn.commit()
@@ -96,8 +94,13 @@ def _encoder(model_spec: str | None, fast: bool, batch_size: int, trust_remote_c
         except Exception as exc:  # noqa: BLE001 - any export failure means "use torch"
             raise FastPathUnavailable(str(exc)) from exc
     model = models.load_embedder(model_spec, trust_remote_code=trust_remote_code)
-    return lambda chunk: model.encode(chunk, batch_size=batch_size, normalize_embeddings=True,
-                                      convert_to_numpy=True, show_progress_bar=False)
+    return lambda chunk: model.encode(
+        chunk,
+        batch_size=batch_size,
+        normalize_embeddings=True,
+        convert_to_numpy=True,
+        show_progress_bar=False,
+    )
 
 
 def embed_texts(
@@ -123,8 +126,16 @@ def embed_texts(
         return _embed(texts, model_spec, False, workspace, batch_size, progress, trust_remote_code, stats)
 
 
-def _embed(texts: Sequence[str], model_spec: str | None, fast: bool, workspace: Path | None, batch_size: int,
-           progress: Progress | None, trust_remote_code: bool, stats: dict[str, int] | None) -> np.ndarray:
+def _embed(
+    texts: Sequence[str],
+    model_spec: str | None,
+    fast: bool,
+    workspace: Path | None,
+    batch_size: int,
+    progress: Progress | None,
+    trust_remote_code: bool,
+    stats: dict[str, int] | None,
+) -> np.ndarray:
     """embed_texts with the path chosen."""
     cache = EmbeddingCache(_cache_key(model_spec, fast), cache_dir(workspace) if workspace else None)
     try:

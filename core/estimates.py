@@ -122,8 +122,11 @@ def training(workspace: Path | None, pairs: int, max_length: int = REFERENCE_LEN
 
 def combine(*parts: Estimate) -> Estimate:
     """Steps that run one after the other (e.g. embed the corpus, then rerank)."""
-    return Estimate(sum(p.seconds for p in parts) - STARTUP_S * (len(parts) - 1),
-                    " + ".join(p.basis for p in parts), all(p.measured for p in parts))
+    return Estimate(
+        sum(p.seconds for p in parts) - STARTUP_S * (len(parts) - 1),
+        " + ".join(p.basis for p in parts),
+        all(p.measured for p in parts),
+    )
 
 
 # --- learning from what ran --------------------------------------------------------------------
@@ -160,8 +163,9 @@ def learn(conn: sqlite3.Connection, project: int | None = None) -> int:
         found = _from_job({"kind": row["kind"], "result": json.loads(row["result"] or "{}")})
         if found and observe(workspace, found[0], found[1], f"job:{row['id']}"):
             new += 1
-    for row in conn.execute("SELECT id, config, metrics FROM runs WHERE status = 'completed' "
-                            "ORDER BY created_at DESC LIMIT 20").fetchall():
+    for row in conn.execute(
+        "SELECT id, config, metrics FROM runs WHERE status = 'completed' ORDER BY created_at DESC LIMIT 20"
+    ).fetchall():
         metrics, config = json.loads(row["metrics"] or "{}"), json.loads(row["config"] or "{}")
         pps = metrics.get("pairs_per_s")
         if pps and (metrics.get("train_seconds") or 0) > 5:

@@ -12,11 +12,23 @@ from core import store
 from core.evaluation import ORACLE, figures_kind, list_evaluations, load_evaluation, main_figures
 from core.runs import jobs, records
 
-STEPS = {"data": "Data", "mine": "Mine", "review": "Review", "quality": "Quality", "train": "Train",
-         "evaluate": "Evaluate"}
+STEPS = {
+    "data": "Data",
+    "mine": "Mine",
+    "review": "Review",
+    "quality": "Quality",
+    "train": "Train",
+    "evaluate": "Evaluate",
+}
 RECOMMENDED = ("review", "quality")  # worth doing, but a later step done means the person chose to go on
 REVIEW_FIRST = 10  # the riskiest candidates a person should look at before training
-JOB_STEP = {"mine": "mine", "quality": "quality", "snippets": "quality", "train": "train", "evaluate": "evaluate"}
+JOB_STEP = {
+    "mine": "mine",
+    "quality": "quality",
+    "snippets": "quality",
+    "train": "train",
+    "evaluate": "evaluate",
+}
 STOPPED = ("failed", "interrupted")
 
 
@@ -45,7 +57,9 @@ def _latest_jobs(conn: sqlite3.Connection, project: int) -> dict[str, dict[str, 
     latest: dict[str, dict[str, Any]] = {}
     for j in jobs.list_jobs(conn, project, limit=40):  # newest first
         step = JOB_STEP.get(j["kind"])
-        if step and (step not in latest or (j["status"] in jobs.ACTIVE and latest[step]["status"] not in jobs.ACTIVE)):
+        if step and (
+            step not in latest or (j["status"] in jobs.ACTIVE and latest[step]["status"] not in jobs.ACTIVE)
+        ):
             latest[step] = j
     return latest
 
@@ -59,17 +73,24 @@ def _job_note(j: dict[str, Any] | None) -> tuple[str, str] | None:
     if j["status"] == "queued":
         return "running", "queued behind another job"
     if j["status"] in STOPPED:
-        return "attention", f"the last {j['kind']} job {j['status']}: {j.get('error') or 'no reason recorded'}"
+        return (
+            "attention",
+            f"the last {j['kind']} job {j['status']}: {j.get('error') or 'no reason recorded'}",
+        )
     return None
 
 
 def _data(counts: dict[str, int]) -> Step:
     if not counts["train_pairs"]:
         return Step("data", STEPS["data"], "todo", "No training pairs yet.", counts)
-    summary = (f"{counts['train_pairs']:,} training pairs over {counts['train_queries']:,} queries; "
-               f"{counts['test_queries']:,} test queries.")
+    summary = (
+        f"{counts['train_pairs']:,} training pairs over {counts['train_queries']:,} queries; "
+        f"{counts['test_queries']:,} test queries."
+    )
     if not counts["test_queries"]:
-        return Step("data", STEPS["data"], "attention", summary + " No test set: evaluation needs one.", counts)
+        return Step(
+            "data", STEPS["data"], "attention", summary + " No test set: evaluation needs one.", counts
+        )
     return Step("data", STEPS["data"], "done", summary, counts)
 
 
@@ -82,7 +103,9 @@ def _mine(counts: dict[str, int], j: dict[str, Any] | None) -> Step:
     if not counts["train_pairs"]:
         return Step("mine", STEPS["mine"], "blocked", "Needs training pairs.", {"negatives": n})
     if note and not n:
-        return Step("mine", STEPS["mine"], "attention", f"{summary} {note[1].capitalize()}.", {"negatives": n})
+        return Step(
+            "mine", STEPS["mine"], "attention", f"{summary} {note[1].capitalize()}.", {"negatives": n}
+        )
     return Step("mine", STEPS["mine"], "done" if n else "todo", summary, {"negatives": n})
 
 
@@ -93,16 +116,20 @@ def review_counts(conn: sqlite3.Connection, project: int) -> dict[str, int]:
         "total": one("SELECT COUNT(*) FROM negatives WHERE project_id = ?"),
         "judged": one("SELECT COUNT(*) FROM negatives WHERE project_id = ? AND status != 'unjudged'"),
         "false_negatives": one("SELECT COUNT(*) FROM negatives WHERE project_id = ? AND status = 'relevant'"),
-        "riskiest_judged": one(f"SELECT COUNT(*) FROM (SELECT status FROM negatives WHERE project_id = ? "
-                               f"ORDER BY risk DESC, id LIMIT {REVIEW_FIRST}) WHERE status != 'unjudged'"),
+        "riskiest_judged": one(
+            f"SELECT COUNT(*) FROM (SELECT status FROM negatives WHERE project_id = ? "
+            f"ORDER BY risk DESC, id LIMIT {REVIEW_FIRST}) WHERE status != 'unjudged'"
+        ),
     }
 
 
 def _review(c: dict[str, int]) -> Step:
     if not c["total"]:
         return Step("review", STEPS["review"], "blocked", "Nothing to review until negatives are mined.", c)
-    summary = (f"{c['judged']:,} of {c['total']:,} candidates judged; {c['false_negatives']:,} false negatives "
-               "found.")
+    summary = (
+        f"{c['judged']:,} of {c['total']:,} candidates judged; {c['false_negatives']:,} false negatives "
+        "found."
+    )
     target = min(REVIEW_FIRST, c["total"])
     if c["riskiest_judged"] >= target:
         return Step("review", STEPS["review"], "done", summary + f" The {target} riskiest are judged.", c)
@@ -112,7 +139,10 @@ def _review(c: dict[str, int]) -> Step:
 def _quality(checks: list[Any] | None, current: bool, j: dict[str, Any] | None, has_pairs: bool) -> Step:
     note = _job_note(j)
     open_ = [c for c in checks or [] if c.state != "pass"]
-    counts = {"warnings": sum(c.state == "warn" for c in open_), "failures": sum(c.state == "fail" for c in open_)}
+    counts = {
+        "warnings": sum(c.state == "warn" for c in open_),
+        "failures": sum(c.state == "fail" for c in open_),
+    }
     if note and note[0] == "running":
         return Step("quality", STEPS["quality"], "running", f"Analysis {note[1]}.", counts)
     if not has_pairs:
@@ -121,7 +151,13 @@ def _quality(checks: list[Any] | None, current: bool, j: dict[str, Any] | None, 
         return Step("quality", STEPS["quality"], "todo", "Not analysed yet.", counts)
     summary = f"{counts['failures']} failing and {counts['warnings']} warning checks."
     if not current:
-        return Step("quality", STEPS["quality"], "todo", "The data changed since the last analysis. " + summary, counts)
+        return Step(
+            "quality",
+            STEPS["quality"],
+            "todo",
+            "The data changed since the last analysis. " + summary,
+            counts,
+        )
     # Analysed: the step is done; what fails is listed in the health check, for the person to weigh (a small
     # dataset fails "at least 256 examples" and can still be trained on).
     return Step("quality", STEPS["quality"], "done", "Analysed: " + summary, counts)
@@ -135,18 +171,33 @@ def _train(conn: sqlite3.Connection, project: int, has_pairs: bool) -> Step:
     if active:
         prog = active[0]["progress"] or {}
         step = f" step {prog.get('step')} of {prog['total']}" if prog.get("total") else ""
-        return Step("train", STEPS["train"], "running", f"Run {active[0]['id']} is {active[0]['status']}{step}.", counts)
+        return Step(
+            "train",
+            STEPS["train"],
+            "running",
+            f"Run {active[0]['id']} is {active[0]['status']}{step}.",
+            counts,
+        )
     if not has_pairs:
         return Step("train", STEPS["train"], "blocked", "Needs training pairs.", counts)
     if done:
-        return Step("train", STEPS["train"], "done", f"{len(done)} completed run(s); newest {done[0]['id']}.", counts)
+        return Step(
+            "train", STEPS["train"], "done", f"{len(done)} completed run(s); newest {done[0]['id']}.", counts
+        )
     if runs and runs[0]["status"] in ("failed", "cancelled"):
-        return Step("train", STEPS["train"], "attention",
-                    f"The last run {runs[0]['status']}: {runs[0].get('error') or 'resume it or start another'}.", counts)
+        return Step(
+            "train",
+            STEPS["train"],
+            "attention",
+            f"The last run {runs[0]['status']}: {runs[0].get('error') or 'resume it or start another'}.",
+            counts,
+        )
     return Step("train", STEPS["train"], "todo", "No trained run yet.", counts)
 
 
-def _evaluate(conn: sqlite3.Connection, project: int, counts: dict[str, int], j: dict[str, Any] | None) -> Step:
+def _evaluate(
+    conn: sqlite3.Connection, project: int, counts: dict[str, int], j: dict[str, Any] | None
+) -> Step:
     note = _job_note(j)
     stored = list_evaluations(conn, project)
     done_runs = records.list_runs(conn, project, status="completed")
@@ -159,7 +210,9 @@ def _evaluate(conn: sqlite3.Connection, project: int, counts: dict[str, int], j:
         return Step("evaluate", STEPS["evaluate"], "blocked", "Needs a trained run.", c)
     newest = done_runs[0]["id"]
     if any(newest in (e["params"].get("run_ids") or []) for e in stored):
-        return Step("evaluate", STEPS["evaluate"], "done", f"{len(stored)} evaluation(s); run {newest} evaluated.", c)
+        return Step(
+            "evaluate", STEPS["evaluate"], "done", f"{len(stored)} evaluation(s); run {newest} evaluated.", c
+        )
     return Step("evaluate", STEPS["evaluate"], "todo", f"Run {newest} is not evaluated yet.", c)
 
 
@@ -174,8 +227,9 @@ def quality_checks(conn: sqlite3.Connection, project: int) -> tuple[list[Any] | 
     return checklist(report), is_current(conn, report)
 
 
-def steps(conn: sqlite3.Connection, project: int, checks: list[Any] | None = None,
-          quality_current: bool = False) -> list[Step]:
+def steps(
+    conn: sqlite3.Connection, project: int, checks: list[Any] | None = None, quality_current: bool = False
+) -> list[Step]:
     """Every step's state; `checks` is the cached quality report's checklist (None when there is no report)."""
     counts = store.project_counts(conn, project)
     latest = _latest_jobs(conn, project)
@@ -193,10 +247,16 @@ def steps(conn: sqlite3.Connection, project: int, checks: list[Any] | None = Non
 ACTIONS = {
     "data": ("Import training pairs", "Everything starts from (query, relevant passage) pairs."),
     "mine": ("Mine hard negatives", "Training needs negatives; mined ones teach the model the hard cases."),
-    "review": ("Review the riskiest candidates", "Some mined negatives actually answer the query: catch them."),
+    "review": (
+        "Review the riskiest candidates",
+        "Some mined negatives actually answer the query: catch them.",
+    ),
     "quality": ("Check data quality", "Duplicates, test leakage and truncated pairs cost accuracy silently."),
     "train": ("Train a reranker", "The data is ready."),
-    "evaluate": ("Evaluate the newest run", "Only the test set says whether the reranker beats the first stage."),
+    "evaluate": (
+        "Evaluate the newest run",
+        "Only the test set says whether the reranker beats the first stage.",
+    ),
 }
 
 
@@ -205,7 +265,7 @@ def next_action(path: list[Step]) -> NextAction:
     for i, s in enumerate(path):
         if s.state == "done" or s.state == "blocked":
             continue
-        later_done = any(t.state == "done" for t in path[i + 1:])
+        later_done = any(t.state == "done" for t in path[i + 1 :])
         if s.key in RECOMMENDED and later_done:
             continue
         if s.state == "running":
@@ -218,7 +278,9 @@ def next_action(path: list[Step]) -> NextAction:
         return NextAction(s.key, label, why)
     if path[0].state == "attention":
         return NextAction("data", "Add a test set", path[0].summary)
-    return NextAction("evaluate", "Export the model", "Every step is done: ship the best run, or improve the data.")
+    return NextAction(
+        "evaluate", "Export the model", "Every step is done: ship the best run, or improve the data."
+    )
 
 
 def verdict(conn: sqlite3.Connection, project: int) -> dict[str, Any] | None:
@@ -241,8 +303,10 @@ def verdict(conn: sqlite3.Connection, project: int) -> dict[str, Any] | None:
         if best is None:
             continue
         value, c, sysinfo = best
-        text = (f"{sysinfo['label']}: {which} NDCG@10 {value:.3f} vs first stage {fs:.3f} "
-                f"({c['mean_diff']:+.3f}, p = {c['p_value']:.3g}; evaluation #{e['id']}).")
+        text = (
+            f"{sysinfo['label']}: {which} NDCG@10 {value:.3f} vs first stage {fs:.3f} "
+            f"({c['mean_diff']:+.3f}, p = {c['p_value']:.3g}; evaluation #{e['id']})."
+        )
         if which == ORACLE:
             level, head = "info", "Oracle upper bound only."
         elif value <= fs:
@@ -251,5 +315,11 @@ def verdict(conn: sqlite3.Connection, project: int) -> dict[str, Any] | None:
             level, head = "warning", "Better on average, not significantly."
         else:
             level, head = "success", "Beats the first stage."
-        return {"level": level, "head": head, "text": text, "run_id": sysinfo.get("run_id"), "evaluation": e["id"]}
+        return {
+            "level": level,
+            "head": head,
+            "text": text,
+            "run_id": sysinfo.get("run_id"),
+            "evaluation": e["id"],
+        }
     return None

@@ -20,8 +20,15 @@ SAMPLE_DIR = ROOT / "sample_data" / "scifact"
 PROJECT = "SciFact sample"
 
 
-def build(source: Path, target: Path = SAMPLE_DIR, *, train_pairs: int = 300, test_queries: int = 100,
-          extra_docs: int = 1000, seed: int = 13) -> dict[str, int]:
+def build(
+    source: Path,
+    target: Path = SAMPLE_DIR,
+    *,
+    train_pairs: int = 300,
+    test_queries: int = 100,
+    extra_docs: int = 1000,
+    seed: int = 13,
+) -> dict[str, int]:
     """Write a BEIR-style subset of SciFact: whole train queries until `train_pairs`, `test_queries` test
     queries, their relevant abstracts plus `extra_docs` others as the mining pool. Same seed, same files."""
     source, target = Path(source), Path(target)
@@ -52,8 +59,12 @@ def build(source: Path, target: Path = SAMPLE_DIR, *, train_pairs: int = 300, te
     clean_test = [q for q in sorted(qrels["test"], key=int) if texts[q] not in train_texts]
     chosen_test = sorted(rng.sample(clean_test, test_queries), key=int)
     chosen_train.sort(key=int)
-    relevant = {d for split, qs in (("train", chosen_train), ("test", chosen_test))
-                for q in qs for d, _ in qrels[split][q]}
+    relevant = {
+        d
+        for split, qs in (("train", chosen_train), ("test", chosen_test))
+        for q in qs
+        for d, _ in qrels[split][q]
+    }
     corpus_lines: dict[str, str] = {}
     with open(source / "corpus.jsonl", encoding="utf-8") as fh:
         for line in fh:
@@ -65,8 +76,10 @@ def build(source: Path, target: Path = SAMPLE_DIR, *, train_pairs: int = 300, te
         for d in sorted(pool, key=int):
             out.write(corpus_lines[d])
     wanted = set(chosen_train) | set(chosen_test)
-    with open(source / "queries.jsonl", encoding="utf-8") as fh, \
-            open(target / "queries.jsonl", "w", encoding="utf-8") as out:
+    with (
+        open(source / "queries.jsonl", encoding="utf-8") as fh,
+        open(target / "queries.jsonl", "w", encoding="utf-8") as out,
+    ):
         for line in fh:
             if json.loads(line)["_id"] in wanted:
                 out.write(line if line.endswith("\n") else line + "\n")
@@ -89,17 +102,30 @@ def load(conn: sqlite3.Connection, name: str = PROJECT, folder: Path = SAMPLE_DI
 
     row = conn.execute("SELECT id FROM projects WHERE name = ?", (name,)).fetchone()
     if row is not None and store.project_counts(conn, int(row["id"]))["train_pairs"] > 0:
-        return {"project": name, "project_id": int(row["id"]), "created": False,
-                **store.project_counts(conn, int(row["id"]))}
+        return {
+            "project": name,
+            "project_id": int(row["id"]),
+            "created": False,
+            **store.project_counts(conn, int(row["id"])),
+        }
     summary = run_import(conn, name, ImportSpec(folder, train_name="sample_data/scifact"))
-    return {"project": name, "project_id": summary["project_id"], "created": True,
-            **summary["project_totals"], "warnings": summary["warnings"]}
+    return {
+        "project": name,
+        "project_id": summary["project_id"],
+        "created": True,
+        **summary["project_totals"],
+        "warnings": summary["warnings"],
+    }
 
 
 def cli_arguments(parser) -> None:
     parser.add_argument("--name", default=PROJECT, help=f"project name (default: {PROJECT!r})")
-    parser.add_argument("--build-from", type=Path, metavar="SCIFACT_DIR",
-                        help="rebuild sample_data/scifact from a BEIR SciFact folder instead of loading it")
+    parser.add_argument(
+        "--build-from",
+        type=Path,
+        metavar="SCIFACT_DIR",
+        help="rebuild sample_data/scifact from a BEIR SciFact folder instead of loading it",
+    )
     parser.add_argument("--workspace", type=Path, help="workspace folder (default: RERANK_STUDIO_HOME)")
 
 

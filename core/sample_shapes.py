@@ -31,7 +31,9 @@ def _read(source: Path) -> tuple[dict[str, str], dict[str, str], dict[str, dict[
     with open(source / "corpus.jsonl", encoding="utf-8") as fh:
         for line in fh:
             d = json.loads(line)
-            corpus[d["_id"]] = (d.get("title", "") + ". " + d["text"]).strip(". ") if d.get("title") else d["text"]
+            corpus[d["_id"]] = (
+                (d.get("title", "") + ". " + d["text"]).strip(". ") if d.get("title") else d["text"]
+            )
     with open(source / "queries.jsonl", encoding="utf-8") as fh:
         for line in fh:
             d = json.loads(line)
@@ -52,7 +54,7 @@ def grade_query(relevant: set[str], ranked: list[str], per_query: int) -> dict[s
     others = [d for d in ranked if d not in grades]
     at = 0
     for size, grade in GRADE_BANDS:
-        for d in others[at:at + size]:
+        for d in others[at : at + size]:
             grades[d] = grade
         at += size
     for d in others[at:]:
@@ -62,8 +64,16 @@ def grade_query(relevant: set[str], ranked: list[str], per_query: int) -> dict[s
     return grades
 
 
-def build_graded(source: Path, target: Path, *, queries: int = 50, per_query: int = 200, test_queries: int = 10,
-                 long_queries: bool = True, seed: int = 13) -> dict[str, Any]:
+def build_graded(
+    source: Path,
+    target: Path,
+    *,
+    queries: int = 50,
+    per_query: int = 200,
+    test_queries: int = 10,
+    long_queries: bool = True,
+    seed: int = 13,
+) -> dict[str, Any]:
     """Write the graded, long-query BEIR folder at `target`; returns its sizes (queries, judged pairs, tokens)."""
     from core.scoring.first_stage import bm25_search
 
@@ -99,7 +109,13 @@ def build_graded(source: Path, target: Path, *, queries: int = 50, per_query: in
             fh.write("query-id\tcorpus-id\tscore\n")
             fh.writelines(f"{q}\t{d}\t{g}\n" for q, d, g in rows)
     train = qrel_rows["train"]
-    return {"train_queries": len(train_ids), "test_queries": len(test_ids), "train_pairs": len(train),
-            "train_positives": sum(1 for *_, g in train if g > 0),
-            "grades": {g: sum(1 for *_, x in train if x == g) for g in range(4)},
-            "query_words_mean": round(sum(len(t.split()) for t in out_queries.values()) / max(1, len(out_queries)), 1)}
+    return {
+        "train_queries": len(train_ids),
+        "test_queries": len(test_ids),
+        "train_pairs": len(train),
+        "train_positives": sum(1 for *_, g in train if g > 0),
+        "grades": {g: sum(1 for *_, x in train if x == g) for g in range(4)},
+        "query_words_mean": round(
+            sum(len(t.split()) for t in out_queries.values()) / max(1, len(out_queries)), 1
+        ),
+    }

@@ -30,15 +30,26 @@ def hub_reachable() -> bool:
 def _folder(db: sqlite3.Connection, pid: int) -> str:
     """A run of this project or a typed folder, recognised and described; returns the folder to load ('' if none)."""
     runs = {r["id"]: r for r in records.list_runs(db, pid, status="completed") if r.get("model_dir")}
-    pick = st.selectbox("One of this project's runs", [TYPE_FOLDER, *runs], key="base_run",
-                        format_func=lambda k: k if k == TYPE_FOLDER else
-                        f"run {k} · {runs[k]['config'].get('loss', '?')} · validation NDCG@10 "
-                        f"{(runs[k]['metrics'].get('validation') or {}).get('ndcg@10', '—')}")
+    pick = st.selectbox(
+        "One of this project's runs",
+        [TYPE_FOLDER, *runs],
+        key="base_run",
+        format_func=lambda k: (
+            k
+            if k == TYPE_FOLDER
+            else f"run {k} · {runs[k]['config'].get('loss', '?')} · validation NDCG@10 "
+            f"{(runs[k]['metrics'].get('validation') or {}).get('ndcg@10', '—')}"
+        ),
+    )
     if pick != TYPE_FOLDER:
         path = str(runs[pick]["model_dir"])
     else:
-        path = st.text_input("Folder", key="base_spec", help="A run folder (runs/<id> or its model/), an exported "
-                             "bundle, or any folder saved by CrossEncoder (config.json + model.safetensors).").strip()
+        path = st.text_input(
+            "Folder",
+            key="base_spec",
+            help="A run folder (runs/<id> or its model/), an exported "
+            "bundle, or any folder saved by CrossEncoder (config.json + model.safetensors).",
+        ).strip()
     if not path:
         return ""
     info = bases.describe_folder(path)
@@ -60,7 +71,9 @@ def _hub(db: sqlite3.Connection, pid: int) -> str:
     if not repo_id:
         return ""
     if bases.is_available(repo_id):
-        st.success(f"{md(repo_id)} is available on this machine (no network needed).", icon=":material/check_circle:")
+        st.success(
+            f"{md(repo_id)} is available on this machine (no network needed).", icon=":material/check_circle:"
+        )
         return repo_id
     job = _jobs.job_panel(db, pid, ("download",), key="base_download")
     if job and job["status"] == "completed" and job["args"].get("repo_id") == repo_id:

@@ -34,8 +34,10 @@ def conn() -> sqlite3.Connection:
         try:
             st.session_state["_conn"] = store.connect()
         except store.StoreError as exc:  # unwritable or full workspace: say so plainly, never a traceback
-            st.error(f"{exc}\n\nPoint RERANK_STUDIO_HOME at a writable folder, or free space, then reload.",
-                     icon=":material/error:")
+            st.error(
+                f"{exc}\n\nPoint RERANK_STUDIO_HOME at a writable folder, or free space, then reload.",
+                icon=":material/error:",
+            )
             st.stop()
     return st.session_state["_conn"]
 

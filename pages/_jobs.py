@@ -14,10 +14,20 @@ from core.markdown import escape_markdown
 from core.runs import jobs
 
 POLL_S = 2
-KIND_LABEL = {"mine": "Mining", "evaluate": "Evaluation", "quality": "Quality analysis", "snippets": "Snippet proposals",
-              "train": "Training"}
-KIND_PAGE = {"mine": "pages/mine.py", "evaluate": "pages/evaluate.py", "quality": "pages/quality.py",
-             "snippets": "pages/quality.py", "train": "pages/train.py"}
+KIND_LABEL = {
+    "mine": "Mining",
+    "evaluate": "Evaluation",
+    "quality": "Quality analysis",
+    "snippets": "Snippet proposals",
+    "train": "Training",
+}
+KIND_PAGE = {
+    "mine": "pages/mine.py",
+    "evaluate": "pages/evaluate.py",
+    "quality": "pages/quality.py",
+    "snippets": "pages/quality.py",
+    "train": "pages/train.py",
+}
 
 
 def describe(j: dict[str, Any]) -> str:
@@ -63,8 +73,12 @@ def sidebar_status(conn: sqlite3.Connection, project: int | None) -> None:
     st.markdown("**Jobs**")
     for j in mine:
         st.progress(min(1.0, max(0.0, j.get("fraction") or 0.0)), text=describe(j))
-        st.page_link(KIND_PAGE.get(j["kind"], "pages/overview.py"), label="Open",
-                     icon=":material/open_in_new:", query_params=_project_param())
+        st.page_link(
+            KIND_PAGE.get(j["kind"], "pages/overview.py"),
+            label="Open",
+            icon=":material/open_in_new:",
+            query_params=_project_param(),
+        )
     if others:
         st.caption(f"{others} job(s) of another project running or queued (one heavy job runs at a time).")
 
@@ -97,7 +111,9 @@ def _live(conn: sqlite3.Connection, job_id: int, key: str) -> None:
         st.rerun(scope="app")
 
 
-def job_panel(conn: sqlite3.Connection, project: int, kinds: tuple[str, ...], key: str) -> dict[str, Any] | None:
+def job_panel(
+    conn: sqlite3.Connection, project: int, kinds: tuple[str, ...], key: str
+) -> dict[str, Any] | None:
     """A page's long step: live while it runs; the reason and Retry when it failed or was interrupted.
 
     Returns the newest job of these kinds (None if there never was one), so the page can show its result."""
@@ -107,17 +123,23 @@ def job_panel(conn: sqlite3.Connection, project: int, kinds: tuple[str, ...], ke
     label = KIND_LABEL.get(j["kind"], j["kind"])
     if j["status"] in jobs.ACTIVE:
         with st.container(border=True, key=f"{key}_job_live"):
-            st.markdown(f"**{label} is running in the background** — you can leave this page; it goes on, "
-                        "and the sidebar shows it everywhere.")
+            st.markdown(
+                f"**{label} is running in the background** — you can leave this page; it goes on, "
+                "and the sidebar shows it everywhere."
+            )
             _live(conn, j["id"], key)
     elif j["status"] in jobs.RETRYABLE:
         with st.container(border=True, key=f"{key}_job_stopped"):
             if j["status"] == "cancelled":
-                st.info(f"{label} was cancelled; nothing it had not finished was saved.", icon=":material/stop:")
+                st.info(
+                    f"{label} was cancelled; nothing it had not finished was saved.", icon=":material/stop:"
+                )
             else:
                 reason = escape_markdown(j.get("error") or "no reason recorded")
-                st.warning(f"{label} {j['status']}: {reason}. Nothing it had not finished was saved.",
-                           icon=":material/warning:")
+                st.warning(
+                    f"{label} {j['status']}: {reason}. Nothing it had not finished was saved.",
+                    icon=":material/warning:",
+                )
             if st.button("Start it again", key=f"{key}_retry_{j['id']}", icon=":material/replay:"):
                 jobs.retry_job(conn, j["id"])
                 st.rerun()

@@ -9,20 +9,38 @@ from core import estimates, overview, store
 from core.markdown import escape_markdown
 from pages._common import conn, project_name
 
-PAGE = {"data": "pages/data.py", "mine": "pages/mine.py", "review": "pages/review.py",
-        "quality": "pages/quality.py", "train": "pages/train.py", "evaluate": "pages/evaluate.py"}
-STATE_ICON = {"done": ":green[:material/check_circle:]", "running": ":blue[:material/progress_activity:]",
-              "todo": ":gray[:material/radio_button_unchecked:]", "attention": ":orange[:material/warning:]",
-              "blocked": ":gray[:material/block:]"}
-STATE_WORD = {"done": "done", "running": "running", "todo": "to do", "attention": "needs a look", "blocked": "waiting"}
+PAGE = {
+    "data": "pages/data.py",
+    "mine": "pages/mine.py",
+    "review": "pages/review.py",
+    "quality": "pages/quality.py",
+    "train": "pages/train.py",
+    "evaluate": "pages/evaluate.py",
+}
+STATE_ICON = {
+    "done": ":green[:material/check_circle:]",
+    "running": ":blue[:material/progress_activity:]",
+    "todo": ":gray[:material/radio_button_unchecked:]",
+    "attention": ":orange[:material/warning:]",
+    "blocked": ":gray[:material/block:]",
+}
+STATE_WORD = {
+    "done": "done",
+    "running": "running",
+    "todo": "to do",
+    "attention": "needs a look",
+    "blocked": "waiting",
+}
 CHECK_ICON = {"warn": ":orange[:material/warning:]", "fail": ":red[:material/cancel:]"}
 
 db = conn()
 st.title("Overview")
 
 if not store.list_projects(db):
-    st.info("No project yet. Create one with **New project** in the sidebar, or load the small real sample "
-            "on the Data page to see every step working.")
+    st.info(
+        "No project yet. Create one with **New project** in the sidebar, or load the small real sample "
+        "on the Data page to see every step working."
+    )
     st.page_link(PAGE["data"], label="Go to Data", icon=":material/upload_file:")
     st.stop()
 pid = st.session_state.get("project_id")
@@ -31,7 +49,9 @@ if pid is None:
     st.stop()
 
 params = {"project": project_name()}
-st.caption(f"Project **{escape_markdown(project_name())}** · the path from your pairs to a reranker you can trust.")
+st.caption(
+    f"Project **{escape_markdown(project_name())}** · the path from your pairs to a reranker you can trust."
+)
 estimates.learn(db, pid)
 checks, current = overview.quality_checks(db, pid)
 path = overview.steps(db, pid, checks, current)
@@ -62,8 +82,10 @@ with left:
         if not open_:
             st.success("Every check passes.", icon=":material/check_circle:")
         for c in open_:
-            st.markdown(f"{CHECK_ICON[c.state]} **{escape_markdown(c.rule)}** — {escape_markdown(c.figure)}",
-                        help=c.advice)
+            st.markdown(
+                f"{CHECK_ICON[c.state]} **{escape_markdown(c.rule)}** — {escape_markdown(c.figure)}",
+                help=c.advice,
+            )
 with right:
     st.subheader("Best run", divider="gray")
     v = overview.verdict(db, pid)

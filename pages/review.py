@@ -11,14 +11,19 @@ import streamlit as st
 
 from core import review
 from core.markdown import escape_markdown
-from core.review import dataset_export
-from core.review import ConflictError, QueueFilter
+from core.review import ConflictError, QueueFilter, dataset_export
 from core.review.evidence import highlight, query_terms, risk_reasons
 from pages._common import conn, project, project_name
 
 KEYS = {"negative": "J", "relevant": "K", "skipped": "S", "undo": "U", "previous": "P", "next": "N"}
-STATE_LABELS = {"unjudged": "Unjudged", "judged": "Judged", "all": "All", "negative": "Marked negative",
-                "relevant": "Marked relevant", "skipped": "Skipped"}
+STATE_LABELS = {
+    "unjudged": "Unjudged",
+    "judged": "Judged",
+    "all": "All",
+    "negative": "Marked negative",
+    "relevant": "Marked relevant",
+    "skipped": "Skipped",
+}
 ORDER_LABELS = {"risk": "Riskiest first", "safest": "Safest first", "rank": "By query, mining rank"}
 VIEWS = ["Desk", "Bulk", "History", "Export"]
 
@@ -126,8 +131,11 @@ def move(step: int) -> None:
 
 
 def ask_bulk(label: str, flt: QueueFilter) -> None:
-    st.session_state["review_pending"] = {"label": label, "filter": asdict(flt),
-                                          "preview": review.preview(conn(), pid, flt)}
+    st.session_state["review_pending"] = {
+        "label": label,
+        "filter": asdict(flt),
+        "preview": review.preview(conn(), pid, flt),
+    }
 
 
 def confirm_bulk() -> None:
@@ -136,35 +144,47 @@ def confirm_bulk() -> None:
         return
     flt = QueueFilter(**pending["filter"])
     try:
-        out = review.bulk_judge(conn(), pid, flt, "negative", actor=actor(),
-                                expected_rows=pending["preview"]["rows"])
+        out = review.bulk_judge(
+            conn(), pid, flt, "negative", actor=actor(), expected_rows=pending["preview"]["rows"]
+        )
     except ConflictError as exc:
         flash("warning", str(exc))
         return
-    flash("success", f"Marked {out['rows']} candidates as negative ({pending['label']}). Undo takes them back at once.")
+    flash(
+        "success",
+        f"Marked {out['rows']} candidates as negative ({pending['label']}). Undo takes them back at once.",
+    )
 
 
 # --- the page ---------------------------------------------------------------------------------
 
 st.title("Review")
-st.caption(f"Project **{escape_markdown(project_name())}**: keep real negatives, catch false negatives, riskiest first.")
+st.caption(
+    f"Project **{escape_markdown(project_name())}**: keep real negatives, catch false negatives, riskiest first."
+)
 
 message = st.session_state.pop("review_flash", None)
 if message:
     kind, text = message
-    {"toast": st.toast, "warning": st.warning, "error": st.error, "info": st.info,
-     "success": st.success}[kind](escape_markdown(text))  # messages carry names people typed
+    {"toast": st.toast, "warning": st.warning, "error": st.error, "info": st.info, "success": st.success}[
+        kind
+    ](escape_markdown(text))  # messages carry names people typed
 
 overall = review.progress(db, pid)
 if overall["total"] == 0:
-    st.info("No mined candidates yet: mine hard negatives on the Mine page, then come back to review them. "
-            "The Export view still exports your uploaded pairs.")
+    st.info(
+        "No mined candidates yet: mine hard negatives on the Mine page, then come back to review them. "
+        "The Export view still exports your uploaded pairs."
+    )
 
 with st.container(horizontal=True, vertical_alignment="center"):
-    view = st.segmented_control("View", VIEWS, default="Desk", required=True, key="review_view",
-                                label_visibility="collapsed")
+    view = st.segmented_control(
+        "View", VIEWS, default="Desk", required=True, key="review_view", label_visibility="collapsed"
+    )
     with st.popover(f"Reviewer: {escape_markdown(actor())}", icon=":material/person:"):
-        st.text_input("Reviewer", key="review_actor", help="Saved with every judgement; undo takes back yours.")
+        st.text_input(
+            "Reviewer", key="review_actor", help="Saved with every judgement; undo takes back yours."
+        )
 
 if sent_from_evaluate is not None:
     if review.progress(db, pid, sent_from_evaluate)["total"]:  # it has mined candidates: open it on the desk
@@ -173,9 +193,14 @@ if sent_from_evaluate is not None:
     else:
         sent = review.labelled_query(db, sent_from_evaluate)
         with st.container(border=True):
-            st.markdown("**Sent from Evaluate** — this query has no mined candidates to judge"
-                        + (" (test queries are never mined, so the test set stays clean)."
-                           if sent and sent["split"] == "test" else "."))
+            st.markdown(
+                "**Sent from Evaluate** — this query has no mined candidates to judge"
+                + (
+                    " (test queries are never mined, so the test set stays clean)."
+                    if sent and sent["split"] == "test"
+                    else "."
+                )
+            )
             st.text(sent["text"] if sent else "(query no longer in the project)")
             st.caption("Its labelled passages: check that the label is right and the passage is complete.")
             st.dataframe(sent["labelled"] if sent else [], hide_index=True, width="stretch")
@@ -185,20 +210,42 @@ if view == "Desk" and overall["total"]:
     by_query = {q["query_id"]: q for q in queries}
     with st.container(horizontal=True, vertical_alignment="bottom"):
         st.selectbox(
-            "Query", [None, *by_query], key="review_query", on_change=reset_position, width=420,
-            format_func=lambda q: "All queries" if q is None else
-            f"{by_query[q]['query'][:70]}  ({by_query[q]['judged']}/{by_query[q]['total']})",
+            "Query",
+            [None, *by_query],
+            key="review_query",
+            on_change=reset_position,
+            width=420,
+            format_func=lambda q: (
+                "All queries"
+                if q is None
+                else f"{by_query[q]['query'][:70]}  ({by_query[q]['judged']}/{by_query[q]['total']})"
+            ),
         )
         st.slider("Risk", 0.0, 1.0, (0.0, 1.0), 0.01, key="review_risk", on_change=reset_position, width=220)
-        st.selectbox("Show", list(STATE_LABELS), format_func=STATE_LABELS.get, key="review_state",
-                     on_change=reset_position, width=170)
-        st.selectbox("Kind", ["both", "hard", "random"], key="review_kind", on_change=reset_position, width=110)
-        st.selectbox("Order", list(ORDER_LABELS), format_func=ORDER_LABELS.get, key="review_order",
-                     on_change=reset_position, width=190)
+        st.selectbox(
+            "Show",
+            list(STATE_LABELS),
+            format_func=STATE_LABELS.get,
+            key="review_state",
+            on_change=reset_position,
+            width=170,
+        )
+        st.selectbox(
+            "Kind", ["both", "hard", "random"], key="review_kind", on_change=reset_position, width=110
+        )
+        st.selectbox(
+            "Order",
+            list(ORDER_LABELS),
+            format_func=ORDER_LABELS.get,
+            key="review_order",
+            on_change=reset_position,
+            width=190,
+        )
 
     flt = current_filter()
-    data = review.desk(db, pid, flt, position=st.session_state["review_pos"],
-                       focus=st.session_state.get("review_focus"))
+    data = review.desk(
+        db, pid, flt, position=st.session_state["review_pos"], focus=st.session_state.get("review_focus")
+    )
     st.session_state["review_pos"] = data["position"]
     cur = data["current"]
 
@@ -206,29 +253,72 @@ if view == "Desk" and overall["total"]:
     left.progress(overall["fraction"], text=f"Overall: {overall['judged']:,} of {overall['total']:,} judged")
     if data["query"]:
         q = data["query"]
-        right.progress(q["fraction"], text=f"This query: {q['judged']} of {q['total']} judged, "
-                                             f"{q['by_status']['relevant']} false negatives found")
+        right.progress(
+            q["fraction"],
+            text=f"This query: {q['judged']} of {q['total']} judged, "
+            f"{q['by_status']['relevant']} false negatives found",
+        )
 
     undoable = review.last_undoable(db, pid, actor())
     with st.container(horizontal=True):
         disabled = cur is None
         nid, version = (cur["id"], cur["version"]) if cur else (0, 0)
-        st.button("Negative", key="review_negative", shortcut=KEYS["negative"], type="primary", disabled=disabled,
-                  on_click=do_judge, args=(nid, version, "negative"), icon=":material/thumb_down:",
-                  help="A real negative for this query: keep it for training.")
-        st.button("Relevant", key="review_relevant", shortcut=KEYS["relevant"], disabled=disabled,
-                  on_click=do_judge, args=(nid, version, "relevant"), icon=":material/thumb_up:",
-                  help="A false negative: it answers the query, so it becomes a positive.")
-        st.button("Skip", key="review_skip", shortcut=KEYS["skipped"], disabled=disabled,
-                  on_click=do_judge, args=(nid, version, "skipped"), icon=":material/skip_next:",
-                  help="Unsure: left out of training and export.")
-        st.button("Undo", key="review_undo", shortcut=KEYS["undo"], disabled=undoable is None, on_click=do_undo,
-                  icon=":material/undo:",
-                  help="Take back your last judgement (a bulk action at once); press again to go further back.")
-        st.button("Previous", key="review_prev", shortcut=KEYS["previous"], on_click=move, args=(-1,),
-                  disabled=data["position"] == 0 and not st.session_state.get("review_focus"))
-        st.button("Next", key="review_next", shortcut=KEYS["next"], on_click=move, args=(1,),
-                  disabled=data["position"] >= data["size"] - 1)
+        st.button(
+            "Negative",
+            key="review_negative",
+            shortcut=KEYS["negative"],
+            type="primary",
+            disabled=disabled,
+            on_click=do_judge,
+            args=(nid, version, "negative"),
+            icon=":material/thumb_down:",
+            help="A real negative for this query: keep it for training.",
+        )
+        st.button(
+            "Relevant",
+            key="review_relevant",
+            shortcut=KEYS["relevant"],
+            disabled=disabled,
+            on_click=do_judge,
+            args=(nid, version, "relevant"),
+            icon=":material/thumb_up:",
+            help="A false negative: it answers the query, so it becomes a positive.",
+        )
+        st.button(
+            "Skip",
+            key="review_skip",
+            shortcut=KEYS["skipped"],
+            disabled=disabled,
+            on_click=do_judge,
+            args=(nid, version, "skipped"),
+            icon=":material/skip_next:",
+            help="Unsure: left out of training and export.",
+        )
+        st.button(
+            "Undo",
+            key="review_undo",
+            shortcut=KEYS["undo"],
+            disabled=undoable is None,
+            on_click=do_undo,
+            icon=":material/undo:",
+            help="Take back your last judgement (a bulk action at once); press again to go further back.",
+        )
+        st.button(
+            "Previous",
+            key="review_prev",
+            shortcut=KEYS["previous"],
+            on_click=move,
+            args=(-1,),
+            disabled=data["position"] == 0 and not st.session_state.get("review_focus"),
+        )
+        st.button(
+            "Next",
+            key="review_next",
+            shortcut=KEYS["next"],
+            on_click=move,
+            args=(1,),
+            disabled=data["position"] >= data["size"] - 1,
+        )
 
     if cur is None:
         st.success("Nothing left under these filters. Widen them, or export the curated dataset.")
@@ -238,8 +328,11 @@ if view == "Desk" and overall["total"]:
         st.subheader(f"Candidate #{cur['id']} ({where})")
         status = cur["status"]
         last = cur["last_judgement"]
-        note = (f" by {escape_markdown(last['actor'])} at {last['at'][:19].replace('T', ' ')}"
-                if last and status != "unjudged" else "")
+        note = (
+            f" by {escape_markdown(last['actor'])} at {last['at'][:19].replace('T', ' ')}"
+            if last and status != "unjudged"
+            else ""
+        )
         st.caption(f"Status: {status}{note} · {cur['kind']} negative · mining rank {cur['rank'] or '—'}")
         cols = st.columns(4)
         fmt = lambda v: "—" if v is None else f"{v:.3f}"  # noqa: E731
@@ -248,7 +341,9 @@ if view == "Desk" and overall["total"]:
         cols[2].metric("Positive's score", fmt(cur["positive_score"]))
         cols[3].metric("Cross-encoder score", fmt(cur["ce_score"]))
         st.caption(f":material/lightbulb: Why it may be relevant: {escape_markdown(risk_reasons(cur))}")
-        terms = query_terms(cur["query"])  # marked in both passages as text styling; the text itself is escaped
+        terms = query_terms(
+            cur["query"]
+        )  # marked in both passages as text styling; the text itself is escaped
 
         st.markdown("**Query**")
         with st.container(border=True, key="review_query_text"):
@@ -271,32 +366,50 @@ if view == "Desk" and overall["total"]:
             st.markdown("**Candidate negative**")
             with st.container(height=320, border=True, key="review_candidate_text"):
                 st.markdown(highlight(cur["candidate"], terms))
-        st.caption("Keys: " + " · ".join(f"{k} {a.removesuffix('ped')}" for a, k in KEYS.items())
-                   + ". Every judgement is saved at once; the history view lists them all.")
+        st.caption(
+            "Keys: "
+            + " · ".join(f"{k} {a.removesuffix('ped')}" for a, k in KEYS.items())
+            + ". Every judgement is saved at once; the history view lists them all."
+        )
 
 elif view == "Bulk" and overall["total"]:
     queries = review.query_progress(db, pid)
     by_query = {q["query_id"]: q for q in queries}
     flt = current_filter()
     st.markdown("**Candidates under the desk's filters** (first 500)")
-    st.dataframe(review.queue(db, pid, flt, limit=500), hide_index=True, height=320,
-                 column_order=["id", "risk", "status", "kind", "rank", "score", "query", "candidate"])
+    st.dataframe(
+        review.queue(db, pid, flt, limit=500),
+        hide_index=True,
+        height=320,
+        column_order=["id", "risk", "status", "kind", "rank", "score", "query", "candidate"],
+    )
 
     pending = st.session_state.get("review_pending")
     if pending:
         p = pending["preview"]
         if p["rows"]:
-            st.warning(f"This marks **{p['rows']:,}** unjudged candidates as negative ({pending['label']}: "
-                       f"{p['queries']:,} queries, risk {p['min_risk']:.2f}–{p['max_risk']:.2f}, "
-                       f"{p['hard']:,} hard, {p['random']:,} random). Confirm?")
+            st.warning(
+                f"This marks **{p['rows']:,}** unjudged candidates as negative ({pending['label']}: "
+                f"{p['queries']:,} queries, risk {p['min_risk']:.2f}–{p['max_risk']:.2f}, "
+                f"{p['hard']:,} hard, {p['random']:,} random). Confirm?"
+            )
             with st.container(horizontal=True):
-                st.button(f"Confirm: mark {p['rows']:,} as negative", key="review_bulk_confirm", type="primary",
-                          on_click=confirm_bulk)
-                st.button("Cancel", key="review_bulk_cancel",
-                          on_click=lambda: st.session_state.pop("review_pending", None))
+                st.button(
+                    f"Confirm: mark {p['rows']:,} as negative",
+                    key="review_bulk_confirm",
+                    type="primary",
+                    on_click=confirm_bulk,
+                )
+                st.button(
+                    "Cancel",
+                    key="review_bulk_cancel",
+                    on_click=lambda: st.session_state.pop("review_pending", None),
+                )
         else:
             st.info("No unjudged candidates match: nothing would change.")
-            st.button("OK", key="review_bulk_cancel", on_click=lambda: st.session_state.pop("review_pending", None))
+            st.button(
+                "OK", key="review_bulk_cancel", on_click=lambda: st.session_state.pop("review_pending", None)
+            )
 
     one, two = st.columns(2)
     with one:
@@ -304,53 +417,101 @@ elif view == "Bulk" and overall["total"]:
         options = [q for q in by_query if by_query[q]["judged"] < by_query[q]["total"]]
         if options:
             chosen = st.selectbox(
-                "Query", options, key="review_bulk_query",
-                format_func=lambda q: f"{by_query[q]['query'][:70]}  ({by_query[q]['total'] - by_query[q]['judged']} left)",
+                "Query",
+                options,
+                key="review_bulk_query",
+                format_func=lambda q: (
+                    f"{by_query[q]['query'][:70]}  ({by_query[q]['total'] - by_query[q]['judged']} left)"
+                ),
             )
-            st.button("Accept remaining as negatives…", key="review_bulk_query_go", on_click=ask_bulk,
-                      args=("rest of one query", QueueFilter(query_id=chosen)))
+            st.button(
+                "Accept remaining as negatives…",
+                key="review_bulk_query_go",
+                on_click=ask_bulk,
+                args=("rest of one query", QueueFilter(query_id=chosen)),
+            )
         else:
             st.caption("Every query is fully judged.")
     with two:
         st.markdown("**Accept everything below a risk level**")
         level = st.slider("Risk below", 0.0, 1.0, 0.2, 0.01, key="review_bulk_level")
-        st.caption(f"{review.preview(db, pid, QueueFilter(risk_below=level))['rows']:,} unjudged candidates "
-                   f"have risk below {level:.2f}.")
-        st.button("Accept them as negatives…", key="review_bulk_risk_go", on_click=ask_bulk,
-                  args=(f"risk below {level:.2f}", QueueFilter(risk_below=level)))
+        st.caption(
+            f"{review.preview(db, pid, QueueFilter(risk_below=level))['rows']:,} unjudged candidates "
+            f"have risk below {level:.2f}."
+        )
+        st.button(
+            "Accept them as negatives…",
+            key="review_bulk_risk_go",
+            on_click=ask_bulk,
+            args=(f"risk below {level:.2f}", QueueFilter(risk_below=level)),
+        )
     undoable = review.last_undoable(db, pid, actor())
-    st.button("Undo last" + (f" ({undoable['rows']} rows)" if undoable else ""), key="review_bulk_undo",
-              on_click=do_undo, disabled=undoable is None, icon=":material/undo:")
+    st.button(
+        "Undo last" + (f" ({undoable['rows']} rows)" if undoable else ""),
+        key="review_bulk_undo",
+        on_click=do_undo,
+        disabled=undoable is None,
+        icon=":material/undo:",
+    )
 
 elif view == "History":
     st.markdown("**Audit trail** (newest first; undos name the judgement they reverted)")
     rows = review.history(db, pid, limit=500)
     if rows:
-        st.dataframe(rows, hide_index=True, column_order=["id", "at", "actor", "negative_id", "old_status",
-                                                          "new_status", "undoes", "undone", "batch", "query",
-                                                          "candidate"])
+        st.dataframe(
+            rows,
+            hide_index=True,
+            column_order=[
+                "id",
+                "at",
+                "actor",
+                "negative_id",
+                "old_status",
+                "new_status",
+                "undoes",
+                "undone",
+                "batch",
+                "query",
+                "candidate",
+            ],
+        )
     else:
         st.caption("No judgements yet.")
 
 elif view == "Export":
     st.markdown("**Export the curated dataset** for sentence-transformers' losses")
     with st.container(horizontal=True, vertical_alignment="bottom"):
-        fmt = st.selectbox("Format", list(dataset_export.FORMATS), key="review_export_format", width=160,
-                           format_func={"pairs": "Labelled pairs", "triplets": "Triplets",
-                                        "ntuple": "Query + n negatives"}.get)
-        to = st.selectbox("As", list(dataset_export.CONTAINERS), key="review_export_to", width=200,
-                          format_func={"jsonl": "JSONL", "parquet": "Parquet",
-                                       "hf": "Hugging Face datasets folder"}.get)
-        n = st.number_input("Negatives per row", 1, 50, 3, key="review_export_n", width=150,
-                            disabled=fmt != "ntuple")
-        name = st.text_input("Name (optional)", key="review_export_name", width=240,
-                             placeholder="inside the exports folder")
+        fmt = st.selectbox(
+            "Format",
+            list(dataset_export.FORMATS),
+            key="review_export_format",
+            width=160,
+            format_func={
+                "pairs": "Labelled pairs",
+                "triplets": "Triplets",
+                "ntuple": "Query + n negatives",
+            }.get,
+        )
+        to = st.selectbox(
+            "As",
+            list(dataset_export.CONTAINERS),
+            key="review_export_to",
+            width=200,
+            format_func={"jsonl": "JSONL", "parquet": "Parquet", "hf": "Hugging Face datasets folder"}.get,
+        )
+        n = st.number_input(
+            "Negatives per row", 1, 50, 3, key="review_export_n", width=150, disabled=fmt != "ntuple"
+        )
+        name = st.text_input(
+            "Name (optional)", key="review_export_name", width=240, placeholder="inside the exports folder"
+        )
     st.caption(dataset_export.FORMATS[fmt])
     reviewed_only = st.checkbox("Only negatives a person judged", key="review_export_reviewed")
     if st.button("Export", key="review_export_go", type="primary", icon=":material/download:"):
         try:
-            summary = dataset_export.export(db, pid, fmt, to, reviewed_only=reviewed_only, out=name or None,
-                                    n_negatives=int(n))
+            summary = dataset_export.export(
+                db, pid, fmt, to, reviewed_only=reviewed_only, out=name or None, n_negatives=int(n)
+            )
         except ValueError as exc:
             st.error(escape_markdown(exc))
         else:
@@ -361,11 +522,19 @@ elif view == "Export":
         cols = st.columns(4)
         cols[0].metric("Rows", f"{summary['rows']:,}")
         cols[1].metric("Queries", f"{summary['queries']:,}")
-        cols[2].metric("Positives", f"{summary['positives']:,}",
-                       help=f"incl. {summary['reviewed_positives']} false negatives found in review")
-        cols[3].metric("Negatives", f"{summary['negatives']:,}",
-                       help=", ".join(f"{k}: {v}" for k, v in summary["negatives_by_kind"].items()))
+        cols[2].metric(
+            "Positives",
+            f"{summary['positives']:,}",
+            help=f"incl. {summary['reviewed_positives']} false negatives found in review",
+        )
+        cols[3].metric(
+            "Negatives",
+            f"{summary['negatives']:,}",
+            help=", ".join(f"{k}: {v}" for k, v in summary["negatives_by_kind"].items()),
+        )
         st.json(summary, expanded=False)
         path = Path(summary["path"])
         if path.is_file():
-            st.download_button("Download", path.read_bytes(), file_name=path.name, key="review_export_download")
+            st.download_button(
+                "Download", path.read_bytes(), file_name=path.name, key="review_export_download"
+            )

@@ -22,8 +22,10 @@ def load_scifact() -> dict:
     """SciFact as plain dicts: corpus {id: text}, queries {id: text}, qrels {split: {qid: {did: score}}}."""
     SCIFACT = Path(os.environ.get("SCIFACT_DIR") or SAMPLE_SCIFACT)  # read at first call (benches set it)
     if not (SCIFACT / "corpus.jsonl").is_file():
-        pytest.fail(f"SciFact data not found at {SCIFACT}: the repository ships it in sample_data/scifact; "
-                    "SCIFACT_DIR may point at a BEIR SciFact folder (corpus.jsonl, queries.jsonl, qrels/)")
+        pytest.fail(
+            f"SciFact data not found at {SCIFACT}: the repository ships it in sample_data/scifact; "
+            "SCIFACT_DIR may point at a BEIR SciFact folder (corpus.jsonl, queries.jsonl, qrels/)"
+        )
     from bench.scifact_data import read_beir  # the one stdlib SciFact reader, shared with the benches
 
     return read_beir(SCIFACT)
@@ -78,8 +80,14 @@ def db(workspace):
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
 ]
 
 
@@ -101,7 +109,7 @@ class StudioServer:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self, timeout: float = 60) -> "StudioServer":
+    def start(self, timeout: float = 60) -> StudioServer:
         import subprocess
         import sys
         import time
@@ -110,11 +118,28 @@ class StudioServer:
         env = {**os.environ, "RERANK_STUDIO_HOME": str(self.home), "HF_HUB_OFFLINE": "1"}
         self.log = open(self.home.parent / f"server-{self.port}.log", "ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"),
-             "--server.headless", "true", "--server.address", "127.0.0.1",
-             "--server.port", str(self.port), "--browser.gatherUsageStats", "false",
-             "--server.fileWatcherType", "none"],
-            cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True,
+            [
+                sys.executable,
+                "-m",
+                "streamlit",
+                "run",
+                str(ROOT / "app.py"),
+                "--server.headless",
+                "true",
+                "--server.address",
+                "127.0.0.1",
+                "--server.port",
+                str(self.port),
+                "--browser.gatherUsageStats",
+                "false",
+                "--server.fileWatcherType",
+                "none",
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
         deadline = time.time() + timeout
         while time.time() < deadline:

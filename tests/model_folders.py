@@ -8,7 +8,9 @@ from pathlib import Path
 MAX_LENGTH = 32
 
 
-def make_model_folder(folder: Path, fusion: dict | None = None, activation: str = "sigmoid", seed: int = 0) -> Path:
+def make_model_folder(
+    folder: Path, fusion: dict | None = None, activation: str = "sigmoid", seed: int = 0
+) -> Path:
     """A run-like model folder (CrossEncoder format + studio_run.json [+ studio_fusion.json]) without training."""
     import torch
 
@@ -20,8 +22,9 @@ def make_model_folder(folder: Path, fusion: dict | None = None, activation: str 
     if activation == "identity":
         ce.activation_fn = torch.nn.Identity()
     ce.save_pretrained(str(folder))
-    (folder / "studio_run.json").write_text(json.dumps({"config": {"max_length": MAX_LENGTH,
-                                                                   "base_model": models.BUNDLED}, "metrics": {}}))
+    (folder / "studio_run.json").write_text(
+        json.dumps({"config": {"max_length": MAX_LENGTH, "base_model": models.BUNDLED}, "metrics": {}})
+    )
     if fusion:
         (folder / FUSION_FILE).write_text(json.dumps(fusion))
     return folder

@@ -6,13 +6,32 @@ figure it touches. Metrics follow trec_eval (core.scoring.metrics). `from core i
 re-exports the public API of the submodules below.
 """
 
-from core.evaluation.common import (FILE_ORACLE_NOTE, FIRST_STAGES, ORACLE, ORACLE_NOTE, RANDOM_HEAD_NOTE, REALISTIC,
-                                    REALISTIC_NOTE, EvaluationError, Ranking, figures_kind, test_labels_note)
+from core.evaluation.common import (
+    FILE_ORACLE_NOTE,
+    FIRST_STAGES,
+    ORACLE,
+    ORACLE_NOTE,
+    RANDOM_HEAD_NOTE,
+    REALISTIC,
+    REALISTIC_NOTE,
+    EvaluationError,
+    Ranking,
+    figures_kind,
+    test_labels_note,
+)
 from core.evaluation.evaluate import evaluate, first_stage_lists
 from core.evaluation.report import per_query_csv, report_markdown, write_export
 from core.evaluation.rerank import predict_pairs, score_run
-from core.evaluation.results import (headline, main_figures, missed_relevant, per_query_deltas, query_movement,
-                                     results_table, system, wins_and_losses)
+from core.evaluation.results import (
+    headline,
+    main_figures,
+    missed_relevant,
+    per_query_deltas,
+    query_movement,
+    results_table,
+    system,
+    wins_and_losses,
+)
 from core.evaluation.statistics import best_threshold, bootstrap_ci, paired_test
 from core.evaluation.stored import list_evaluations, load_evaluation, save_evaluation
 from core.evaluation.systems import base_is_random, evaluable_runs, run_fusion, run_test_labels
@@ -21,13 +40,53 @@ from core.scoring.first_stage import bm25_scores, bm25_search, embedding_scores,
 from core.scoring.metrics import average_precision, metric_names, mrr_at, ndcg_at, query_metrics, recall_at
 
 __all__ = [
-    "FILE_ORACLE_NOTE", "FIRST_STAGES", "ORACLE", "ORACLE_NOTE", "RANDOM_HEAD_NOTE", "REALISTIC", "REALISTIC_NOTE",
-    "EvaluationError", "Ranking", "TestSet", "average_precision", "base_is_random", "best_threshold", "bm25_scores",
-    "bm25_search", "bootstrap_ci", "embedding_scores", "embedding_search", "evaluable_runs", "evaluate",
-    "figures_kind", "first_stage_lists", "headline", "list_evaluations",
-    "load_evaluation", "main_figures", "metric_names", "missed_relevant", "mrr_at", "ndcg_at", "paired_test",
-    "per_query_csv", "per_query_deltas", "predict_pairs", "project_test_set", "query_metrics", "query_movement",
-    "read_test_file", "recall_at", "report_markdown", "results_table", "run_fusion",
-    "run_test_labels", "save_evaluation", "score_run", "system", "test_labels_note", "wins_and_losses",
+    "FILE_ORACLE_NOTE",
+    "FIRST_STAGES",
+    "ORACLE",
+    "ORACLE_NOTE",
+    "RANDOM_HEAD_NOTE",
+    "REALISTIC",
+    "REALISTIC_NOTE",
+    "EvaluationError",
+    "Ranking",
+    "TestSet",
+    "average_precision",
+    "base_is_random",
+    "best_threshold",
+    "bm25_scores",
+    "bm25_search",
+    "bootstrap_ci",
+    "embedding_scores",
+    "embedding_search",
+    "evaluable_runs",
+    "evaluate",
+    "figures_kind",
+    "first_stage_lists",
+    "headline",
+    "list_evaluations",
+    "load_evaluation",
+    "main_figures",
+    "metric_names",
+    "missed_relevant",
+    "mrr_at",
+    "ndcg_at",
+    "paired_test",
+    "per_query_csv",
+    "per_query_deltas",
+    "predict_pairs",
+    "project_test_set",
+    "query_metrics",
+    "query_movement",
+    "read_test_file",
+    "recall_at",
+    "report_markdown",
+    "results_table",
+    "run_fusion",
+    "run_test_labels",
+    "save_evaluation",
+    "score_run",
+    "system",
+    "test_labels_note",
+    "wins_and_losses",
     "write_export",
 ]

@@ -12,19 +12,29 @@ from typing import Any
 
 Ranking = list[tuple[str, float]]  # (passage key, score), best first
 
-FIRST_STAGES = {"bm25": "BM25 (bm25s)", "embedding": "embedding model (exact search)", "file": "candidates from the file"}
+FIRST_STAGES = {
+    "bm25": "BM25 (bm25s)",
+    "embedding": "embedding model (exact search)",
+    "file": "candidates from the file",
+}
 SNIPPET = 400
 REALISTIC = "realistic"
 ORACLE = "oracle"
 REALISTIC_NOTE = "realistic: the reranker sees only the first stage's top-k candidates"
-ORACLE_NOTE = ("oracle: every relevant passage is added to the candidates — an upper bound on reranking, "
-               "not a figure a user will see")
-FILE_ORACLE_NOTE = ("oracle: the file has no score or rank column, so its candidates are every row of the file — "
-                    "relevant passages included, in file order. These are upper-bound figures, not realistic ones; "
-                    "add a first-stage score or rank column, or pick BM25 or the embedding model, for realistic "
-                    "figures.")
-RANDOM_HEAD_NOTE = ("the base model is a bare encoder: its one-logit head is new and random, so its figures are "
-                    "arbitrary and not a meaningful baseline")
+ORACLE_NOTE = (
+    "oracle: every relevant passage is added to the candidates — an upper bound on reranking, "
+    "not a figure a user will see"
+)
+FILE_ORACLE_NOTE = (
+    "oracle: the file has no score or rank column, so its candidates are every row of the file — "
+    "relevant passages included, in file order. These are upper-bound figures, not realistic ones; "
+    "add a first-stage score or rank column, or pick BM25 or the embedding model, for realistic "
+    "figures."
+)
+RANDOM_HEAD_NOTE = (
+    "the base model is a bare encoder: its one-logit head is new and random, so its figures are "
+    "arbitrary and not a meaningful baseline"
+)
 
 
 class EvaluationError(ValueError):
@@ -38,5 +48,7 @@ def figures_kind(results: dict[str, Any]) -> str:
 
 def test_labels_note(used: Sequence[str]) -> str:
     """The label carried by every figure a run touches when the run used test labels for a choice."""
-    return (f"optimistic: this run used the test labels for {', '.join(used)} — its figures on these test labels "
-            "are not realistic; confirm on data it never saw")
+    return (
+        f"optimistic: this run used the test labels for {', '.join(used)} — its figures on these test labels "
+        "are not realistic; confirm on data it never saw"
+    )

@@ -11,20 +11,40 @@ from typing import Any
 import numpy as np
 
 from core import models, store
-from core.evaluation.common import (FILE_ORACLE_NOTE, FIRST_STAGES, ORACLE, ORACLE_NOTE, REALISTIC, REALISTIC_NOTE,
-                                    EvaluationError, Ranking)
+from core.evaluation.common import (
+    FILE_ORACLE_NOTE,
+    FIRST_STAGES,
+    ORACLE,
+    ORACLE_NOTE,
+    REALISTIC,
+    REALISTIC_NOTE,
+    EvaluationError,
+    Ranking,
+)
 from core.evaluation.rerank import cross_encoder_scores, fusion_first_stage, order, rank, score_run
 from core.evaluation.stored import save_evaluation
 from core.evaluation.summary import Scores, Work, summarize
-from core.evaluation.systems import base_systems, evaluable_runs, run_system, run_test_labels, with_test_labels
+from core.evaluation.systems import (
+    base_systems,
+    evaluable_runs,
+    run_system,
+    run_test_labels,
+    with_test_labels,
+)
 from core.evaluation.testsets import TestSet, project_test_set
 from core.progress import Progress, counted, noop, scaled
 from core.scoring.first_stage import bm25_search, embedding_search
 from core.scoring.reranker import Reranker, as_run
 
 
-def first_stage_lists(ts: TestSet, first_stage: str, top_k: int, embedding_model: str | None, workspace: Path,
-                      progress: Progress | None = None) -> dict[str, Ranking]:
+def first_stage_lists(
+    ts: TestSet,
+    first_stage: str,
+    top_k: int,
+    embedding_model: str | None,
+    workspace: Path,
+    progress: Progress | None = None,
+) -> dict[str, Ranking]:
     """Each query's top-k candidates from the chosen first stage."""
     qkeys = list(ts.queries)
     texts = [ts.queries[q] for q in qkeys]
@@ -33,8 +53,14 @@ def first_stage_lists(ts: TestSet, first_stage: str, top_k: int, embedding_model
     if first_stage == "bm25":
         lists = bm25_search(ts.corpus, texts, top_k)
     elif first_stage == "embedding":
-        lists = embedding_search(ts.corpus, texts, top_k, embedding_model, workspace=workspace,
-                                 progress=counted(progress, "embedding passages"))
+        lists = embedding_search(
+            ts.corpus,
+            texts,
+            top_k,
+            embedding_model,
+            workspace=workspace,
+            progress=counted(progress, "embedding passages"),
+        )
     else:
         if not ts.candidates:
             raise EvaluationError("This test set gives no candidates; choose BM25 or the embedding model.")
@@ -64,14 +90,23 @@ def _score_base(work: Work, sysinfo: dict[str, Any], seed: int, progress: Progre
     import torch
 
     torch.manual_seed(seed)  # the same random head on every evaluation, still arbitrary
-    return _as_scores(work.groups, cross_encoder_scores(sysinfo["spec"], sysinfo["max_length"], _texts(work),
-                                                        progress, f"reranking with {sysinfo['label']}"))
+    return _as_scores(
+        work.groups,
+        cross_encoder_scores(
+            sysinfo["spec"],
+            sysinfo["max_length"],
+            _texts(work),
+            progress,
+            f"reranking with {sysinfo['label']}",
+        ),
+    )
 
 
 def _add_run(work: Work, sysinfo: dict[str, Any], progress: Progress) -> None:
     """One run scored by its Reranker (the ONE path to a run's score), with its parts shown apart."""
-    reranker, parts = score_run(sysinfo["run"], _texts(work), progress, f"reranking with {sysinfo['label']}",
-                                work.workspace)
+    reranker, parts = score_run(
+        sysinfo["run"], _texts(work), progress, f"reranking with {sysinfo['label']}", work.workspace
+    )
     fusion = sysinfo.get("fusion") or {}
     if reranker.kind == "residual":
         _add_residual(work, sysinfo, parts, float(reranker.spec["beta"]), fusion)
@@ -79,34 +114,75 @@ def _add_run(work: Work, sysinfo: dict[str, Any], progress: Progress) -> None:
     _add(work, sysinfo, _as_scores(work.groups, [p["cross_encoder"] for p in parts]))
     if reranker.kind == "blended":
         _add_fused(work, sysinfo, reranker, [(p["cross_encoder"], p["cosine"]) for p in parts], fusion)
-    elif "alpha" in fusion:  # a blend only the run's record carries (e.g. with BM25): its inputs from the record
-        first = fusion_first_stage(work.ts, work.groups, fusion, work.first_stage, work.fs_lists, work.workspace)
+    elif (
+        "alpha" in fusion
+    ):  # a blend only the run's record carries (e.g. with BM25): its inputs from the record
+        first = fusion_first_stage(
+            work.ts, work.groups, fusion, work.first_stage, work.fs_lists, work.workspace
+        )
         blend = Reranker({"kind": "blended", "alpha": float(fusion["alpha"])}, None)
-        _add_fused(work, sysinfo, blend, [(p["cross_encoder"], first[q]) for (q, _), p in zip(work.groups, parts)],
-                   fusion)
+        _add_fused(
+            work,
+            sysinfo,
+            blend,
+            [(p["cross_encoder"], first[q]) for (q, _), p in zip(work.groups, parts)],
+            fusion,
+        )
 
 
-def _add_residual(work: Work, sysinfo: dict[str, Any], parts: list[dict[str, np.ndarray]], beta: float,
-                  fusion: dict[str, Any]) -> None:
+def _add_residual(
+    work: Work,
+    sysinfo: dict[str, Any],
+    parts: list[dict[str, np.ndarray]],
+    beta: float,
+    fusion: dict[str, Any],
+) -> None:
     """A residual run as trained (the Reranker's score), its cross-encoder part and its prior alone apart."""
     key, run_id = sysinfo["key"], sysinfo["run_id"]
-    sysinfo.update(label=f"Fine-tuned run {run_id} (as trained: cross-encoder + {beta:g} x embedding cosine)",
-                   residual_beta=beta, notes=[f"residual run: {fusion.get('formula', 'score = logit + beta x cosine')}; "
-                                              f"embedding model {fusion.get('first_stage', '?')}"])
+    sysinfo.update(
+        label=f"Fine-tuned run {run_id} (as trained: cross-encoder + {beta:g} x embedding cosine)",
+        residual_beta=beta,
+        notes=[
+            f"residual run: {fusion.get('formula', 'score = logit + beta x cosine')}; "
+            f"embedding model {fusion.get('first_stage', '?')}"
+        ],
+    )
     _add(work, sysinfo, _as_scores(work.groups, [p["score"] for p in parts]))
-    _add(work, {"key": f"{key}:cross-encoder", "kind": "component", "run_id": run_id, "notes": [],
-                "label": f"Run {run_id}: its cross-encoder part alone (a correction, not a ranker on its own)"},
-         _as_scores(work.groups, [p["cross_encoder"] for p in parts]))
+    _add(
+        work,
+        {
+            "key": f"{key}:cross-encoder",
+            "kind": "component",
+            "run_id": run_id,
+            "notes": [],
+            "label": f"Run {run_id}: its cross-encoder part alone (a correction, not a ranker on its own)",
+        },
+        _as_scores(work.groups, [p["cross_encoder"] for p in parts]),
+    )
     pkey = f"prior:{fusion.get('first_stage')}"
     if work.first_stage != "embedding" and pkey not in work.rankings:
         # what the run's prior alone does to these candidates: the cross-encoder's share is the rest
-        _add(work, {"key": pkey, "kind": "component", "run_id": None, "notes": [],
-                    "label": "Embedding cosine alone reranking these candidates (a residual run's prior, "
-                             "no cross-encoder)"}, _as_scores(work.groups, [p["cosine"] for p in parts]))
+        _add(
+            work,
+            {
+                "key": pkey,
+                "kind": "component",
+                "run_id": None,
+                "notes": [],
+                "label": "Embedding cosine alone reranking these candidates (a residual run's prior, "
+                "no cross-encoder)",
+            },
+            _as_scores(work.groups, [p["cosine"] for p in parts]),
+        )
 
 
-def _add_fused(work: Work, sysinfo: dict[str, Any], blend: Reranker, inputs: list[tuple[np.ndarray, np.ndarray]],
-               fusion: dict[str, Any]) -> None:
+def _add_fused(
+    work: Work,
+    sysinfo: dict[str, Any],
+    blend: Reranker,
+    inputs: list[tuple[np.ndarray, np.ndarray]],
+    fusion: dict[str, Any],
+) -> None:
     """The run blended with its first stage by the Reranker's `combine`, shown beside the cross-encoder alone."""
     key, alpha = f"{sysinfo['key']}:fused", blend.spec["alpha"]
     # main and oracle lists are blended separately: z-scores are taken over each candidate list
@@ -116,16 +192,27 @@ def _add_fused(work: Work, sysinfo: dict[str, Any], blend: Reranker, inputs: lis
         n = len(work.fs_lists[q])  # the first stage's candidates come first in each group
         main[q] = order(ds[:n], blend.combine(ce[:n], first[:n]))
     work.rankings[key], work.oracle_rankings[key] = main, oracle
-    work.systems.append({"key": key, "kind": "fused", "run_id": sysinfo["run_id"], "fusion": fusion,
-                         "label": f"Fine-tuned run {sysinfo['run_id']} fused (blended with first stage, alpha={alpha})",
-                         "notes": [f"score fusion: {fusion.get('method', 'alpha*z(ce)+(1-alpha)*z(first stage)')}; "
-                                   f"alpha={alpha} chosen on {fusion.get('chosen_on', 'validation')}, "
-                                   f"first stage of the blend: {fusion.get('first_stage', '?')}"]})
+    work.systems.append(
+        {
+            "key": key,
+            "kind": "fused",
+            "run_id": sysinfo["run_id"],
+            "fusion": fusion,
+            "label": f"Fine-tuned run {sysinfo['run_id']} fused (blended with first stage, alpha={alpha})",
+            "notes": [
+                f"score fusion: {fusion.get('method', 'alpha*z(ce)+(1-alpha)*z(first stage)')}; "
+                f"alpha={alpha} chosen on {fusion.get('chosen_on', 'validation')}, "
+                f"first stage of the blend: {fusion.get('first_stage', '?')}"
+            ],
+        }
+    )
 
 
 def _check(first_stage: str, top_k: int) -> int:
     if first_stage not in FIRST_STAGES:
-        raise EvaluationError(f"Unknown first stage {first_stage!r}; choose one of {', '.join(FIRST_STAGES)}.")
+        raise EvaluationError(
+            f"Unknown first stage {first_stage!r}; choose one of {', '.join(FIRST_STAGES)}."
+        )
     if not 1 <= int(top_k) <= 1000:
         raise EvaluationError(f"top-k must be between 1 and 1000, got {top_k}.")
     return int(top_k)
@@ -140,10 +227,33 @@ def _mark_test_labels(work: Work, runs: list[dict[str, Any]]) -> list[str]:
     return list(dict.fromkeys(u for r in runs for u in used[r["id"]]))
 
 
-def evaluate(conn: sqlite3.Connection, project: int, run_ids: Sequence[str] = (), *, test_set: TestSet | None = None,
-             first_stage: str = "bm25", top_k: int = 20, include_base: bool = True, oracle: bool = True,
-             embedding_model: str | None = None, n_bootstrap: int = 1000, seed: int = 0,
-             progress: Progress | None = None, save: bool = True, model_dirs: Sequence[str] = ()) -> dict[str, Any]:
+def _groups(ts: TestSet, fs_lists: dict[str, Any], oracle: bool) -> list[tuple[str, list[str]]]:
+    """Each query's candidates: the first stage's list, plus (oracle) the relevant passages it missed."""
+    out = []
+    for q, c in fs_lists.items():
+        seen = {d for d, _ in c}
+        missed = [d for d, g in ts.qrels[q].items() if g > 0 and d not in seen] if oracle else []
+        out.append((q, [d for d, _ in c] + missed))
+    return out
+
+
+def evaluate(
+    conn: sqlite3.Connection,
+    project: int,
+    run_ids: Sequence[str] = (),
+    *,
+    test_set: TestSet | None = None,
+    first_stage: str = "bm25",
+    top_k: int = 20,
+    include_base: bool = True,
+    oracle: bool = True,
+    embedding_model: str | None = None,
+    n_bootstrap: int = 1000,
+    seed: int = 0,
+    progress: Progress | None = None,
+    save: bool = True,
+    model_dirs: Sequence[str] = (),
+) -> dict[str, Any]:
     """First stage alone, the base model and each run on one test set; realistic and oracle kept apart.
 
     `model_dirs`: exported bundles (or model folders) evaluated like runs, under the key `run:model:<name>`."""
@@ -155,12 +265,19 @@ def evaluate(conn: sqlite3.Connection, project: int, run_ids: Sequence[str] = ()
     workspace = store.workspace_of(conn)
     report(0.0, "first stage")
     fs_lists = first_stage_lists(ts, first_stage, top_k, embedding_model, workspace, scaled(report, 0.0, 0.1))
-    groups = [(q, [d for d, _ in c] + ([d for d, g in ts.qrels[q].items() if g > 0 and d not in {x for x, _ in c}]
-                                      if oracle else [])) for q, c in fs_lists.items()]
-    work = Work(ts, first_stage, workspace, fs_lists, groups)
-    fs_label = FIRST_STAGES[first_stage] + (f" ({models.model_key(embedding_model)})" if first_stage == "embedding" else "")
-    work.systems.append({"key": "first_stage", "label": f"First stage alone: {fs_label}", "kind": "first_stage",
-                         "run_id": None, "notes": [FILE_ORACLE_NOTE] if which == ORACLE else []})
+    work = Work(ts, first_stage, workspace, fs_lists, _groups(ts, fs_lists, oracle))
+    fs_label = FIRST_STAGES[first_stage] + (
+        f" ({models.model_key(embedding_model)})" if first_stage == "embedding" else ""
+    )
+    work.systems.append(
+        {
+            "key": "first_stage",
+            "label": f"First stage alone: {fs_label}",
+            "kind": "first_stage",
+            "run_id": None,
+            "notes": [FILE_ORACLE_NOTE] if which == ORACLE else [],
+        }
+    )
     work.rankings["first_stage"] = fs_lists
     todo = (base_systems(runs) if include_base else []) + [run_system(r) for r in runs]
     for i, sysinfo in enumerate(todo):
@@ -171,13 +288,25 @@ def evaluate(conn: sqlite3.Connection, project: int, run_ids: Sequence[str] = ()
             _add(work, sysinfo, _score_base(work, sysinfo, seed, part))
     used = _mark_test_labels(work, runs)
     results = summarize(work, top_k, n_bootstrap, seed, which)
-    results["params"] = {"first_stage": first_stage, "first_stage_label": fs_label, "top_k": top_k,
-                         "test_set": ts.name, "queries": len(fs_lists), "run_ids": list(run_ids),
-                         "models": [r["bundle"] for r in runs if "bundle" in r],
-                         "include_base": include_base, "oracle": oracle, "seed": seed, "n_bootstrap": n_bootstrap,
-                         "embedding_model": models.model_key(embedding_model) if first_stage == "embedding" else None,
-                         "notes": ts.notes + ([FILE_ORACLE_NOTE] if which == ORACLE else []), "figures": which,
-                         "realistic_note": REALISTIC_NOTE, "oracle_note": ORACLE_NOTE, "test_labels_used_for": used}
+    results["params"] = {
+        "first_stage": first_stage,
+        "first_stage_label": fs_label,
+        "top_k": top_k,
+        "test_set": ts.name,
+        "queries": len(fs_lists),
+        "run_ids": list(run_ids),
+        "models": [r["bundle"] for r in runs if "bundle" in r],
+        "include_base": include_base,
+        "oracle": oracle,
+        "seed": seed,
+        "n_bootstrap": n_bootstrap,
+        "embedding_model": models.model_key(embedding_model) if first_stage == "embedding" else None,
+        "notes": ts.notes + ([FILE_ORACLE_NOTE] if which == ORACLE else []),
+        "figures": which,
+        "realistic_note": REALISTIC_NOTE,
+        "oracle_note": ORACLE_NOTE,
+        "test_labels_used_for": used,
+    }
     results["wall_s"] = round(time.time() - started, 2)
     report(1.0, "done")
     if save:

@@ -9,8 +9,16 @@ from pathlib import Path
 from typing import Any
 
 from core import store
-from core.evaluation.common import (FILE_ORACLE_NOTE, ORACLE, ORACLE_NOTE, REALISTIC, REALISTIC_NOTE, EvaluationError,
-                                    figures_kind, test_labels_note)
+from core.evaluation.common import (
+    FILE_ORACLE_NOTE,
+    ORACLE,
+    ORACLE_NOTE,
+    REALISTIC,
+    REALISTIC_NOTE,
+    EvaluationError,
+    figures_kind,
+    test_labels_note,
+)
 from core.evaluation.results import headline, results_table, system, wins_and_losses
 from core.markdown import escape_markdown as _md  # the one escape rule for user text in Markdown
 
@@ -22,11 +30,15 @@ def _cell(value: Any) -> Any:
 
 def _header(results: dict[str, Any]) -> list[str]:
     p = results["params"]
-    lines = ["# Rerank Studio — evaluation report", "",
-             f"- Test set: {_md(p['test_set'])} ({p['queries']} queries)",
-             f"- First stage: {_md(p['first_stage_label'])}, top-k = {p['top_k']}",
-             f"- Figures: {figures_kind(results)}",
-             f"- Bootstrap: {p['n_bootstrap']} resamples of queries, seed {p['seed']}; 95% intervals", ""]
+    lines = [
+        "# Rerank Studio — evaluation report",
+        "",
+        f"- Test set: {_md(p['test_set'])} ({p['queries']} queries)",
+        f"- First stage: {_md(p['first_stage_label'])}, top-k = {p['top_k']}",
+        f"- Figures: {figures_kind(results)}",
+        f"- Bootstrap: {p['n_bootstrap']} resamples of queries, seed {p['seed']}; 95% intervals",
+        "",
+    ]
     if p.get("test_labels_used_for"):
         lines.append(f"> **Test labels used**: {_md(test_labels_note(p['test_labels_used_for']))}")
     for note in p.get("notes", []):
@@ -37,13 +49,20 @@ def _header(results: dict[str, Any]) -> list[str]:
 def _tables(results: dict[str, Any]) -> list[str]:
     lines = []
     oracle_title = FILE_ORACLE_NOTE if figures_kind(results) == ORACLE else ORACLE_NOTE
-    for which, title in ((REALISTIC, "Realistic figures (" + REALISTIC_NOTE + ")"),
-                         (ORACLE, "Oracle figures (" + oracle_title + ")")):
+    for which, title in (
+        (REALISTIC, "Realistic figures (" + REALISTIC_NOTE + ")"),
+        (ORACLE, "Oracle figures (" + oracle_title + ")"),
+    ):
         rows = results_table(results, which)
         if not rows:
             continue
-        lines += ["", f"## {_md(title)}", "", "| system | " + " | ".join(results["metrics"]) + " |",
-                  "|---|" + "---|" * len(results["metrics"])]
+        lines += [
+            "",
+            f"## {_md(title)}",
+            "",
+            "| system | " + " | ".join(results["metrics"]) + " |",
+            "|---|" + "---|" * len(results["metrics"]),
+        ]
         for r in rows:
             cells = [f"{r[m]:.4f} {r[m + ' 95% CI']}" for m in results["metrics"]]
             lines.append(f"| {_md(r['system'])} | " + " | ".join(cells) + " |")
@@ -51,18 +70,27 @@ def _tables(results: dict[str, Any]) -> list[str]:
 
 
 def _comparisons(results: dict[str, Any]) -> list[str]:
-    lines = ["", f"## Paired tests ({figures_kind(results)} NDCG@10)", "",
-             "| system | reference | difference | 95% CI | p | wins/losses/ties |", "|---|---|---|---|---|---|"]
+    lines = [
+        "",
+        f"## Paired tests ({figures_kind(results)} NDCG@10)",
+        "",
+        "| system | reference | difference | 95% CI | p | wins/losses/ties |",
+        "|---|---|---|---|---|---|",
+    ]
     for c in results["comparisons"]:
-        lines.append(f"| {_md(system(results, c['system'])['label'])} | {_md(system(results, c['reference'])['label'])} | "
-                     f"{c['mean_diff']:+.4f} | [{c['ci'][0]:+.3f}, {c['ci'][1]:+.3f}] | {c['p_value']:.4g} | "
-                     f"{c['wins']}/{c['losses']}/{c['ties']} |")
+        lines.append(
+            f"| {_md(system(results, c['system'])['label'])} | {_md(system(results, c['reference'])['label'])} | "
+            f"{c['mean_diff']:+.4f} | [{c['ci'][0]:+.3f}, {c['ci'][1]:+.3f}] | {c['p_value']:.4g} | "
+            f"{c['wins']}/{c['losses']}/{c['ties']} |"
+        )
     for key, dist in results["score_distributions"].items():
         t = dist.get("threshold")
         if t:
-            lines.append(f"\nThreshold suggestion for {_md(system(results, key)['label'])}: score >= {t['threshold']:.4f} "
-                         f"(F1 {t['f1']:.3f}, precision {t['precision']:.3f}, recall {t['recall']:.3f}) — "
-                         f"chosen on {t['chosen_on']}.")
+            lines.append(
+                f"\nThreshold suggestion for {_md(system(results, key)['label'])}: score >= {t['threshold']:.4f} "
+                f"(F1 {t['f1']:.3f}, precision {t['precision']:.3f}, recall {t['recall']:.3f}) — "
+                f"chosen on {t['chosen_on']}."
+            )
     return lines
 
 
@@ -78,10 +106,17 @@ def report_markdown(results: dict[str, Any], n: int = 5) -> str:
         if s["kind"] == "first_stage":
             continue
         wins, losses = wins_and_losses(results, s["key"], n=n)
-        lines += ["", f"## Biggest changes of {_md(s['label'])} over the first stage "
-                      f"({figures_kind(results)} NDCG@10)", "", "| query | before | after | change |", "|---|---|---|---|"]
+        lines += [
+            "",
+            f"## Biggest changes of {_md(s['label'])} over the first stage ({figures_kind(results)} NDCG@10)",
+            "",
+            "| query | before | after | change |",
+            "|---|---|---|---|",
+        ]
         for r in wins + losses:
-            lines.append(f"| {_md(r['query'][:120])} | {r['before']:.3f} | {r['after']:.3f} | {r['delta']:+.3f} |")
+            lines.append(
+                f"| {_md(r['query'][:120])} | {r['before']:.3f} | {r['after']:.3f} | {r['delta']:+.3f} |"
+            )
     return "\n".join(lines) + "\n"
 
 
@@ -97,7 +132,12 @@ def per_query_csv(results: dict[str, Any]) -> str:
     w = csv.writer(buf)
     w.writerow(header)
     for q, info in results["queries"].items():
-        row = [q, info.get("query_id"), _cell(info["text"]), sum(1 for g in info["relevant"].values() if g > 0)]
+        row = [
+            q,
+            info.get("query_id"),
+            _cell(info["text"]),
+            sum(1 for g in info["relevant"].values() if g > 0),
+        ]
         for which in (REALISTIC, ORACLE):
             for k in keys:
                 if k in results["per_query"][which]:

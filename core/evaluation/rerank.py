@@ -19,44 +19,65 @@ from core.scoring.reranker import Reranker
 Groups = list[tuple[str, list[str]]]  # (query text, passage texts)
 
 
-def predict_pairs(model: Any, pairs: list[tuple[str, str]], *, batch_size: int = 32,
-                  progress: Callable[[int, int], None] | None = None, chunk: int = 256) -> np.ndarray:
+def predict_pairs(
+    model: Any,
+    pairs: list[tuple[str, str]],
+    *,
+    batch_size: int = 32,
+    progress: Callable[[int, int], None] | None = None,
+    chunk: int = 256,
+) -> np.ndarray:
     """Cross-encoder scores in batches, reporting (done, total) between chunks."""
     out = []
     if progress:
         progress(0, len(pairs))
     for start in range(0, len(pairs), chunk):
-        part = [list(p) for p in pairs[start: start + chunk]]
-        out.append(np.asarray(model.predict(part, batch_size=batch_size, show_progress_bar=False,
-                                            convert_to_numpy=True), dtype=float).reshape(-1))
+        part = [list(p) for p in pairs[start : start + chunk]]
+        out.append(
+            np.asarray(
+                model.predict(part, batch_size=batch_size, show_progress_bar=False, convert_to_numpy=True),
+                dtype=float,
+            ).reshape(-1)
+        )
         if progress:
             progress(min(start + chunk, len(pairs)), len(pairs))
     return np.concatenate(out) if out else np.zeros(0)
 
 
-def cross_encoder_scores(spec: str, max_length: int, groups: Groups, progress: Progress | None = None,
-                         message: str = "reranking") -> list[np.ndarray]:
+def cross_encoder_scores(
+    spec: str, max_length: int, groups: Groups, progress: Progress | None = None, message: str = "reranking"
+) -> list[np.ndarray]:
     """Scores of a cross-encoder (model name or folder) for each (query, passages) group."""
     report = progress or noop
     flat = [(q, p) for q, ps in groups for p in ps]
     model = models.load_cross_encoder(spec, max_length=max_length)
-    scores = predict_pairs(model, flat, progress=lambda d, t: report(d / t if t else 1.0, f"{message}: {d:,}/{t:,}"))
+    scores = predict_pairs(
+        model, flat, progress=lambda d, t: report(d / t if t else 1.0, f"{message}: {d:,}/{t:,}")
+    )
     del model
     out, at = [], 0
     for _, ps in groups:
-        out.append(scores[at: at + len(ps)])
+        out.append(scores[at : at + len(ps)])
         at += len(ps)
     return out
 
 
-def score_run(run: dict[str, Any], groups: Groups, progress: Progress | None = None, message: str = "reranking",
-              workspace: Path | None = None) -> tuple[Reranker, list[dict[str, np.ndarray]]]:
+def score_run(
+    run: dict[str, Any],
+    groups: Groups,
+    progress: Progress | None = None,
+    message: str = "reranking",
+    workspace: Path | None = None,
+) -> tuple[Reranker, list[dict[str, np.ndarray]]]:
     """A run's Reranker and its parts per group: `score` (the run's, as evaluated), `cross_encoder`, `cosine`.
 
     Every run's score in evaluation comes from here: the Reranker applies the run's formula, evaluation none."""
     report = progress or noop
-    reranker = Reranker.load(run.get("bundle") or run["model_dir"], max_length=int(run["config"]["max_length"]),
-                             workspace=workspace)
+    reranker = Reranker.load(
+        run.get("bundle") or run["model_dir"],
+        max_length=int(run["config"]["max_length"]),
+        workspace=workspace,
+    )
     return reranker, reranker.score_parts(groups, lambda f, m: report(f, f"{message}: {m}"))
 
 
@@ -66,8 +87,9 @@ def order(keys: list[str], scores: np.ndarray) -> Ranking:
     return [(keys[i], float(scores[i])) for i in idx]
 
 
-def rank(groups: list[tuple[str, list[str]]], fs_lists: dict[str, Ranking],
-         per_query: dict[str, dict[str, float]]) -> tuple[dict[str, Ranking], dict[str, Ranking]]:
+def rank(
+    groups: list[tuple[str, list[str]]], fs_lists: dict[str, Ranking], per_query: dict[str, dict[str, float]]
+) -> tuple[dict[str, Ranking], dict[str, Ranking]]:
     """Main rankings (the first stage's candidates only) and oracle rankings (with the added relevant passages)."""
     real, orc = {}, {}
     for q, ds in groups:
@@ -77,8 +99,14 @@ def rank(groups: list[tuple[str, list[str]]], fs_lists: dict[str, Ranking],
     return real, orc
 
 
-def fusion_first_stage(ts: TestSet, groups: list[tuple[str, list[str]]], fusion: dict[str, Any], first_stage: str,
-                       fs_lists: dict[str, Ranking], workspace: Path) -> dict[str, np.ndarray]:
+def fusion_first_stage(
+    ts: TestSet,
+    groups: list[tuple[str, list[str]]],
+    fusion: dict[str, Any],
+    first_stage: str,
+    fs_lists: dict[str, Ranking],
+    workspace: Path,
+) -> dict[str, np.ndarray]:
     """The first-stage scores a blend recorded only in the run's record was fitted on (e.g. BM25, which no
     Reranker carries), for every candidate; the blend's formula itself is the Reranker's `combine`."""
     kind = str(fusion.get("first_stage") or "embedding")
@@ -93,5 +121,7 @@ def fusion_first_stage(ts: TestSet, groups: list[tuple[str, list[str]]], fusion:
             return out
         return {q: bm25_scores(ts.corpus, ts.queries[q], ds) for q, ds in groups}
     spec = kind.split(":", 1)[1] if ":" in kind else None
-    scores = embedding_scores([(ts.queries[q], [ts.corpus[d] for d in ds]) for q, ds in groups], spec, workspace)
+    scores = embedding_scores(
+        [(ts.queries[q], [ts.corpus[d] for d in ds]) for q, ds in groups], spec, workspace
+    )
     return {q: s for (q, _), s in zip(groups, scores)}

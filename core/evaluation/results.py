@@ -15,20 +15,30 @@ def system(results: dict[str, Any], key: str) -> dict[str, Any]:
     return next(s for s in results["systems"] if s["key"] == key)
 
 
-def per_query_deltas(results: dict[str, Any], key: str, reference: str = "first_stage",
-                     metric: str = "ndcg@10") -> list[dict[str, Any]]:
+def per_query_deltas(
+    results: dict[str, Any], key: str, reference: str = "first_stage", metric: str = "ndcg@10"
+) -> list[dict[str, Any]]:
     """Per-query change of one system over a reference (main figures), biggest loss first."""
     pq = results["per_query"][figures_kind(results)]
     rows = []
     for q, info in results["queries"].items():
         before, after = pq[reference][q][metric], pq[key][q][metric]
-        rows.append({"query_key": q, "query_id": info.get("query_id"), "query": info["text"], "before": before,
-                     "after": after, "delta": after - before})
+        rows.append(
+            {
+                "query_key": q,
+                "query_id": info.get("query_id"),
+                "query": info["text"],
+                "before": before,
+                "after": after,
+                "delta": after - before,
+            }
+        )
     return sorted(rows, key=lambda r: (r["delta"], r["query_key"]))
 
 
-def wins_and_losses(results: dict[str, Any], key: str, reference: str = "first_stage", n: int = 10,
-                    metric: str = "ndcg@10") -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+def wins_and_losses(
+    results: dict[str, Any], key: str, reference: str = "first_stage", n: int = 10, metric: str = "ndcg@10"
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """The n biggest improvements and the n biggest losses (changes of zero are neither)."""
     rows = per_query_deltas(results, key, reference, metric)
     losses = [r for r in rows if r["delta"] < -1e-12][:n]
@@ -43,9 +53,18 @@ def query_movement(results: dict[str, Any], query_key: str, key: str) -> list[di
     out = []
     for i, (d, score) in enumerate(results["rankings"][key][query_key]):
         b = before.get(d)
-        out.append({"rank": i + 1, "before": b, "moved": (b - (i + 1)) if b else None, "relevant": rel.get(d, 0.0) > 0,
-                    "label": rel.get(d), "score": score, "passage_key": d,
-                    "passage": results["passages"].get(d, "")})
+        out.append(
+            {
+                "rank": i + 1,
+                "before": b,
+                "moved": (b - (i + 1)) if b else None,
+                "relevant": rel.get(d, 0.0) > 0,
+                "label": rel.get(d),
+                "score": score,
+                "passage_key": d,
+                "passage": results["passages"].get(d, ""),
+            }
+        )
     return out
 
 
@@ -67,8 +86,10 @@ def headline(results: dict[str, Any]) -> list[str]:
     fs = figures["first_stage"]["mean"]["ndcg@10"]
     lines = []
     if which == ORACLE:
-        lines.append("No realistic verdict: the candidates hold every relevant passage (the file has no score or rank "
-                     "column), so every figure below is an ORACLE upper bound.")
+        lines.append(
+            "No realistic verdict: the candidates hold every relevant passage (the file has no score or rank "
+            "column), so every figure below is an ORACLE upper bound."
+        )
     for c in results["comparisons"]:
         if c["reference"] != "first_stage":
             continue
@@ -76,11 +97,15 @@ def headline(results: dict[str, Any]) -> list[str]:
         val = figures[c["system"]]["mean"]["ndcg@10"]
         sig = "significant" if c["p_value"] < 0.05 else "not significant"
         verdict = "beats" if val > fs else "does NOT beat"
-        line = (f"{s['label']} {verdict} the first stage on {which} NDCG@10: {val:.3f} vs {fs:.3f} "
-                f"({c['mean_diff']:+.3f}, p = {c['p_value']:.3g}, {sig}).")
+        line = (
+            f"{s['label']} {verdict} the first stage on {which} NDCG@10: {val:.3f} vs {fs:.3f} "
+            f"({c['mean_diff']:+.3f}, p = {c['p_value']:.3g}, {sig})."
+        )
         if c.get("test_labels_used_for"):
-            line += (f" Optimistic: the run used the test labels for {', '.join(c['test_labels_used_for'])}, "
-                     "so this is not a realistic figure.")
+            line += (
+                f" Optimistic: the run used the test labels for {', '.join(c['test_labels_used_for'])}, "
+                "so this is not a realistic figure."
+            )
         lines.append(line)
     return lines
 
@@ -102,4 +127,3 @@ def results_table(results: dict[str, Any], which: str | None = None) -> list[dic
             row["test labels used for"] = ", ".join(s["test_labels_used_for"])
         rows.append(row)
     return rows
-

@@ -8,7 +8,9 @@ from typing import Any
 import numpy as np
 
 
-def bootstrap_ci(values: Sequence[float], *, n: int = 1000, seed: int = 0, level: float = 0.95) -> tuple[float, float]:
+def bootstrap_ci(
+    values: Sequence[float], *, n: int = 1000, seed: int = 0, level: float = 0.95
+) -> tuple[float, float]:
     """Percentile bootstrap over queries: how much the mean could move with another sample of queries."""
     x = np.asarray(values, dtype=float)
     if x.size == 0:
@@ -33,9 +35,16 @@ def paired_test(a: Sequence[float], b: Sequence[float], *, n: int = 10000, seed:
         extreme += int((np.abs((signs * d).mean(axis=1)) >= observed - 1e-12).sum())
         done += m
     lo, hi = bootstrap_ci(d, seed=seed)
-    return {"mean_diff": float(d.mean()), "p_value": (extreme + 1) / (n + 1), "ci": [lo, hi], "n": int(d.size),
-            "wins": int((d > 1e-12).sum()), "losses": int((d < -1e-12).sum()), "ties": int((np.abs(d) <= 1e-12).sum()),
-            "method": f"paired randomization test (sign flips, {n} draws), two-sided"}
+    return {
+        "mean_diff": float(d.mean()),
+        "p_value": (extreme + 1) / (n + 1),
+        "ci": [lo, hi],
+        "n": int(d.size),
+        "wins": int((d > 1e-12).sum()),
+        "losses": int((d < -1e-12).sum()),
+        "ties": int((np.abs(d) <= 1e-12).sum()),
+        "method": f"paired randomization test (sign flips, {n} draws), two-sided",
+    }
 
 
 def best_threshold(relevant: Sequence[float], non_relevant: Sequence[float]) -> dict[str, float] | None:
@@ -53,5 +62,10 @@ def best_threshold(relevant: Sequence[float], non_relevant: Sequence[float]) -> 
     f1 = np.where(precision + recall > 0, 2 * precision * recall / np.maximum(precision + recall, 1e-12), 0.0)
     f1 = np.where(last, f1, -1)
     i = int(np.argmax(f1))
-    return {"threshold": float(s[i]), "f1": float(f1[i]), "precision": float(precision[i]), "recall": float(recall[i]),
-            "chosen_on": "the test labels (optimistic; confirm on fresh data)"}
+    return {
+        "threshold": float(s[i]),
+        "f1": float(f1[i]),
+        "precision": float(precision[i]),
+        "recall": float(recall[i]),
+        "chosen_on": "the test labels (optimistic; confirm on fresh data)",
+    }

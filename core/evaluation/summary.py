@@ -24,7 +24,9 @@ class Work:
     first_stage: str
     workspace: Path
     fs_lists: dict[str, Ranking]
-    groups: list[tuple[str, list[str]]]  # query key -> candidates plus (for oracle figures) the added relevant ones
+    groups: list[
+        tuple[str, list[str]]
+    ]  # query key -> candidates plus (for oracle figures) the added relevant ones
     systems: list[dict[str, Any]] = field(default_factory=list)
     rankings: dict[str, dict[str, Ranking]] = field(default_factory=dict)
     oracle_rankings: dict[str, dict[str, Ranking]] = field(default_factory=dict)
@@ -36,21 +38,24 @@ class Work:
         return list(self.fs_lists)
 
 
-def _table(ts: TestSet, qkeys: list[str], rk: dict[str, dict[str, Ranking]], top_k: int, n_bootstrap: int,
-           seed: int) -> tuple[dict[str, Any], dict[str, Any]]:
+def _table(
+    ts: TestSet, qkeys: list[str], rk: dict[str, dict[str, Ranking]], top_k: int, n_bootstrap: int, seed: int
+) -> tuple[dict[str, Any], dict[str, Any]]:
     names = metric_names(top_k)
     summary, per_query = {}, {}
     for key, lists in rk.items():
         pq = {q: query_metrics([d for d, _ in lists[q]], ts.qrels[q], top_k) for q in qkeys}
         per_query[key] = pq
-        summary[key] = {"mean": {m: float(np.mean([pq[q][m] for q in qkeys])) for m in names},
-                        "ci": {m: list(bootstrap_ci([pq[q][m] for q in qkeys], n=n_bootstrap, seed=seed))
-                               for m in names}}
+        summary[key] = {
+            "mean": {m: float(np.mean([pq[q][m] for q in qkeys])) for m in names},
+            "ci": {m: list(bootstrap_ci([pq[q][m] for q in qkeys], n=n_bootstrap, seed=seed)) for m in names},
+        }
     return summary, per_query
 
 
-def _comparisons(systems: list[dict[str, Any]], pq: dict[str, Any], qkeys: list[str], which: str,
-                 seed: int) -> list[dict[str, Any]]:
+def _comparisons(
+    systems: list[dict[str, Any]], pq: dict[str, Any], qkeys: list[str], which: str, seed: int
+) -> list[dict[str, Any]]:
     """Paired tests on NDCG@10: every reranker against the first stage and the base; a run against its prior."""
     out = []
     rerankers = [s["key"] for s in systems if s["kind"] != "first_stage"]
@@ -63,7 +68,13 @@ def _comparisons(systems: list[dict[str, Any]], pq: dict[str, Any], qkeys: list[
                 continue
             a = [pq[ref][q]["ndcg@10"] for q in qkeys]
             b = [pq[key][q]["ndcg@10"] for q in qkeys]
-            c = {"system": key, "reference": ref, "metric": "ndcg@10", "figures": which, **paired_test(a, b, seed=seed)}
+            c = {
+                "system": key,
+                "reference": ref,
+                "metric": "ndcg@10",
+                "figures": which,
+                **paired_test(a, b, seed=seed),
+            }
             used = by_key[key].get("test_labels_used_for")
             if used:
                 c["test_labels_used_for"] = used
@@ -79,8 +90,12 @@ def _distributions(work: Work, which: str) -> dict[str, Any]:
         for q in work.qkeys:
             for d, _ in work.rankings[key][q]:
                 (rel if work.ts.qrels[q].get(d, 0.0) > 0 else non).append(per_q[q][d])
-        out[key] = {"relevant": rel, "non_relevant": non, "threshold": best_threshold(rel, non),
-                    "over": f"{which} candidates"}
+        out[key] = {
+            "relevant": rel,
+            "non_relevant": non,
+            "threshold": best_threshold(rel, non),
+            "over": f"{which} candidates",
+        }
     return out
 
 
@@ -93,14 +108,23 @@ def summarize(work: Work, top_k: int, n_bootstrap: int, seed: int, which: str = 
         figures, per_query = {REALISTIC: {}, ORACLE: main}, {REALISTIC: {}, ORACLE: pq_main}
     else:
         figures, per_query = {REALISTIC: main, ORACLE: extra}, {REALISTIC: pq_main, ORACLE: pq_extra}
-    used = {d for lists in list(work.rankings.values()) + list(work.oracle_rankings.values())
-            for q in qkeys for d, _ in lists[q]}
+    used = {
+        d
+        for lists in list(work.rankings.values()) + list(work.oracle_rankings.values())
+        for q in qkeys
+        for d, _ in lists[q]
+    }
     used |= {d for q in qkeys for d in ts.qrels[q]}
     return {
-        "systems": work.systems, "metrics": metric_names(top_k), **figures, "per_query": per_query,
+        "systems": work.systems,
+        "metrics": metric_names(top_k),
+        **figures,
+        "per_query": per_query,
         "rankings": {k: {q: [[d, s] for d, s in v[q]] for q in qkeys} for k, v in work.rankings.items()},
-        "queries": {q: {"text": ts.queries[q], "query_id": ts.query_ids.get(q),
-                        "relevant": dict(ts.qrels[q])} for q in qkeys},
+        "queries": {
+            q: {"text": ts.queries[q], "query_id": ts.query_ids.get(q), "relevant": dict(ts.qrels[q])}
+            for q in qkeys
+        },
         "passages": {d: ts.corpus[d][:SNIPPET] for d in used if d in ts.corpus},
         "comparisons": _comparisons(work.systems, pq_main, qkeys, which, seed),
         "score_distributions": _distributions(work, which),

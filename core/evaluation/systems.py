@@ -14,7 +14,9 @@ from core.runs import records
 from core.scoring.formulas import FUSION_FILE, RESIDUAL
 
 
-def evaluable_runs(conn: sqlite3.Connection, project: int | None, run_ids: Sequence[str]) -> list[dict[str, Any]]:
+def evaluable_runs(
+    conn: sqlite3.Connection, project: int | None, run_ids: Sequence[str]
+) -> list[dict[str, Any]]:
     """Completed runs of this project with a model folder under runs/, or a message saying why one is not."""
     try:
         return [records.completed_run(conn, r, project) for r in run_ids]
@@ -64,9 +66,18 @@ def base_systems(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     for i, (base, max_length) in enumerate(bases.items()):
         random_head = base_is_random(base)
         key = "base" if len(bases) == 1 else f"base:{i}"
-        out.append({"key": key, "kind": "base", "run_id": None, "spec": base, "max_length": max_length,
-                    "label": f"Base model: {models.model_key(base)}" + (" (random head)" if random_head else ""),
-                    "random_head": random_head, "notes": [RANDOM_HEAD_NOTE] if random_head else []})
+        out.append(
+            {
+                "key": key,
+                "kind": "base",
+                "run_id": None,
+                "spec": base,
+                "max_length": max_length,
+                "label": f"Base model: {models.model_key(base)}" + (" (random head)" if random_head else ""),
+                "random_head": random_head,
+                "notes": [RANDOM_HEAD_NOTE] if random_head else [],
+            }
+        )
     return out
 
 
@@ -75,9 +86,16 @@ def run_system(run: dict[str, Any]) -> dict[str, Any]:
     cfg = run["config"]
     if "max_length" not in cfg:
         raise EvaluationError(f"Run {run['id']!r} has no max_length in its config.")
-    sysinfo = {"key": f"run:{run['id']}", "kind": "run", "run_id": run["id"], "run": run,
-               "max_length": int(cfg["max_length"]), "label": f"Fine-tuned run {run['id']} (cross-encoder alone)",
-               "fusion": run_fusion(run), "notes": []}
+    sysinfo = {
+        "key": f"run:{run['id']}",
+        "kind": "run",
+        "run_id": run["id"],
+        "run": run,
+        "max_length": int(cfg["max_length"]),
+        "label": f"Fine-tuned run {run['id']} (cross-encoder alone)",
+        "fusion": run_fusion(run),
+        "notes": [],
+    }
     return with_test_labels(sysinfo, run_test_labels(run))
 
 

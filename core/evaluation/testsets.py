@@ -22,14 +22,18 @@ class TestSet:
     query_ids: dict[str, int | None] = field(default_factory=dict)  # key -> project query id (Review link)
     candidates: dict[str, Ranking] | None = None
     notes: list[str] = field(default_factory=list)
-    candidates_are_oracle: bool = False  # the file's candidates are every row, positives included, in file order
+    candidates_are_oracle: bool = (
+        False  # the file's candidates are every row, positives included, in file order
+    )
 
 
 def project_test_set(conn: sqlite3.Connection, project: int) -> TestSet:
     """The project's test split (queries split='test' and their pairs); corpus = all project passages."""
     rows = conn.execute(
         """SELECT p.query_id, p.passage_id, p.label, q.text FROM pairs p JOIN queries q ON q.id = p.query_id
-           WHERE p.project_id = ? AND q.split = 'test' ORDER BY p.query_id, p.id""", (project,)).fetchall()
+           WHERE p.project_id = ? AND q.split = 'test' ORDER BY p.query_id, p.id""",
+        (project,),
+    ).fetchall()
     queries: dict[str, str] = {}
     qrels: dict[str, dict[str, float]] = {}
     for r in rows:
@@ -49,12 +53,15 @@ def _drop_unjudged(ts: TestSet) -> TestSet:
     if empty:
         ts.notes.append(f"{len(empty)} test queries have no relevant passage and are left out.")
     if not ts.queries:
-        raise EvaluationError(f"The {ts.name} has no query with a relevant passage (label > 0): nothing to evaluate.")
+        raise EvaluationError(
+            f"The {ts.name} has no query with a relevant passage (label > 0): nothing to evaluate."
+        )
     return ts
 
 
-def read_test_file(data: bytes, filename: str, conn: sqlite3.Connection | None = None,
-                   project: int | None = None) -> TestSet:
+def read_test_file(
+    data: bytes, filename: str, conn: sqlite3.Connection | None = None, project: int | None = None
+) -> TestSet:
     """An uploaded test set (CSV, TSV, JSONL, JSON, Parquet): query, passage, label [, score | rank] per row.
 
     Read by ingest's readers and cleaned like an import (so its passages match the project's stored ones), and
@@ -82,16 +89,31 @@ def read_test_file(data: bytes, filename: str, conn: sqlite3.Connection | None =
         corpus.setdefault(pk, row.passage)
         qrels.setdefault(qk, {})[pk] = max(row.label, qrels.get(qk, {}).get(pk, row.label))
         listed.setdefault(qk, []).append((pk, order, i))
-    candidates = {q: [(pk, s) for pk, s, _ in sorted(v, key=lambda t: (-t[1], t[2]))] for q, v in listed.items()}
-    ts = TestSet(filename, queries, qrels, corpus, {k: None for k in queries}, candidates,
-                 candidates_are_oracle=test_file.columns["score"] is None and test_file.columns["rank"] is None)
+    candidates = {
+        q: [(pk, s) for pk, s, _ in sorted(v, key=lambda t: (-t[1], t[2]))] for q, v in listed.items()
+    }
+    ts = TestSet(
+        filename,
+        queries,
+        qrels,
+        corpus,
+        {k: None for k in queries},
+        candidates,
+        candidates_are_oracle=test_file.columns["score"] is None and test_file.columns["rank"] is None,
+    )
     if not any(any(qrels[q][pk] <= 0 for pk, _ in c) for q, c in candidates.items()):
         ts.candidates = None
-        ts.notes.append("The file lists no non-relevant passage, so it gives no candidates: pick BM25 or the "
-                        "embedding model as the first stage.")
+        ts.notes.append(
+            "The file lists no non-relevant passage, so it gives no candidates: pick BM25 or the "
+            "embedding model as the first stage."
+        )
     if test_file.overlap:
-        ts.notes.append(f"{len(test_file.overlap)} queries of {filename} are also training queries of this project "
-                        "and are left out: a query cannot be in both the training and the test set.")
+        ts.notes.append(
+            f"{len(test_file.overlap)} queries of {filename} are also training queries of this project "
+            "and are left out: a query cannot be in both the training and the test set."
+        )
     if not ts.queries:
-        raise EvaluationError(f"Every query of {filename} is a training query of this project: nothing to evaluate.")
+        raise EvaluationError(
+            f"Every query of {filename} is a training query of this project: nothing to evaluate."
+        )
     return _drop_unjudged(ts)

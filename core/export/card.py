@@ -22,11 +22,19 @@ def latest_figures(conn: sqlite3.Connection, run: dict[str, Any]) -> dict[str, A
         if key not in real:
             continue
         params = res.get("params", {})
-        out = {"evaluation_id": row["id"], "created_at": row.get("created_at"),
-               "first_stage": params.get("first_stage_label") or params.get("first_stage"),
-               "top_k": params.get("top_k"), "queries": params.get("queries"), "systems": {}}
-        for name, label in ((key, "this model (the evaluated score)"), ("first_stage", "first stage alone"),
-                            (f"{key}:cross-encoder", "its cross-encoder part alone")):
+        out = {
+            "evaluation_id": row["id"],
+            "created_at": row.get("created_at"),
+            "first_stage": params.get("first_stage_label") or params.get("first_stage"),
+            "top_k": params.get("top_k"),
+            "queries": params.get("queries"),
+            "systems": {},
+        }
+        for name, label in (
+            (key, "this model (the evaluated score)"),
+            ("first_stage", "first stage alone"),
+            (f"{key}:cross-encoder", "its cross-encoder part alone"),
+        ):
             if name in real:
                 out["systems"][label] = real[name]
         return out
@@ -35,12 +43,18 @@ def latest_figures(conn: sqlite3.Connection, run: dict[str, Any]) -> dict[str, A
 
 def _figure_lines(fig: dict[str, Any] | None) -> list[str]:
     if not fig:
-        return ["No saved evaluation of this run yet: evaluate it in the studio (Evaluate page or "
-                "`python -m core evaluate`) and export again to carry the figures.", ""]
-    lines = [f"Evaluation {fig['evaluation_id']} ({fig['created_at']}): {fig['queries']} test queries, the reranker "
-             f"sees the top {fig['top_k']} of {fig['first_stage']} (realistic). Mean with 95% bootstrap interval.", "",
-             "| system | " + " | ".join(label for _, label in FIGURES) + " |",
-             "|---|" + "---|" * len(FIGURES)]
+        return [
+            "No saved evaluation of this run yet: evaluate it in the studio (Evaluate page or "
+            "`python -m core evaluate`) and export again to carry the figures.",
+            "",
+        ]
+    lines = [
+        f"Evaluation {fig['evaluation_id']} ({fig['created_at']}): {fig['queries']} test queries, the reranker "
+        f"sees the top {fig['top_k']} of {fig['first_stage']} (realistic). Mean with 95% bootstrap interval.",
+        "",
+        "| system | " + " | ".join(label for _, label in FIGURES) + " |",
+        "|---|" + "---|" * len(FIGURES),
+    ]
     for label, s in fig["systems"].items():
         cells = [f"{s['mean'][m]:.3f} [{s['ci'][m][0]:.3f}, {s['ci'][m][1]:.3f}]" for m, _ in FIGURES]
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
@@ -49,57 +63,97 @@ def _figure_lines(fig: dict[str, Any] | None) -> list[str]:
 
 def _usage_lines(spec: dict[str, Any], name: str) -> list[str]:
     lines = [
-        "## Get the evaluated score", "",
+        "## Get the evaluated score",
+        "",
         "```python",
-        "import sys; sys.path.insert(0, \"" + name + "\")  # this folder",
+        'import sys; sys.path.insert(0, "' + name + '")  # this folder',
         "from rerank_studio_bundle import load  # shipped here; needs only sentence-transformers and numpy",
-        "reranker = load(\"" + name + "\")",
-        "scores = reranker.score(\"your query\", [\"passage one\", \"passage two\"])  # higher = more relevant",
-        "```", "",
+        'reranker = load("' + name + '")',
+        'scores = reranker.score("your query", ["passage one", "passage two"])  # higher = more relevant',
+        "```",
+        "",
         "Or serve it: `python -m core serve --model " + name + "` (POST /v1/rerank), or in Rerank Studio "
-        "`core.scoring.reranker.Reranker.load(\"" + name + "\")`.", "",
+        '`core.scoring.reranker.Reranker.load("' + name + '")`.',
+        "",
     ]
     if spec["kind"] == "cross-encoder":
-        lines += ["This is a plain cross-encoder: `sentence_transformers.CrossEncoder(\"" + name + "\")` gives exactly "
-                  f"the evaluated score (`predict`, activation {spec['activation']}; `rank` orders by it).", ""]
+        lines += [
+            'This is a plain cross-encoder: `sentence_transformers.CrossEncoder("'
+            + name
+            + '")` gives exactly '
+            f"the evaluated score (`predict`, activation {spec['activation']}; `rank` orders by it).",
+            "",
+        ]
     elif spec["kind"] == "residual":
-        lines += [f"**Do not use `CrossEncoder(\"{name}\")` alone**: its output is only the correction (a logit). "
-                  f"The evaluated score is `logit + {spec['beta']:g} x cosine` of the bundled embedding model "
-                  f"(`{spec['embedding_model']['path']}/`).", ""]
+        lines += [
+            f'**Do not use `CrossEncoder("{name}")` alone**: its output is only the correction (a logit). '
+            f"The evaluated score is `logit + {spec['beta']:g} x cosine` of the bundled embedding model "
+            f"(`{spec['embedding_model']['path']}/`).",
+            "",
+        ]
     else:
-        lines += [f"**Do not use `CrossEncoder(\"{name}\")` alone**: the evaluated score blends it with the bundled "
-                  f"embedding model's cosine (alpha = {spec['alpha']:g}, z-scored over the passages scored together).",
-                  ""]
+        lines += [
+            f'**Do not use `CrossEncoder("{name}")` alone**: the evaluated score blends it with the bundled '
+            f"embedding model's cosine (alpha = {spec['alpha']:g}, z-scored over the passages scored together).",
+            "",
+        ]
     return lines
 
 
-def model_card(conn: sqlite3.Connection, run: dict[str, Any], spec: dict[str, Any], check: dict[str, Any],
-               name: str) -> str:
+def model_card(
+    conn: sqlite3.Connection, run: dict[str, Any], spec: dict[str, Any], check: dict[str, Any], name: str
+) -> str:
     """README.md of a bundle; the first lines say how to get the evaluated score."""
-    snapshot = {k: v for k, v in (run.get("snapshot") or {}).items() if isinstance(v, int) and k != "data_version"}
+    snapshot = {
+        k: v for k, v in (run.get("snapshot") or {}).items() if isinstance(v, int) and k != "data_version"
+    }
     metrics = run.get("metrics") or {}
-    lines = [f"# Reranker from Rerank Studio run {run['id']}", "",
-             f"Kind: **{spec['kind']}**. Score: `{spec['formula']}`"
-             + (f" with beta = {spec['beta']:g}" if "beta" in spec else "")
-             + (f" with alpha = {spec['alpha']:g}" if "alpha" in spec else "") + ".", ""]
+    lines = [
+        f"# Reranker from Rerank Studio run {run['id']}",
+        "",
+        f"Kind: **{spec['kind']}**. Score: `{spec['formula']}`"
+        + (f" with beta = {spec['beta']:g}" if "beta" in spec else "")
+        + (f" with alpha = {spec['alpha']:g}" if "alpha" in spec else "")
+        + ".",
+        "",
+    ]
     lines += _usage_lines(spec, name)
     lines += ["## Measured test figures", ""] + _figure_lines(latest_figures(conn, run))
     lines += ["## Training data (counts only)", ""]
     lines += [f"- {k.replace('_', ' ')}: {v}" for k, v in snapshot.items()] or ["- (not recorded)"]
-    lines += [f"- snapshot hash: {(run.get('snapshot') or {}).get('hash', '?')}", f"- base model: {spec.get('base_model')}",
-              f"- training steps: {metrics.get('steps', '?')}", ""]
+    lines += [
+        f"- snapshot hash: {(run.get('snapshot') or {}).get('hash', '?')}",
+        f"- base model: {spec.get('base_model')}",
+        f"- training steps: {metrics.get('steps', '?')}",
+        "",
+    ]
     if metrics.get("validation"):
         v = metrics["validation"]
-        lines += [f"Validation ({metrics.get('evaluation', '?')}): NDCG@10 {v.get('ndcg@10', 0):.3f} vs first stage "
-                  f"{v.get('first_stage_ndcg@10', 0):.3f}.", ""]
-    lines += ["## Files", "",
-              "- `rerank_spec.json`: the scoring spec (kind, formula, beta/alpha, max_length, activation, embedding "
-              "model id, revision and sha256 of its weights)",
-              "- `rerank_studio_bundle.py`: the standalone loader above",
-              "- the cross-encoder at the root (sentence-transformers format, safetensors)"]
+        lines += [
+            f"Validation ({metrics.get('evaluation', '?')}): NDCG@10 {v.get('ndcg@10', 0):.3f} vs first stage "
+            f"{v.get('first_stage_ndcg@10', 0):.3f}.",
+            "",
+        ]
+    lines += [
+        "## Files",
+        "",
+        "- `rerank_spec.json`: the scoring spec (kind, formula, beta/alpha, max_length, activation, embedding "
+        "model id, revision and sha256 of its weights)",
+        "- `rerank_studio_bundle.py`: the standalone loader above",
+        "- the cross-encoder at the root (sentence-transformers format, safetensors)",
+    ]
     if spec["kind"] != "cross-encoder":
-        lines.append(f"- `{spec['embedding_model']['path']}/`: the embedding model (sentence-transformers format)")
-    lines += ["", f"Export check: the bundle, loaded afresh, scored {check['pairs_checked']} real pairs within "
-              f"{check['max_abs_score_diff']:.2g} of the run's score.", "",
-              "```json", json.dumps(spec, indent=2), "```", ""]
+        lines.append(
+            f"- `{spec['embedding_model']['path']}/`: the embedding model (sentence-transformers format)"
+        )
+    lines += [
+        "",
+        f"Export check: the bundle, loaded afresh, scored {check['pairs_checked']} real pairs within "
+        f"{check['max_abs_score_diff']:.2g} of the run's score.",
+        "",
+        "```json",
+        json.dumps(spec, indent=2),
+        "```",
+        "",
+    ]
     return "\n".join(lines)

@@ -11,8 +11,9 @@ def cli_arguments(parser: Any) -> None:
     """Options of export-model."""
     parser.add_argument("--project", required=True, help="project name")
     parser.add_argument("--run", required=True, help="id of a completed run")
-    parser.add_argument("--to", default=None, help="a new (or empty) folder; default: the workspace's "
-                                                   "exports/model-RUN_ID")
+    parser.add_argument(
+        "--to", default=None, help="a new (or empty) folder; default: the workspace's exports/model-RUN_ID"
+    )
     parser.add_argument("--onnx", action="store_true", help="write the ONNX export instead of the bundle")
 
 
@@ -24,7 +25,9 @@ def cli_main(args: Any) -> dict[str, Any]:
     try:
         project = store.project_id(conn, args.project)
         if args.onnx:
-            dest = bundle.destination(conn, args.to or f"onnx-{args.run}", args.run, explicit=args.to is not None)
+            dest = bundle.destination(
+                conn, args.to or f"onnx-{args.run}", args.run, explicit=args.to is not None
+            )
             return onnx.export_onnx(conn, args.run, dest, project=project)
         dest = bundle.destination(conn, args.to, args.run, explicit=args.to is not None)
         out = bundle.export_bundle(conn, args.run, dest, project=project)

@@ -32,11 +32,15 @@ def _embedding_parts(embedder: Any) -> None:
     """Refuse embedding pipelines the exported graph would not reproduce (only Transformer, mean Pooling, Normalize)."""
     kinds = [type(m).__name__ for m in embedder]
     pooling = embedder[1] if len(kinds) > 1 else None
-    mode = getattr(pooling, "pooling_mode", None) or ("mean" if getattr(pooling, "pooling_mode_mean_tokens", False) else "?")
+    mode = getattr(pooling, "pooling_mode", None) or (
+        "mean" if getattr(pooling, "pooling_mode_mean_tokens", False) else "?"
+    )
     if kinds[:2] != ["Transformer", "Pooling"] or kinds[2:] not in ([], ["Normalize"]) or mode != "mean":
-        raise OnnxRefused(f"The embedding model's pipeline is {kinds} with {mode} pooling; the ONNX export reproduces "
-                          "only Transformer + mean Pooling (+ Normalize), so the residual score could not be "
-                          "rebuilt from it. Ship the bundle instead.")
+        raise OnnxRefused(
+            f"The embedding model's pipeline is {kinds} with {mode} pooling; the ONNX export reproduces "
+            "only Transformer + mean Pooling (+ Normalize), so the residual score could not be "
+            "rebuilt from it. Ship the bundle instead."
+        )
 
 
 def _export(hf: Any, tokenizer: Any, target: Path, max_length: int, pool: bool) -> None:
@@ -45,19 +49,36 @@ def _export(hf: Any, tokenizer: Any, target: Path, max_length: int, pool: bool) 
     from core.inference import graphs
 
     target.mkdir(parents=True)
-    enc = tokenizer(["an example query"], ["an example passage to trace"], padding=True, truncation=True,
-                    max_length=max_length, return_tensors="pt")
+    enc = tokenizer(
+        ["an example query"],
+        ["an example passage to trace"],
+        padding=True,
+        truncation=True,
+        max_length=max_length,
+        return_tensors="pt",
+    )
     names = [n for n in INPUTS if n in enc]
     out_name = "embedding" if pool else "logits"
     hf.eval()
-    graph = graphs.Embedding(hf, "mean") if pool else graphs.Logit(hf)  # the studio's one definition of each graph
+    graph = (
+        graphs.Embedding(hf, "mean") if pool else graphs.Logit(hf)
+    )  # the studio's one definition of each graph
     graph.input_names = names
     with torch.no_grad():
-        torch.onnx.export(graph, tuple(enc[n] for n in names), str(target / "model.onnx"),
-                          input_names=names, output_names=[out_name], opset_version=17, dynamo=False,
-                          dynamic_axes={**{n: {0: "batch", 1: "sequence"} for n in names}, out_name: {0: "batch"}})
+        torch.onnx.export(
+            graph,
+            tuple(enc[n] for n in names),
+            str(target / "model.onnx"),
+            input_names=names,
+            output_names=[out_name],
+            opset_version=17,
+            dynamo=False,
+            dynamic_axes={**{n: {0: "batch", 1: "sequence"} for n in names}, out_name: {0: "batch"}},
+        )
     tokenizer.save_pretrained(str(target))
-    (target / "onnx_inputs.json").write_text(json.dumps({"inputs": names, "output": out_name, "max_length": max_length}))
+    (target / "onnx_inputs.json").write_text(
+        json.dumps({"inputs": names, "output": out_name, "max_length": max_length})
+    )
 
 
 def _run(folder: Path, texts_a: list[str], texts_b: list[str] | None) -> np.ndarray:
@@ -69,7 +90,7 @@ def _run(folder: Path, texts_a: list[str], texts_b: list[str] | None) -> np.ndar
     session = ort.InferenceSession(str(folder / "model.onnx"), providers=["CPUExecutionProvider"])
     outs = []
     for s in range(0, len(texts_a), 32):
-        args = (texts_a[s:s + 32],) + ((texts_b[s:s + 32],) if texts_b is not None else ())
+        args = (texts_a[s : s + 32],) + ((texts_b[s : s + 32],) if texts_b is not None else ())
         enc = tok(*args, padding=True, truncation=True, max_length=meta["max_length"], return_tensors="np")
         outs.append(session.run([meta["output"]], {n: enc[n].astype(np.int64) for n in meta["inputs"]})[0])
     return np.concatenate(outs)
@@ -84,19 +105,23 @@ def onnx_scores(folder: Path, reranker: Reranker, groups: list[tuple[str, list[s
     if spec.get("activation") == "sigmoid":
         ce = 1 / (1 + np.exp(-ce))
     elif spec.get("activation") not in ("identity", None):
-        raise OnnxRefused(f"The cross-encoder's activation {spec['activation']!r} is not reproduced by the export.")
+        raise OnnxRefused(
+            f"The cross-encoder's activation {spec['activation']!r} is not reproduced by the export."
+        )
     out, at = [], 0
     for q, ps in groups:
         cos = None
         if spec["kind"] != "cross-encoder":
             vec = _run(folder / "embedding-model", [q] + ps, None).astype(np.float32)
             cos = (vec[1:] @ vec[0]).astype(float)
-        out.append(reranker.combine(ce[at:at + len(ps)], cos))
+        out.append(reranker.combine(ce[at : at + len(ps)], cos))
         at += len(ps)
     return out
 
 
-def export_onnx(conn: sqlite3.Connection, run_id: str, dest: Path, *, project: int | None = None) -> dict[str, Any]:
+def export_onnx(
+    conn: sqlite3.Connection, run_id: str, dest: Path, *, project: int | None = None
+) -> dict[str, Any]:
     """Export, check the full score against the Reranker's on real pairs, then move into place (else nothing)."""
     from core import models
 
@@ -113,17 +138,29 @@ def export_onnx(conn: sqlite3.Connection, run_id: str, dest: Path, *, project: i
         if spec["kind"] != "cross-encoder":
             emb = models.load_embedder(spec["embedding_model"]["path"], device="cpu")
             _embedding_parts(emb)
-            _export(emb[0].auto_model, emb.tokenizer, tmp / "embedding-model", int(emb.max_seq_length), pool=True)
-            shipped["embedding_model"] = {"path": "embedding-model/model.onnx", "id": spec["embedding_model"]["id"],
-                                          "output": "mean-pooled, L2-normalized sentence embedding"}
+            _export(
+                emb[0].auto_model, emb.tokenizer, tmp / "embedding-model", int(emb.max_seq_length), pool=True
+            )
+            shipped["embedding_model"] = {
+                "path": "embedding-model/model.onnx",
+                "id": spec["embedding_model"]["id"],
+                "output": "mean-pooled, L2-normalized sentence embedding",
+            }
         groups = check_pairs(conn, run["project_id"])
         diff = max_abs_diff(reranker.score_groups(groups), onnx_scores(tmp, reranker, groups))
-        info = {"path": str(dest), "kind": spec["kind"], "pairs_checked": sum(len(p) for _, p in groups),
-                "max_abs_score_diff": diff, "compared": "full score (spec formula over ONNX outputs) vs Reranker",
-                "exporter": "torch.onnx.export (TorchScript), verified with onnxruntime"}
+        info = {
+            "path": str(dest),
+            "kind": spec["kind"],
+            "pairs_checked": sum(len(p) for _, p in groups),
+            "max_abs_score_diff": diff,
+            "compared": "full score (spec formula over ONNX outputs) vs Reranker",
+            "exporter": "torch.onnx.export (TorchScript), verified with onnxruntime",
+        }
         if diff > TOLERANCE:
-            raise OnnxRefused(f"The ONNX full score differs from the run's by {diff:.3g} (> {TOLERANCE}) on "
-                              f"{info['pairs_checked']} real pairs; export refused, nothing written.")
+            raise OnnxRefused(
+                f"The ONNX full score differs from the run's by {diff:.3g} (> {TOLERANCE}) on "
+                f"{info['pairs_checked']} real pairs; export refused, nothing written."
+            )
         (tmp / SPEC_FILE).write_text(json.dumps(shipped, indent=2))
         (tmp / "studio_onnx.json").write_text(json.dumps(info, indent=2))
     return info

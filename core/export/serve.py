@@ -41,18 +41,24 @@ def parse_request(body: bytes, max_documents: int = MAX_DOCUMENTS) -> dict[str, 
         raise RequestError(422, "'query' must be a non-empty string.")
     docs = data.get("documents")
     if not isinstance(docs, list):
-        raise RequestError(422, f"'documents' must be a list of strings or {{\"text\": ...}} objects, got "
-                                f"{type(docs).__name__}.")
+        raise RequestError(
+            422,
+            f"'documents' must be a list of strings or {{\"text\": ...}} objects, got {type(docs).__name__}.",
+        )
     if not docs:
         raise RequestError(422, "'documents' is empty: give at least one document to rank.")
     if len(docs) > max_documents:
-        raise RequestError(413, f"{len(docs)} documents: at most {max_documents} per request.", "too_many_documents")
+        raise RequestError(
+            413, f"{len(docs)} documents: at most {max_documents} per request.", "too_many_documents"
+        )
     texts = []
     for i, d in enumerate(docs):
         text = d.get("text") if isinstance(d, dict) else d
         if not isinstance(text, str):
-            raise RequestError(422, f"documents[{i}] must be a string or an object with a string 'text', got "
-                                    f"{type(d).__name__}.")
+            raise RequestError(
+                422,
+                f"documents[{i}] must be a string or an object with a string 'text', got {type(d).__name__}.",
+            )
         if len(text) > MAX_TEXT or len(query) > MAX_TEXT:
             raise RequestError(413, f"documents[{i}] or the query is longer than {MAX_TEXT} characters.")
         texts.append(text)
@@ -85,8 +91,9 @@ class RerankServer(ThreadingHTTPServer):
 
     daemon_threads = True
 
-    def __init__(self, address: tuple[str, int], reranker: Any, model_name: str,
-                 max_documents: int = MAX_DOCUMENTS) -> None:
+    def __init__(
+        self, address: tuple[str, int], reranker: Any, model_name: str, max_documents: int = MAX_DOCUMENTS
+    ) -> None:
         super().__init__(address, RerankHandler)
         self.reranker, self.model_name, self.max_documents = reranker, model_name, max_documents
         self.lock = threading.Lock()
@@ -115,7 +122,9 @@ class RerankHandler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:  # noqa: N802 - stdlib name
         """Health: the model is loaded and answering."""
         if self.path.split("?")[0] == "/health":
-            self._send(200, {"status": "ok", "model": self.server.model_name, "kind": self.server.reranker.kind})
+            self._send(
+                200, {"status": "ok", "model": self.server.model_name, "kind": self.server.reranker.kind}
+            )
         else:
             self._error(404, f"No route GET {self.path}; use GET /health or POST /v1/rerank.", "not_found")
 
@@ -168,8 +177,17 @@ def cli_main(args: Any) -> None:
     reranker = Reranker.load(args.model)
     name = Path(args.model).resolve().name
     server = RerankServer((args.host, args.port), reranker, name, args.max_documents)
-    print(json.dumps({"serving": f"http://{args.host}:{server.server_address[1]}", "model": name,
-                      "kind": reranker.kind, "load_s": round(time.time() - started, 2)}), flush=True)
+    print(
+        json.dumps(
+            {
+                "serving": f"http://{args.host}:{server.server_address[1]}",
+                "model": name,
+                "kind": reranker.kind,
+                "load_s": round(time.time() - started, 2),
+            }
+        ),
+        flush=True,
+    )
     try:
         server.serve_forever()
     except KeyboardInterrupt:

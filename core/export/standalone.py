@@ -33,24 +33,39 @@ class BundleReranker:
         self.folder = Path(folder).resolve()
         self.spec = json.loads((self.folder / SPEC_FILE).read_text())
         kwargs = {"trust_remote_code": False, "model_kwargs": {"use_safetensors": True}, "device": device}
-        self.cross_encoder = CrossEncoder(str(self.folder / self.spec.get("cross_encoder", ".")), num_labels=1,
-                                          max_length=int(self.spec["max_length"]), **kwargs)
+        self.cross_encoder = CrossEncoder(
+            str(self.folder / self.spec.get("cross_encoder", ".")),
+            num_labels=1,
+            max_length=int(self.spec["max_length"]),
+            **kwargs,
+        )
         self.embedder = None
         if self.spec["kind"] != "cross-encoder":
-            self.embedder = SentenceTransformer(str(self.folder / self.spec["embedding_model"]["path"]), **kwargs)
+            self.embedder = SentenceTransformer(
+                str(self.folder / self.spec["embedding_model"]["path"]), **kwargs
+            )
 
     def score(self, query: str, passages: list[str]) -> np.ndarray:
         """The run's evaluated score of each passage (a blend z-scores over exactly these passages)."""
         if not passages:
             return np.zeros(0)
-        ce = np.asarray(self.cross_encoder.predict([[query, p] for p in passages], batch_size=32,
-                                                   show_progress_bar=False, convert_to_numpy=True), dtype=float)
+        ce = np.asarray(
+            self.cross_encoder.predict(
+                [[query, p] for p in passages], batch_size=32, show_progress_bar=False, convert_to_numpy=True
+            ),
+            dtype=float,
+        )
         ce = ce.reshape(-1)
         kind = self.spec["kind"]
         if kind == "cross-encoder":
             return ce
-        vec = self.embedder.encode([query] + list(passages), batch_size=64, normalize_embeddings=True,
-                                   convert_to_numpy=True, show_progress_bar=False)
+        vec = self.embedder.encode(
+            [query] + list(passages),
+            batch_size=64,
+            normalize_embeddings=True,
+            convert_to_numpy=True,
+            show_progress_bar=False,
+        )
         cos = (vec[1:] @ vec[0]).astype(float)
         if kind == "residual":
             return ce + float(self.spec["beta"]) * cos

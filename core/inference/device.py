@@ -47,9 +47,20 @@ def free_memory(device: str) -> int:
     return int(psutil.virtual_memory().available)
 
 
-def fit_batch_size(device: str, *, seq_len: int, hidden: int = 384, layers: int = 6, heads: int = 12,
-                   params: int = 23_000_000, training: bool = True, precision: str | None = None,
-                   cap: int = 256, default_cpu: int = 32, headroom: float = 0.7) -> int:
+def fit_batch_size(
+    device: str,
+    *,
+    seq_len: int,
+    hidden: int = 384,
+    layers: int = 6,
+    heads: int = 12,
+    params: int = 23_000_000,
+    training: bool = True,
+    precision: str | None = None,
+    cap: int = 256,
+    default_cpu: int = 32,
+    headroom: float = 0.7,
+) -> int:
     """The largest power-of-two batch whose estimated memory fits the device's free memory (CPU: default_cpu).
 
     Estimate per sequence: activations kept for backward (about 34 x seq x hidden + 5 x heads x seq^2 values per

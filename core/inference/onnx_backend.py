@@ -47,12 +47,16 @@ def _tokenizer(model_dir: str) -> Any:
     return AutoTokenizer.from_pretrained(model_dir)
 
 
-def _batches(ids: list[list[int]], types: list[list[int]] | None, pad_id: int, batch_size: int,
-             ) -> Iterator[tuple[np.ndarray, dict[str, np.ndarray]]]:
+def _batches(
+    ids: list[list[int]],
+    types: list[list[int]] | None,
+    pad_id: int,
+    batch_size: int,
+) -> Iterator[tuple[np.ndarray, dict[str, np.ndarray]]]:
     """Padded int64 batches of similar lengths (longest first), with the original positions of their rows."""
     order = np.argsort([-len(x) for x in ids], kind="stable")
     for start in range(0, len(order), batch_size):
-        idx = order[start: start + batch_size]
+        idx = order[start : start + batch_size]
         width = len(ids[idx[0]])
         input_ids = np.full((len(idx), width), pad_id, dtype=np.int64)
         mask = np.zeros((len(idx), width), dtype=np.int64)
@@ -69,8 +73,15 @@ def _batches(ids: list[list[int]], types: list[list[int]] | None, pad_id: int, b
 class OnnxModel:
     """An exported model with its tokenizer: tokenizes once, runs length-sorted batches, restores the order."""
 
-    def __init__(self, model_dir: str | Path, kind: str, *, quantize: bool = False, cache: Path | None = None,
-                 batch_size: int = BATCH_SIZE):
+    def __init__(
+        self,
+        model_dir: str | Path,
+        kind: str,
+        *,
+        quantize: bool = False,
+        cache: Path | None = None,
+        batch_size: int = BATCH_SIZE,
+    ):
         self.model_dir = str(Path(model_dir).resolve())
         self.quantize = quantize
         self.batch_size = batch_size
@@ -94,8 +105,14 @@ class OnnxModel:
 class OnnxEmbedder(OnnxModel):
     """Normalized sentence embeddings exactly as the folder's sentence-transformers pipeline computes them."""
 
-    def __init__(self, model_dir: str | Path, *, quantize: bool = False, cache: Path | None = None,
-                 batch_size: int = BATCH_SIZE):
+    def __init__(
+        self,
+        model_dir: str | Path,
+        *,
+        quantize: bool = False,
+        cache: Path | None = None,
+        batch_size: int = BATCH_SIZE,
+    ):
         super().__init__(model_dir, "embed", quantize=quantize, cache=cache, batch_size=batch_size)
         self.max_length, self.lower = _embedding_settings(Path(self.model_dir), self.tokenizer)
         self.dim = int(self.session.get_outputs()[0].shape[1])
@@ -111,16 +128,28 @@ class OnnxEmbedder(OnnxModel):
 class OnnxCrossEncoder(OnnxModel):
     """One relevance logit per (query, passage) pair, tokenized as sentence-transformers' CrossEncoder does."""
 
-    def __init__(self, model_dir: str | Path, max_length: int = 256, *, quantize: bool = False,
-                 cache: Path | None = None, batch_size: int = BATCH_SIZE):
+    def __init__(
+        self,
+        model_dir: str | Path,
+        max_length: int = 256,
+        *,
+        quantize: bool = False,
+        cache: Path | None = None,
+        batch_size: int = BATCH_SIZE,
+    ):
         super().__init__(model_dir, "cross", quantize=quantize, cache=cache, batch_size=batch_size)
         self.max_length = max_length
 
     def __call__(self, pairs: Sequence[tuple[str, str]] | Sequence[Sequence[str]]) -> np.ndarray:
         if not pairs:
             return np.zeros(0, dtype=np.float32)
-        enc = self.tokenizer([p[0] for p in pairs], [p[1] for p in pairs], truncation="longest_first",
-                             max_length=self.max_length, padding=False)
+        enc = self.tokenizer(
+            [p[0] for p in pairs],
+            [p[1] for p in pairs],
+            truncation="longest_first",
+            max_length=self.max_length,
+            padding=False,
+        )
         return self._run(enc, 1).reshape(-1)
 
 
@@ -141,12 +170,15 @@ def _cached_embedder(model_dir: str, quantize: bool, cache: Path | None) -> Onnx
 
 
 @lru_cache(maxsize=4)
-def _cached_cross_encoder(model_dir: str, max_length: int, quantize: bool, cache: Path | None) -> OnnxCrossEncoder:
+def _cached_cross_encoder(
+    model_dir: str, max_length: int, quantize: bool, cache: Path | None
+) -> OnnxCrossEncoder:
     return OnnxCrossEncoder(model_dir, max_length, quantize=quantize, cache=cache)
 
 
-def fast_embedder(model_spec: str | None = None, *, quantize: bool = False,
-                  cache: Path | None = None) -> Callable[[Sequence[str]], np.ndarray]:
+def fast_embedder(
+    model_spec: str | None = None, *, quantize: bool = False, cache: Path | None = None
+) -> Callable[[Sequence[str]], np.ndarray]:
     """The ONNX embedder of a model choice (bundled, folder), one per process; raises OnnxUnsupported if it can't."""
     from core import models
 
@@ -154,8 +186,9 @@ def fast_embedder(model_spec: str | None = None, *, quantize: bool = False,
         return _cached_embedder(models.resolve(model_spec), quantize, cache)
 
 
-def fast_cross_encoder(model_dir: str | Path, max_length: int = 256, *, quantize: bool = False,
-                       cache: Path | None = None) -> Callable[[Sequence[tuple[str, str]]], np.ndarray]:
+def fast_cross_encoder(
+    model_dir: str | Path, max_length: int = 256, *, quantize: bool = False, cache: Path | None = None
+) -> Callable[[Sequence[tuple[str, str]]], np.ndarray]:
     """callable(pairs) -> np.ndarray of raw logits (no sigmoid), as CrossEncoder.predict(activation_fn=Identity)."""
     with _lock:
         return _cached_cross_encoder(str(Path(model_dir).resolve()), int(max_length), quantize, cache)

@@ -22,7 +22,9 @@ KINDS = ("embed", "cross")
 SUPPORTED_MODULES = {"Transformer", "Pooling", "Normalize"}
 
 _lock = threading.Lock()
-_built: dict[str, Path] = {}  # export key -> a file built in this process (another workspace's copy is reused)
+_built: dict[
+    str, Path
+] = {}  # export key -> a file built in this process (another workspace's copy is reused)
 
 
 class OnnxUnsupported(ValueError):
@@ -45,8 +47,18 @@ def export_key(model_dir: str | Path, kind: str, quantize: bool) -> str:
     import torch
 
     folder = Path(model_dir).resolve()
-    blob = json.dumps([str(folder), _weights_fingerprint(folder), kind, bool(quantize), EXPORT_VERSION, OPSET,
-                       torch.__version__, onnxruntime.__version__])
+    blob = json.dumps(
+        [
+            str(folder),
+            _weights_fingerprint(folder),
+            kind,
+            bool(quantize),
+            EXPORT_VERSION,
+            OPSET,
+            torch.__version__,
+            onnxruntime.__version__,
+        ]
+    )
     return hashlib.sha1(blob.encode()).hexdigest()[:16]
 
 
@@ -65,7 +77,9 @@ def pooling_mode(model_dir: Path) -> str:
     modules = json.loads(modules_file.read_text())
     kinds = {m["type"].rsplit(".", 1)[-1] for m in modules}
     if kinds - SUPPORTED_MODULES:
-        raise OnnxUnsupported(f"{model_dir} has modules {sorted(kinds - SUPPORTED_MODULES)} the ONNX path lacks.")
+        raise OnnxUnsupported(
+            f"{model_dir} has modules {sorted(kinds - SUPPORTED_MODULES)} the ONNX path lacks."
+        )
     if any(m.get("path") for m in modules if m["type"].endswith("Transformer")):
         raise OnnxUnsupported(f"{model_dir} keeps its transformer in a sub-folder; not supported.")
     pooling = next((m for m in modules if m["type"].endswith("Pooling")), None)
@@ -90,7 +104,8 @@ def _load_torch_module(model_dir: Path, kind: str) -> Any:
         mode = pooling_mode(model_dir)
         return Embedding(AutoModel.from_pretrained(str(model_dir), attn_implementation="eager").eval(), mode)
     model = AutoModelForSequenceClassification.from_pretrained(
-        str(model_dir), num_labels=1, attn_implementation="eager").eval()
+        str(model_dir), num_labels=1, attn_implementation="eager"
+    ).eval()
     return Logit(model)
 
 
@@ -102,17 +117,31 @@ def _export_torch(model_dir: Path, kind: str, dest: Path) -> None:
     module = _load_torch_module(model_dir, kind)
     tok = AutoTokenizer.from_pretrained(str(model_dir))
     if kind == "embed":
-        enc = tok(["an example sentence", "a second, longer example sentence"], padding=True, return_tensors="pt")
+        enc = tok(
+            ["an example sentence", "a second, longer example sentence"], padding=True, return_tensors="pt"
+        )
     else:
-        enc = tok(["a query", "another query"], ["a passage", "a second, longer passage"], padding=True,
-                  return_tensors="pt")
+        enc = tok(
+            ["a query", "another query"],
+            ["a passage", "a second, longer passage"],
+            padding=True,
+            return_tensors="pt",
+        )
     names = [n for n in ("input_ids", "attention_mask", "token_type_ids") if n in enc]
     module.input_names = names
     output = "embedding" if kind == "embed" else "logits"
     axes = {**{n: {0: "batch", 1: "sequence"} for n in names}, output: {0: "batch"}}
     with torch.inference_mode():
-        torch.onnx.export(module, tuple(enc[n] for n in names), str(dest), input_names=names,
-                          output_names=[output], dynamic_axes=axes, opset_version=OPSET, dynamo=False)
+        torch.onnx.export(
+            module,
+            tuple(enc[n] for n in names),
+            str(dest),
+            input_names=names,
+            output_names=[output],
+            dynamic_axes=axes,
+            opset_version=OPSET,
+            dynamo=False,
+        )
 
 
 def _optimize(src: Path, dest: Path, model_dir: Path) -> None:
@@ -120,8 +149,14 @@ def _optimize(src: Path, dest: Path, model_dir: Path) -> None:
     from onnxruntime.transformers.optimizer import optimize_model
 
     config = json.loads((model_dir / "config.json").read_text())
-    model = optimize_model(str(src), model_type="bert", num_heads=int(config.get("num_attention_heads", 0)),
-                           hidden_size=int(config.get("hidden_size", 0)), opt_level=1, use_gpu=False)
+    model = optimize_model(
+        str(src),
+        model_type="bert",
+        num_heads=int(config.get("num_attention_heads", 0)),
+        hidden_size=int(config.get("hidden_size", 0)),
+        opt_level=1,
+        use_gpu=False,
+    )
     model.save_model_to_file(str(dest))
 
 
@@ -131,8 +166,13 @@ def _quantize(src: Path, dest: Path) -> None:
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     # the fused contrib ops (Attention, SkipLayerNorm) escape shape inference: their outputs are float
-    quantize_dynamic(str(src), str(dest), weight_type=QuantType.QInt8, per_channel=True,
-                     extra_options={"DefaultTensorType": TensorProto.FLOAT})
+    quantize_dynamic(
+        str(src),
+        str(dest),
+        weight_type=QuantType.QInt8,
+        per_channel=True,
+        extra_options={"DefaultTensorType": TensorProto.FLOAT},
+    )
 
 
 def _build(model_dir: Path, kind: str, quantize: bool, dest: Path) -> None:
@@ -150,7 +190,9 @@ def _build(model_dir: Path, kind: str, quantize: bool, dest: Path) -> None:
         os.replace(final, dest)
 
 
-def ensure_export(model_dir: str | Path, kind: str, *, quantize: bool = False, cache: Path | None = None) -> Path:
+def ensure_export(
+    model_dir: str | Path, kind: str, *, quantize: bool = False, cache: Path | None = None
+) -> Path:
     """The ONNX file for a model folder and options, exported only when the cache lacks it."""
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {KINDS}, not {kind!r}")
@@ -167,8 +209,11 @@ def ensure_export(model_dir: str | Path, kind: str, *, quantize: bool = False, c
                 os.replace(dest.with_suffix(".tmp"), dest)
             else:
                 _build(folder, kind, quantize, dest)
-            (dest.parent / "source.json").write_text(json.dumps(
-                {"model_dir": str(folder), "kind": kind, "quantize": quantize, "version": EXPORT_VERSION}))
+            (dest.parent / "source.json").write_text(
+                json.dumps(
+                    {"model_dir": str(folder), "kind": kind, "quantize": quantize, "version": EXPORT_VERSION}
+                )
+            )
         _built[key] = dest
     return dest
 

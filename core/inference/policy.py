@@ -70,8 +70,9 @@ def variant() -> str:
     return "onnx-int8" if quantize() else "onnx-fp32"
 
 
-def cross_encoder_scorer(model_dir: str | Path, max_length: int = 256
-                         ) -> Callable[[Sequence[tuple[str, str]]], np.ndarray] | None:
+def cross_encoder_scorer(
+    model_dir: str | Path, max_length: int = 256
+) -> Callable[[Sequence[tuple[str, str]]], np.ndarray] | None:
     """The fast logit scorer of a cross-encoder folder when the fast path is on for it, else None (use torch)."""
     if not fast_enabled("cross"):
         return None

@@ -33,8 +33,9 @@ def beir_layout(folder: Path, name: str) -> dict[str, Any]:
         p = qrels / f"{split}.tsv"
         layout[split] = p if p.is_file() else None
     if layout["train"] is None:
-        raise IngestError(Problem(name, f"a BEIR folder needs qrels/train.tsv (the training pairs); "
-                                        f"{qrels} has none."))
+        raise IngestError(
+            Problem(name, f"a BEIR folder needs qrels/train.tsv (the training pairs); {qrels} has none.")
+        )
     return layout
 
 
@@ -56,8 +57,13 @@ def import_beir(p: ImportPass, folder: Path, name: str) -> None:
         file = f"{name}/qrels/{split}.tsv"
         for q, d, _, row in rows:
             if d not in docs:
-                p.log.row(file, row, "corpus-id", f"corpus id {d!r} is not in corpus.jsonl (or its text is blank).",
-                          id=d)
+                p.log.row(
+                    file,
+                    row,
+                    "corpus-id",
+                    f"corpus id {d!r} is not in corpus.jsonl (or its text is blank).",
+                    id=d,
+                )
         for n, (q, d, label, row) in enumerate(rows, 1):
             if d not in docs or q not in queries:
                 continue
@@ -66,7 +72,11 @@ def import_beir(p: ImportPass, folder: Path, name: str) -> None:
             if n % 2000 == 0:
                 p.progress(0.6 + 0.4 * n / len(rows), f"Pairing {split} qrels: {n:,}")
     p.flush()
-    p.mappings[name] = {"corpus": "corpus.jsonl", "queries": "queries.jsonl", **{s: f"qrels/{s}.tsv" for s in qrels}}
+    p.mappings[name] = {
+        "corpus": "corpus.jsonl",
+        "queries": "queries.jsonl",
+        **{s: f"qrels/{s}.tsv" for s in qrels},
+    }
 
 
 def _queries(p: ImportPass, path: Path, file: str) -> dict[str, str]:
@@ -110,11 +120,17 @@ def _qrels(p: ImportPass, path: Path, file: str, queries: dict[str, str]) -> lis
     return rows
 
 
-def _qrel(p: ImportPass, file: str, row: int, values: list[str], names: list[str],
-          queries: dict[str, str]) -> Qrel | None:
+def _qrel(
+    p: ImportPass, file: str, row: int, values: list[str], names: list[str], queries: dict[str, str]
+) -> Qrel | None:
     if len(values) < 3:
-        p.log.add(Problem(file, f"expected 3 tab-separated values (query-id, corpus-id, score), "
-                                f"found {len(values)}.", row=row))
+        p.log.add(
+            Problem(
+                file,
+                f"expected 3 tab-separated values (query-id, corpus-id, score), found {len(values)}.",
+                row=row,
+            )
+        )
         return None
     q, d = values[0].strip(), values[1].strip()
     try:
@@ -149,7 +165,9 @@ def _corpus(p: ImportPass, path: Path, file: str, needed: set[str]) -> dict[str,
             text = p.text(raw, file, row, "text", "document")
             if text is not None:
                 docs[did] = text
-        elif isinstance(raw, str) and raw.strip():  # an empty unjudged document is simply not part of the pool
+        elif (
+            isinstance(raw, str) and raw.strip()
+        ):  # an empty unjudged document is simply not part of the pool
             text = p.text(raw, file, row, "text", "document")
             if text is not None:
                 p.pairs.add_corpus(text, did)
@@ -158,4 +176,3 @@ def _corpus(p: ImportPass, path: Path, file: str, needed: set[str]) -> dict[str,
     reader.close()
     p.flush()
     return docs
-

@@ -32,19 +32,17 @@ class CleaningOptions:
     whitespace: bool = True
 
     @classmethod
-    def from_names(cls, names: str | list[str] | tuple[str, ...]) -> "CleaningOptions":
+    def from_names(cls, names: str | list[str] | tuple[str, ...]) -> CleaningOptions:
         """Parse the CLI's `--clean html,urls,...`; unknown names are an error listing the known ones."""
         if isinstance(names, str):
             names = [n for n in (p.strip() for p in names.split(",")) if n]
         unknown = [n for n in names if n not in RULES]
         if unknown:
-            raise ValueError(
-                f"Unknown cleaning rule(s): {', '.join(unknown)}. Known: {', '.join(RULES)}."
-            )
+            raise ValueError(f"Unknown cleaning rule(s): {', '.join(unknown)}. Known: {', '.join(RULES)}.")
         return cls(**{rule: rule in names for rule in RULES})
 
     @classmethod
-    def none(cls) -> "CleaningOptions":
+    def none(cls) -> CleaningOptions:
         """Keep texts exactly as uploaded."""
         return cls(**{f.name: False for f in fields(cls)})
 
@@ -74,11 +72,42 @@ _HTML_TAG = re.compile(
 _ENTITY = re.compile(r"&(?:#\d{1,7}|#[xX][0-9a-fA-F]{1,6}|[A-Za-z][A-Za-z0-9]{1,31});")
 # PubMed-style SGML Greek entities (&bgr; = beta) that html.unescape does not know; real SciFact text has them.
 _SGML_GREEK = {
-    "agr": "α", "bgr": "β", "ggr": "γ", "dgr": "δ", "egr": "ε", "zgr": "ζ", "eegr": "η", "thgr": "θ",
-    "igr": "ι", "kgr": "κ", "lgr": "λ", "mgr": "μ", "ngr": "ν", "xgr": "ξ", "ogr": "ο", "pgr": "π",
-    "rgr": "ρ", "sgr": "σ", "tgr": "τ", "ugr": "υ", "phgr": "φ", "khgr": "χ", "psgr": "ψ", "ohgr": "ω",
-    "Agr": "Α", "Bgr": "Β", "Ggr": "Γ", "Dgr": "Δ", "Egr": "Ε", "Kgr": "Κ", "Lgr": "Λ", "Pgr": "Π",
-    "Sgr": "Σ", "PHgr": "Φ", "PSgr": "Ψ", "OHgr": "Ω",
+    "agr": "α",
+    "bgr": "β",
+    "ggr": "γ",
+    "dgr": "δ",
+    "egr": "ε",
+    "zgr": "ζ",
+    "eegr": "η",
+    "thgr": "θ",
+    "igr": "ι",
+    "kgr": "κ",
+    "lgr": "λ",
+    "mgr": "μ",
+    "ngr": "ν",
+    "xgr": "ξ",
+    "ogr": "ο",
+    "pgr": "π",
+    "rgr": "ρ",
+    "sgr": "σ",
+    "tgr": "τ",
+    "ugr": "υ",
+    "phgr": "φ",
+    "khgr": "χ",
+    "psgr": "ψ",
+    "ohgr": "ω",
+    "Agr": "Α",
+    "Bgr": "Β",
+    "Ggr": "Γ",
+    "Dgr": "Δ",
+    "Egr": "Ε",
+    "Kgr": "Κ",
+    "Lgr": "Λ",
+    "Pgr": "Π",
+    "Sgr": "Σ",
+    "PHgr": "Φ",
+    "PSgr": "Ψ",
+    "OHgr": "Ω",
 }
 
 

@@ -17,17 +17,86 @@ SHAPES = {
 }
 
 _SYNONYMS = {
-    "query": ["query", "queries", "question", "q", "anchor", "claim", "query_text", "search_query",
-              "search_term", "prompt", "sentence1", "text_a", "question_text"],
-    "label": ["label", "labels", "score", "relevance", "rel", "grade", "y", "is_relevant", "judgement",
-              "judgment", "relevant", "target"],
-    "positive": ["positive", "positives", "pos", "positive_passage", "positive_passages", "relevant_passage",
-                 "positive_document", "answer", "passage", "passages", "document", "doc", "text", "context",
-                 "content", "body", "sentence2", "text_b", "corpus", "response", "relevant"],
-    "passage": ["passage", "passages", "document", "doc", "text", "context", "content", "body", "candidate",
-                "sentence2", "text_b", "corpus", "response", "answer", "positive"],
-    "negative": ["negative", "negatives", "neg", "negs", "hard_negative", "hard_negatives",
-                 "negative_passage", "negative_passages", "negative_document"],
+    "query": [
+        "query",
+        "queries",
+        "question",
+        "q",
+        "anchor",
+        "claim",
+        "query_text",
+        "search_query",
+        "search_term",
+        "prompt",
+        "sentence1",
+        "text_a",
+        "question_text",
+    ],
+    "label": [
+        "label",
+        "labels",
+        "score",
+        "relevance",
+        "rel",
+        "grade",
+        "y",
+        "is_relevant",
+        "judgement",
+        "judgment",
+        "relevant",
+        "target",
+    ],
+    "positive": [
+        "positive",
+        "positives",
+        "pos",
+        "positive_passage",
+        "positive_passages",
+        "relevant_passage",
+        "positive_document",
+        "answer",
+        "passage",
+        "passages",
+        "document",
+        "doc",
+        "text",
+        "context",
+        "content",
+        "body",
+        "sentence2",
+        "text_b",
+        "corpus",
+        "response",
+        "relevant",
+    ],
+    "passage": [
+        "passage",
+        "passages",
+        "document",
+        "doc",
+        "text",
+        "context",
+        "content",
+        "body",
+        "candidate",
+        "sentence2",
+        "text_b",
+        "corpus",
+        "response",
+        "answer",
+        "positive",
+    ],
+    "negative": [
+        "negative",
+        "negatives",
+        "neg",
+        "negs",
+        "hard_negative",
+        "hard_negatives",
+        "negative_passage",
+        "negative_passages",
+        "negative_document",
+    ],
 }
 _WEAK_LABELS = {"relevant", "target"}
 _NUMBERED_NEGATIVE = re.compile(r"^(?:hard_)?neg(?:ative)?s?_?(\d+)$")
@@ -72,7 +141,7 @@ class ColumnMap:
         return asdict(self)
 
     @classmethod
-    def parse(cls, spec: str) -> "ColumnMap":
+    def parse(cls, spec: str) -> ColumnMap:
         """The CLI's --column-map: 'query=question,positive=answer,negatives=n1|n2' or 'label=score,...'."""
         parts: dict[str, Any] = {"negatives": []}
         for item in filter(None, (p.strip() for p in spec.split(","))):
@@ -85,8 +154,10 @@ class ColumnMap:
             elif key in ("query", "positive", "passage", "label"):
                 parts[key] = value.strip()
             else:
-                raise ValueError(f"--column-map: unknown role {key!r}; roles are query, positive, passage, "
-                                 "label, negatives.")
+                raise ValueError(
+                    f"--column-map: unknown role {key!r}; roles are query, positive, passage, "
+                    "label, negatives."
+                )
         if "query" not in parts:
             raise ValueError("--column-map needs query=COLUMN.")
         return cls(**parts)
@@ -95,19 +166,32 @@ class ColumnMap:
         """Every mapped column must exist and the parts must make a shape."""
         missing = [c for c in self.used() if c not in columns]
         if missing:
-            raise IngestError(Problem(
-                file, f"column {missing[0]!r} is not in the file; its columns are: {', '.join(columns)}.",
-                column=missing[0]))
+            raise IngestError(
+                Problem(
+                    file,
+                    f"column {missing[0]!r} is not in the file; its columns are: {', '.join(columns)}.",
+                    column=missing[0],
+                )
+            )
         if len(set(self.used())) != len(self.used()):
-            raise IngestError(Problem(file, "one column is mapped to two parts; each part needs its own column."))
+            raise IngestError(
+                Problem(file, "one column is mapped to two parts; each part needs its own column.")
+            )
         if self.label and not self.passage:
             raise IngestError(Problem(file, "a label column needs a passage column to label."))
         if not self.label and not self.positive:
-            raise IngestError(Problem(
-                file, "choose a positive (relevant passage) column, or a passage column and a label column."))
+            raise IngestError(
+                Problem(
+                    file,
+                    "choose a positive (relevant passage) column, or a passage column and a label column.",
+                )
+            )
         if self.label and (self.positive or self.negatives):
-            raise IngestError(Problem(
-                file, "with a label column, map one passage column only (no positive/negative columns)."))
+            raise IngestError(
+                Problem(
+                    file, "with a label column, map one passage column only (no positive/negative columns)."
+                )
+            )
 
 
 def _find(normed: dict[str, str], role: str, exclude: set[str]) -> str | None:
@@ -131,20 +215,26 @@ def _numeric(col: str, sample: list[dict[str, Any]]) -> bool:
     return ok >= max(1, len(values[:50]) * 0.8)
 
 
-def detect_columns(columns: list[str], sample: list[dict[str, Any]] | None = None,
-                   file: str = "file") -> ColumnMap:
+def detect_columns(
+    columns: list[str], sample: list[dict[str, Any]] | None = None, file: str = "file"
+) -> ColumnMap:
     """Guess the column roles from the header (and a few rows); raises with what was found and expected."""
     normed = {norm(c): c for c in columns}
     sample = sample or []
     query = _find(normed, "query", set())
     if query is None:
-        raise IngestError(Problem(
-            file, f"no query column found among: {', '.join(columns) or '(none)'}. Name one 'query' (or "
-                  "question / anchor), or map the columns by hand."))
+        raise IngestError(
+            Problem(
+                file,
+                f"no query column found among: {', '.join(columns) or '(none)'}. Name one 'query' (or "
+                "question / anchor), or map the columns by hand.",
+            )
+        )
     used = {query}
     numbered = sorted(
         ((int(m.group(1)), c) for c in columns if (m := _NUMBERED_NEGATIVE.match(norm(c)))),
-        key=lambda t: t[0])
+        key=lambda t: t[0],
+    )
     negatives = [c for _, c in numbered]
     if not negatives:
         neg = _find(normed, "negative", used)
@@ -156,12 +246,19 @@ def detect_columns(columns: list[str], sample: list[dict[str, Any]] | None = Non
     if label is not None and not negatives:
         passage = _find(normed, "passage", used | {label})
         if passage is None:
-            raise IngestError(Problem(
-                file, f"found a label column {label!r} but no passage column among: {', '.join(columns)}."))
+            raise IngestError(
+                Problem(
+                    file, f"found a label column {label!r} but no passage column among: {', '.join(columns)}."
+                )
+            )
         return ColumnMap(query=query, passage=passage, label=label)
     positive = _find(normed, "positive", used)
     if positive is None:
-        raise IngestError(Problem(
-            file, f"no passage column found among: {', '.join(columns)}. Name the relevant text 'positive' "
-                  "(or passage / document / text), or map the columns by hand."))
+        raise IngestError(
+            Problem(
+                file,
+                f"no passage column found among: {', '.join(columns)}. Name the relevant text 'positive' "
+                "(or passage / document / text), or map the columns by hand.",
+            )
+        )
     return ColumnMap(query=query, positive=positive, negatives=negatives)

@@ -10,8 +10,14 @@ from core.ingest.problems import IngestError, Problem
 ROOT = Path(__file__).resolve().parents[2]
 
 FORMATS = {
-    ".csv": "csv", ".tsv": "tsv", ".tab": "tsv", ".jsonl": "jsonl", ".ndjson": "jsonl",
-    ".json": "json", ".parquet": "parquet", ".pq": "parquet",
+    ".csv": "csv",
+    ".tsv": "tsv",
+    ".tab": "tsv",
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+    ".json": "json",
+    ".parquet": "parquet",
+    ".pq": "parquet",
 }
 UPLOAD_TYPES = ["csv", "tsv", "jsonl", "json", "parquet"]
 
@@ -45,9 +51,13 @@ def check_size(path: Path, name: str, max_mb: float | None = None) -> None:
     limit = UPLOAD_LIMIT_MB if max_mb is None else max_mb
     size = path.stat().st_size
     if size > limit * 1024 * 1024:
-        raise IngestError(Problem(
-            name, f"the file is {size / 1024 / 1024:,.1f} MB; the upload limit is {limit:g} MB "
-                  "(split the file, or raise the limit with the CLI's --max-mb)."))
+        raise IngestError(
+            Problem(
+                name,
+                f"the file is {size / 1024 / 1024:,.1f} MB; the upload limit is {limit:g} MB "
+                "(split the file, or raise the limit with the CLI's --max-mb).",
+            )
+        )
 
 
 def detect_format(path: Path, name: str | None = None) -> str:
@@ -60,9 +70,13 @@ def detect_format(path: Path, name: str | None = None) -> str:
     ext = Path(name).suffix.lower()
     fmt = FORMATS.get(ext)
     if fmt is None:
-        raise IngestError(Problem(
-            name, f"unsupported file type {ext or '(none)'!r}: use CSV, TSV, JSONL, JSON or Parquet, "
-                  "or a BEIR folder (corpus.jsonl, queries.jsonl, qrels/*.tsv)."))
+        raise IngestError(
+            Problem(
+                name,
+                f"unsupported file type {ext or '(none)'!r}: use CSV, TSV, JSONL, JSON or Parquet, "
+                "or a BEIR folder (corpus.jsonl, queries.jsonl, qrels/*.tsv).",
+            )
+        )
     if path.stat().st_size == 0:
         raise IngestError(Problem(name, "the file is empty (0 bytes)."))
     with open(path, "rb") as fh:
@@ -80,15 +94,23 @@ def detect_format(path: Path, name: str | None = None) -> str:
 def _check_text_head(head: bytes, name: str, fmt: str) -> None:
     for magic, what in _MAGIC.items():
         if head.startswith(magic):
-            raise IngestError(Problem(
-                name, f"this is {what}, not a {fmt.upper()} text file; export the data as "
-                      f"{'.parquet' if magic == b'PAR1' else 'CSV (UTF-8)'} and upload that."))
+            raise IngestError(
+                Problem(
+                    name,
+                    f"this is {what}, not a {fmt.upper()} text file; export the data as "
+                    f"{'.parquet' if magic == b'PAR1' else 'CSV (UTF-8)'} and upload that.",
+                )
+            )
     if head.startswith((b"\xff\xfe", b"\xfe\xff")):
         raise IngestError(Problem(name, "the file is UTF-16 encoded; save it as UTF-8 and upload it again."))
     nul = head.find(b"\x00")
     controls = sum(1 for b in head if b < 9 or 13 < b < 32)
     if nul >= 0 or controls > len(head) // 10:
         where = f" (a NUL byte at byte {nul})" if nul >= 0 else ""
-        raise IngestError(Problem(
-            name, f"the file holds binary data{where}, not {fmt.upper()} text: is it really a "
-                  f"{fmt.upper()} file that was renamed?"))
+        raise IngestError(
+            Problem(
+                name,
+                f"the file holds binary data{where}, not {fmt.upper()} text: is it really a "
+                f"{fmt.upper()} file that was renamed?",
+            )
+        )

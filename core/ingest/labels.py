@@ -26,8 +26,10 @@ def parse_label(value: Any) -> float:
         try:
             number = float(text)
         except ValueError:
-            raise ValueError(f"the label {short(text, 40)!r} is not a number; use 0/1 or a graded "
-                             "relevance (0, 1, 2, ...).") from None
+            raise ValueError(
+                f"the label {short(text, 40)!r} is not a number; use 0/1 or a graded "
+                "relevance (0, 1, 2, ...)."
+            ) from None
     if math.isnan(number) or math.isinf(number):
         raise ValueError("the label is not a finite number.")
     if number < 0:

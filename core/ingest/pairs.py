@@ -48,15 +48,20 @@ class PairSet:
             h: (i, s) for h, i, s in c.execute("SELECT hash, id, split FROM queries WHERE project_id = ?", p)
         }
         self.old_pairs = {
-            (q, s): lab for q, s, lab in
-            c.execute("SELECT query_id, passage_id, label FROM pairs WHERE project_id = ?", p)
+            (q, s): lab
+            for q, s, lab in c.execute(
+                "SELECT query_id, passage_id, label FROM pairs WHERE project_id = ?", p
+            )
         }
         row = c.execute(
             "SELECT COUNT(*), COALESCE(SUM(p.label > 0), 0) FROM pairs p JOIN queries q ON q.id = p.query_id "
-            "WHERE p.project_id = ? AND q.split = 'train'", p).fetchone()
+            "WHERE p.project_id = ? AND q.split = 'train'",
+            p,
+        ).fetchone()
         self.existing_train_pairs, self.existing_train_positives = int(row[0]), int(row[1])
-        self.existing_test_queries = int(c.execute(
-            "SELECT COUNT(*) FROM queries WHERE project_id = ? AND split = 'test'", p).fetchone()[0])
+        self.existing_test_queries = int(
+            c.execute("SELECT COUNT(*) FROM queries WHERE project_id = ? AND split = 'test'", p).fetchone()[0]
+        )
 
     # -- ids -------------------------------------------------------------------------------------------
 
@@ -73,7 +78,9 @@ class PairSet:
             self.writer.passage(pid, text, h, doc_id, source)
         return pid
 
-    def query_id(self, text: str, split: str, qid: str | None, file: str, row: int, column: str) -> int | None:
+    def query_id(
+        self, text: str, split: str, qid: str | None, file: str, row: int, column: str
+    ) -> int | None:
         """The id of a cleaned query in a split; None (listed as a leak) when it is on the other side."""
         h = store.text_hash(text)
         hit = self.query_ids.get(h)
@@ -90,18 +97,33 @@ class PairSet:
         if old_split != split:
             where = self.query_where.get(i)
             origin = f"{where[0]} row {where[1]}" if where else f"the project's {old_split} set"
-            self.log.add(Problem(
-                file, f"left out: this query is also in the {old_split} data ({origin}), and a query cannot be "
-                      f"in both the training and the test set: {short(text)!r}", row=row, column=column,
-                kind="leak", detail={"other": origin, "query": short(text, 200)}))
+            self.log.add(
+                Problem(
+                    file,
+                    f"left out: this query is also in the {old_split} data ({origin}), and a query cannot be "
+                    f"in both the training and the test set: {short(text)!r}",
+                    row=row,
+                    column=column,
+                    kind="leak",
+                    detail={"other": origin, "query": short(text, 200)},
+                )
+            )
             return None
         self.query_stats.setdefault(i, [split, 0, 0])
         return i
 
     # -- pairs -----------------------------------------------------------------------------------------
 
-    def add(self, file: str, row: int, query: str, query_col: str, items: list[Item], split: str,
-            qid: str | None = None) -> None:
+    def add(
+        self,
+        file: str,
+        row: int,
+        query: str,
+        query_col: str,
+        items: list[Item],
+        split: str,
+        qid: str | None = None,
+    ) -> None:
         """One source row: a cleaned query and its (passage, label, column, doc id) items."""
         q = self.query_id(query, split, qid, file, row, query_col)
         if q is None:
@@ -109,8 +131,9 @@ class PairSet:
         for text, label, column, doc_id in items:
             p = self.passage_id(text, "pairs", doc_id)
             key = (q, p)
-            if (key in self.old_pairs or key in self.seen_pairs) and self._repeat(file, row, column, query, text,
-                                                                                    label, key):
+            if (key in self.old_pairs or key in self.seen_pairs) and self._repeat(
+                file, row, column, query, text, label, key
+            ):
                 continue
             self.seen_pairs[key] = (label, file, row)
             self.touched_passages.add(p)
@@ -119,8 +142,9 @@ class PairSet:
             stats[2] += is_relevant(label)
             self.writer.pair(q, p, label, row)
 
-    def _repeat(self, file: str, row: int, column: str, query: str, text: str, label: float,
-                key: tuple[int, int]) -> bool:
+    def _repeat(
+        self, file: str, row: int, column: str, query: str, text: str, label: float, key: tuple[int, int]
+    ) -> bool:
         """Whether the pair was seen before (in the project or this import), counting or flagging how."""
         old = self.old_pairs.get(key)
         if old is not None:
@@ -144,16 +168,36 @@ class PairSet:
             self._conflict(file, row, column, query, text, label, seen[0], f"{seen[1]} row {seen[2]}")
         return True
 
-    def _conflict(self, file: str, row: int, column: str, query: str, passage: str, label: float,
-                  other_label: float, other: str) -> None:
+    def _conflict(
+        self,
+        file: str,
+        row: int,
+        column: str,
+        query: str,
+        passage: str,
+        label: float,
+        other_label: float,
+        other: str,
+    ) -> None:
         rel = "relevant" if is_relevant(label) else "not relevant"
         other_rel = "relevant" if is_relevant(other_label) else "not relevant"
-        self.log.add(Problem(
-            file, f"conflict: this passage is marked {rel} (label {label:g}) here but {other_rel} "
-                  f"(label {other_label:g}) in {other}, for the same query {short(query, 60)!r}.",
-            row=row, column=column, kind="conflict",
-            detail={"other": other, "label": label, "other_label": other_label,
-                    "query": short(query, 200), "passage": short(passage, 200)}))
+        self.log.add(
+            Problem(
+                file,
+                f"conflict: this passage is marked {rel} (label {label:g}) here but {other_rel} "
+                f"(label {other_label:g}) in {other}, for the same query {short(query, 60)!r}.",
+                row=row,
+                column=column,
+                kind="conflict",
+                detail={
+                    "other": other,
+                    "label": label,
+                    "other_label": other_label,
+                    "query": short(query, 200),
+                    "passage": short(passage, 200),
+                },
+            )
+        )
 
     def add_corpus(self, text: str, doc_id: str | None) -> None:
         """An unjudged passage for the mining pool."""

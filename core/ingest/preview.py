@@ -28,8 +28,10 @@ class FileInfo:
 
 def displayable(record: dict[str, Any]) -> dict[str, Any]:
     """A preview row a page can show: bytes that were not UTF-8 appear as U+FFFD instead of breaking the table."""
-    return {k: v.encode("utf-8", "surrogateescape").decode("utf-8", "replace") if isinstance(v, str) else v
-            for k, v in record.items()}
+    return {
+        k: v.encode("utf-8", "surrogateescape").decode("utf-8", "replace") if isinstance(v, str) else v
+        for k, v in record.items()
+    }
 
 
 def inspect(path: Path, name: str | None = None, max_mb: float | None = None) -> FileInfo:
@@ -38,8 +40,14 @@ def inspect(path: Path, name: str | None = None, max_mb: float | None = None) ->
     name = name or path.name
     if path.is_dir():
         layout = beir_layout(path, name)
-        return FileInfo(name=name, format="beir", columns=[], sample=[], mapping=None,
-                        beir={k: (v.name if isinstance(v, Path) else v) for k, v in layout.items()})
+        return FileInfo(
+            name=name,
+            format="beir",
+            columns=[],
+            sample=[],
+            mapping=None,
+            beir={k: (v.name if isinstance(v, Path) else v) for k, v in layout.items()},
+        )
     check_size(path, name, max_mb)
     reader = open_table(path, name)
     try:
@@ -52,5 +60,11 @@ def inspect(path: Path, name: str | None = None, max_mb: float | None = None) ->
         mapping = detect_columns(reader.columns, sample, name)
     except IngestError as exc:
         err = str(exc)
-    return FileInfo(name=name, format=reader.fmt, columns=reader.columns,
-                    sample=[displayable(r) for r in sample[:5]], mapping=mapping, detect_error=err)
+    return FileInfo(
+        name=name,
+        format=reader.fmt,
+        columns=reader.columns,
+        sample=[displayable(r) for r in sample[:5]],
+        mapping=mapping,
+        detect_error=err,
+    )

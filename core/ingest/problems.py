@@ -44,8 +44,14 @@ class Problem:
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready row for summaries and tables."""
-        return {"file": self.file, "row": self.row, "column": self.column, "kind": self.kind,
-                "message": self.message, **self.detail}
+        return {
+            "file": self.file,
+            "row": self.row,
+            "column": self.column,
+            "kind": self.kind,
+            "message": self.message,
+            **self.detail,
+        }
 
 
 class IngestError(ValueError):
@@ -93,8 +99,16 @@ class ProblemLog:
 
     def row(self, file: str, row: int, column: str | None, message: str, **detail: Any) -> None:
         """A bad row: stops the import, or is dropped and listed when the person chose to skip bad rows."""
-        self.add(Problem(file, message, row=row, column=column, kind="dropped" if self.skip_invalid else "error",
-                         detail=detail))
+        self.add(
+            Problem(
+                file,
+                message,
+                row=row,
+                column=column,
+                kind="dropped" if self.skip_invalid else "error",
+                detail=detail,
+            )
+        )
 
 
 @dataclass

@@ -69,9 +69,15 @@ def check_header(name: str, columns: list[str]) -> list[str]:
     out = []
     for i, col in enumerate(columns, 1):
         if SURROGATE.search(col):
-            raise IngestError(Problem(
-                name, "the header holds bytes that are not UTF-8; save the file as UTF-8 "
-                      "(in Excel: 'CSV UTF-8').", row=1, column=printable(col)))
+            raise IngestError(
+                Problem(
+                    name,
+                    "the header holds bytes that are not UTF-8; save the file as UTF-8 "
+                    "(in Excel: 'CSV UTF-8').",
+                    row=1,
+                    column=printable(col),
+                )
+            )
         col = col.strip()
         out.append(col or f"column_{i}")
     seen = set()
@@ -91,7 +97,9 @@ class CsvReader(TableReader):
         self._raw = open(path, "rb")
         delimiter = "\t" if fmt == "tsv" else self._sniff(self._raw.read(65536))
         self._raw.seek(0)
-        self._text = io.TextIOWrapper(self._raw, encoding="utf-8-sig", errors="rerank-studio-mark", newline="")
+        self._text = io.TextIOWrapper(
+            self._raw, encoding="utf-8-sig", errors="rerank-studio-mark", newline=""
+        )
         self._reader = csv.reader(self._text, delimiter=delimiter)
         self.delimiter = delimiter
         try:
@@ -101,8 +109,9 @@ class CsvReader(TableReader):
         except csv.Error as exc:
             raise IngestError(Problem(name, f"the header cannot be read: {exc}", row=1)) from None
         if not any(h.strip() for h in header):
-            raise IngestError(Problem(name, "the first row (the header) is blank; put column names there.",
-                                      row=1))
+            raise IngestError(
+                Problem(name, "the first row (the header) is blank; put column names there.", row=1)
+            )
         self.columns = check_header(name, header)
         self._n = len(self.columns)
 
@@ -124,17 +133,27 @@ class CsvReader(TableReader):
             except StopIteration:
                 return
             except csv.Error as exc:
-                hint = (" An opening quote (\") without a closing one makes the rest of the file one field."
-                        if "field larger" in str(exc) else "")
-                raise IngestError(Problem(self.name, f"the file cannot be read here: {exc}.{hint}",
-                                          row=row + 1)) from None
+                hint = (
+                    ' An opening quote (") without a closing one makes the rest of the file one field.'
+                    if "field larger" in str(exc)
+                    else ""
+                )
+                raise IngestError(
+                    Problem(self.name, f"the file cannot be read here: {exc}.{hint}", row=row + 1)
+                ) from None
             row += 1
             if len(values) > n:
                 extra = values[n:]
                 if any(v.strip() for v in extra):
-                    yield row, {"__error__": (
-                        f"this row has {len(values)} values but the header has {n} columns: is there a "
-                        f"'{self.delimiter}' inside a text that is not in double quotes?")}
+                    yield (
+                        row,
+                        {
+                            "__error__": (
+                                f"this row has {len(values)} values but the header has {n} columns: is there a "
+                                f"'{self.delimiter}' inside a text that is not in double quotes?"
+                            )
+                        },
+                    )
                     continue
                 values = values[:n]
             yield row, dict(zip(cols, values))
@@ -150,7 +169,9 @@ class JsonlReader(TableReader):
         self.name, self.fmt = name, "jsonl"
         self._size = max(path.stat().st_size, 1)
         self._raw = open(path, "rb")
-        self._fh = io.TextIOWrapper(self._raw, encoding="utf-8-sig", errors="rerank-studio-mark", newline=None)
+        self._fh = io.TextIOWrapper(
+            self._raw, encoding="utf-8-sig", errors="rerank-studio-mark", newline=None
+        )
         self._peeked: list[tuple[int, dict[str, Any]]] = []
         self._line = 0
         self._iter = self._parse()
@@ -176,8 +197,14 @@ class JsonlReader(TableReader):
                 yield self._line, {"__error__": f"not valid JSON ({exc.msg} at character {exc.colno})."}
                 continue
             if not isinstance(obj, dict):
-                yield self._line, {"__error__": (
-                    f"each line must be a JSON object with named fields; found {type(obj).__name__}.")}
+                yield (
+                    self._line,
+                    {
+                        "__error__": (
+                            f"each line must be a JSON object with named fields; found {type(obj).__name__}."
+                        )
+                    },
+                )
                 continue
             yield self._line, obj
 
@@ -200,21 +227,27 @@ class JsonReader(TableReader):
             text = raw.decode("utf-8-sig")
         except UnicodeDecodeError as exc:
             line = raw[: exc.start].count(b"\n") + 1
-            raise IngestError(Problem(name, f"bytes that are not UTF-8 on line {line} (byte {exc.start}); "
-                                            "save the file as UTF-8.")) from None
+            raise IngestError(
+                Problem(
+                    name,
+                    f"bytes that are not UTF-8 on line {line} (byte {exc.start}); save the file as UTF-8.",
+                )
+            ) from None
         del raw
         try:
             data = json.loads(text)
         except json.JSONDecodeError as exc:
-            raise IngestError(Problem(name, f"not valid JSON: {exc.msg} (line {exc.lineno}, "
-                                            f"character {exc.colno}).")) from None
+            raise IngestError(
+                Problem(name, f"not valid JSON: {exc.msg} (line {exc.lineno}, character {exc.colno}).")
+            ) from None
         if isinstance(data, dict):
             lists = [v for v in data.values() if isinstance(v, list)]
             if len(lists) == 1:
                 data = lists[0]
         if not isinstance(data, list):
-            raise IngestError(Problem(name, "expected a JSON array of objects like "
-                                            '[{"query": ..., "positive": ...}, ...].'))
+            raise IngestError(
+                Problem(name, 'expected a JSON array of objects like [{"query": ..., "positive": ...}, ...].')
+            )
         if not data:
             raise IngestError(Problem(name, "the JSON array is empty: there are no rows."))
         self._data = data
@@ -266,7 +299,9 @@ class ParquetReader(TableReader):
                     self._done = row
                     yield row, record
         except pa.ArrowException as exc:
-            raise IngestError(Problem(self.name, f"the Parquet file cannot be read: {exc}", row=row + 1)) from None
+            raise IngestError(
+                Problem(self.name, f"the Parquet file cannot be read: {exc}", row=row + 1)
+            ) from None
 
     def fraction(self) -> float:
         return self._done / self._total
@@ -279,7 +314,9 @@ class LinesReader(TableReader):
         self.name, self.fmt, self.columns = name, "txt", ["text"]
         self._size = max(path.stat().st_size, 1)
         self._raw = open(path, "rb")
-        self._fh = io.TextIOWrapper(self._raw, encoding="utf-8-sig", errors="rerank-studio-mark", newline=None)
+        self._fh = io.TextIOWrapper(
+            self._raw, encoding="utf-8-sig", errors="rerank-studio-mark", newline=None
+        )
 
     def rows(self) -> Iterator[tuple[int, dict[str, Any]]]:
         for line, text in enumerate(self._fh, 1):

@@ -50,24 +50,34 @@ def final_warnings(p: ImportPass, s: dict[str, Any]) -> list[str]:
     out = list(p.warnings)
     total_train = p.pairs.existing_train_pairs + s["pairs"]
     if 0 < total_train < MIN_EXAMPLES:
-        out.append(f"Only {total_train} labelled training examples: fine-tuning a reranker usually needs at "
-                   f"least {MIN_EXAMPLES}; expect noisy results, and add more data if you can.")
+        out.append(
+            f"Only {total_train} labelled training examples: fine-tuning a reranker usually needs at "
+            f"least {MIN_EXAMPLES}; expect noisy results, and add more data if you can."
+        )
     if s["test_queries"] == 0 and p.pairs.existing_test_queries == 0:
         out.append("No test set: split one off by query or upload one, or the model cannot be evaluated.")
     if s["test_queries_without_positive"]:
-        out.append(f"{s['test_queries_without_positive']} test queries have no relevant passage and "
-                   "count for nothing in evaluation.")
+        out.append(
+            f"{s['test_queries_without_positive']} test queries have no relevant passage and "
+            "count for nothing in evaluation."
+        )
     if p.texts.n_long:
         first = p.texts.long_texts[0]
-        out.append(f"{p.texts.n_long} texts are longer than {LONG_TEXT_CHARS:,} characters (first: {first.where()}); "
-                   "the model reads only the first ~512 tokens — see Quality for what is truncated.")
+        out.append(
+            f"{p.texts.n_long} texts are longer than {LONG_TEXT_CHARS:,} characters (first: {first.where()}); "
+            "the model reads only the first ~512 tokens — see Quality for what is truncated."
+        )
     if s["graded_duplicates"]:
-        out.append(f"{s['graded_duplicates']} repeated pairs had different relevance grades; the highest was kept.")
+        out.append(
+            f"{s['graded_duplicates']} repeated pairs had different relevance grades; the highest was kept."
+        )
     if s["dropped_rows"]:
         out.append(f"{s['dropped_rows']} rows with problems were skipped (listed with their row numbers).")
     if s["split_overlap_dropped"]:
-        out.append(f"{s['split_overlap_dropped']} rows were left out because their query is on the other side "
-                   "of the train/test split (a query cannot be in both; listed with their row numbers).")
+        out.append(
+            f"{s['split_overlap_dropped']} rows were left out because their query is on the other side "
+            "of the train/test split (a query cannot be in both; listed with their row numbers)."
+        )
     if s["blank_rows"]:
         out.append(f"{s['blank_rows']} blank rows were ignored.")
     return out
@@ -77,5 +87,9 @@ def nothing_usable(p: ImportPass, s: dict[str, Any], name: str) -> Problem | Non
     """A blocking problem when neither the project nor this import holds a relevant training pair."""
     if p.pairs.existing_train_positives + s["positives"] > 0:
         return None
-    why = "no usable training pairs" if s["pairs"] == 0 else "no relevant (positive) training pair: every label is 0"
+    why = (
+        "no usable training pairs"
+        if s["pairs"] == 0
+        else "no relevant (positive) training pair: every label is 0"
+    )
     return Problem(name, f"nothing usable: {why}. Fix the problems listed, or check the column mapping.")

@@ -14,8 +14,9 @@ from core.ingest.readers import as_list, chain, head_rows, open_table
 from core.ingest.validation import ImportPass
 
 
-def import_table(p: ImportPass, path: Path, name: str, columns: ColumnMap | None, split: str,
-                 done: float, share: float) -> None:
+def import_table(
+    p: ImportPass, path: Path, name: str, columns: ColumnMap | None, split: str, done: float, share: float
+) -> None:
     """Stream one table file into pairs of the given split."""
     check_size(path, name, p.spec.max_mb)
     reader = open_table(path, name)

@@ -53,13 +53,16 @@ class TestFile:
     cleaning: dict[str, int] = field(default_factory=dict)
 
 
-def overlapping_queries(conn: sqlite3.Connection, project: int, queries: Iterable[str],
-                        split: str = "test") -> list[str]:
+def overlapping_queries(
+    conn: sqlite3.Connection, project: int, queries: Iterable[str], split: str = "test"
+) -> list[str]:
     """The queries (cleaned texts) already in the project's other split: the rule of the project split (a query
     cannot be in both the training and the test set), for any query list that joins `split`."""
     other = "train" if split == "test" else "test"
     wanted = {store.text_hash(q): q for q in queries}
-    rows = conn.execute("SELECT hash FROM queries WHERE project_id = ? AND split = ?", (project, other)).fetchall()
+    rows = conn.execute(
+        "SELECT hash FROM queries WHERE project_id = ? AND split = ?", (project, other)
+    ).fetchall()
     hits = {r[0] for r in rows if r[0] in wanted}
     return [q for h, q in wanted.items() if h in hits]
 
@@ -74,15 +77,24 @@ def _as_path(source: Path | str | bytes, filename: str, folder: str) -> Path:
 
 def _columns(reader: TableReader, file: str) -> dict[str, str | None]:
     lower = {c.strip().lower(): c for c in reader.columns}
-    found = {role: next((lower[a] for a in names if a in lower), None) for role, names in TEST_COLUMNS.items()}
+    found = {
+        role: next((lower[a] for a in names if a in lower), None) for role, names in TEST_COLUMNS.items()
+    }
     for role in ("query", "passage"):
         if found[role] is None:
-            raise IngestError(Problem(file, f"no {role} column (expected one of {', '.join(TEST_COLUMNS[role])}); "
-                                            f"found {', '.join(reader.columns)}."))
+            raise IngestError(
+                Problem(
+                    file,
+                    f"no {role} column (expected one of {', '.join(TEST_COLUMNS[role])}); "
+                    f"found {', '.join(reader.columns)}.",
+                )
+            )
     return found
 
 
-def _number(value: Any, log: ProblemLog, file: str, row: int, column: str | None, label: bool) -> float | None:
+def _number(
+    value: Any, log: ProblemLog, file: str, row: int, column: str | None, label: bool
+) -> float | None:
     if column is None or value is None or (isinstance(value, str) and not value.strip()):
         return 1.0 if label else None
     try:
@@ -92,8 +104,9 @@ def _number(value: Any, log: ProblemLog, file: str, row: int, column: str | None
         return None
 
 
-def _test_row(row: int, rec: dict[str, Any], cols: dict[str, Any], texts: TextCheck, log: ProblemLog,
-              file: str) -> TestRow | None:
+def _test_row(
+    row: int, rec: dict[str, Any], cols: dict[str, Any], texts: TextCheck, log: ProblemLog, file: str
+) -> TestRow | None:
     if "__error__" in rec:
         log.row(file, row, None, rec["__error__"])
         return None
@@ -108,8 +121,13 @@ def _test_row(row: int, rec: dict[str, Any], cols: dict[str, Any], texts: TextCh
     return TestRow(row, query, passage, label, score, rank)
 
 
-def read_test_set(source: Path | str | bytes, filename: str, conn: sqlite3.Connection | None = None,
-                  project: int | None = None, cleaning: CleaningOptions | None = None) -> TestFile:
+def read_test_set(
+    source: Path | str | bytes,
+    filename: str,
+    conn: sqlite3.Connection | None = None,
+    project: int | None = None,
+    cleaning: CleaningOptions | None = None,
+) -> TestFile:
     """A test file (CSV, TSV, JSONL, JSON, Parquet: query, passage[, label][, score | rank]) read and cleaned
     like an import; with a project, rows whose query is a training query are left out (named in `overlap`).
     Raises IngestError naming file, row and column for any bad row."""
@@ -126,7 +144,9 @@ def read_test_set(source: Path | str | bytes, filename: str, conn: sqlite3.Conne
         raise IngestError(log.problems, total=log.unusable)
     if not rows:
         raise IngestError(Problem(filename, "the file has no data rows."))
-    overlap = overlapping_queries(conn, project, {r.query for r in rows}) if conn is not None and project else []
+    overlap = (
+        overlapping_queries(conn, project, {r.query for r in rows}) if conn is not None and project else []
+    )
     if overlap:
         gone = set(overlap)
         rows = [r for r in rows if r.query not in gone]
@@ -144,10 +164,16 @@ def read_corpus_file(path: Path | str, cleaning: CleaningOptions | None = None) 
     texts = TextCheck(cleaning or CleaningOptions(), log)
     out: dict[str, None] = {}
     try:
-        column = "text" if "text" in reader.columns else (reader.columns[0] if len(reader.columns) == 1 else None)
+        column = (
+            "text" if "text" in reader.columns else (reader.columns[0] if len(reader.columns) == 1 else None)
+        )
         if column is None:
-            raise IngestError(Problem(path.name, f"expected a 'text' column (or a single column), found columns "
-                                                 f"{reader.columns}."))
+            raise IngestError(
+                Problem(
+                    path.name,
+                    f"expected a 'text' column (or a single column), found columns {reader.columns}.",
+                )
+            )
         for row, rec in reader.rows():
             title, body = rec.get("title"), rec.get(column)
             if isinstance(title, str) and title.strip() and isinstance(body, str):

@@ -25,7 +25,9 @@ class TextCheck:
 
     def __call__(self, value: Any, file: str, row: int, column: str, role: str) -> str | None:
         """A cleaned, checked text cell, or None after recording why it is unusable."""
-        if type(value) is not str or BAD_BYTES.count or len(value) > MAX_TEXT_CHARS:  # fast path: a plain text
+        if (
+            type(value) is not str or BAD_BYTES.count or len(value) > MAX_TEXT_CHARS
+        ):  # fast path: a plain text
             value = self._as_text(value, file, row, column)
             if value is None:
                 return None
@@ -39,9 +41,16 @@ class TextCheck:
         if len(cleaned) > LONG_TEXT_CHARS:
             self.n_long += 1
             if len(self.long_texts) < 20:
-                self.long_texts.append(Problem(
-                    file, f"a {role} of {len(cleaned):,} characters; the model reads only about the first "
-                          "512 tokens (a few thousand characters).", row=row, column=column, kind="warning"))
+                self.long_texts.append(
+                    Problem(
+                        file,
+                        f"a {role} of {len(cleaned):,} characters; the model reads only about the first "
+                        "512 tokens (a few thousand characters).",
+                        row=row,
+                        column=column,
+                        kind="warning",
+                    )
+                )
         return cleaned
 
     def _as_text(self, value: Any, file: str, row: int, column: str) -> str | None:
@@ -53,20 +62,40 @@ class TextCheck:
         if not isinstance(value, str):
             value = str(value)
         if BAD_BYTES.count and (bad := SURROGATE.search(value)):
-            before = value[max(0, bad.start() - 20): bad.start()]
-            self.log.row(file, row, column, (
-                f"bytes that are not UTF-8 (0x{ord(bad.group()) - 0xDC00:02x} after {short(before, 30)!r}); "
-                "save the file as UTF-8 (in Excel: 'CSV UTF-8')."))
+            before = value[max(0, bad.start() - 20) : bad.start()]
+            self.log.row(
+                file,
+                row,
+                column,
+                (
+                    f"bytes that are not UTF-8 (0x{ord(bad.group()) - 0xDC00:02x} after {short(before, 30)!r}); "
+                    "save the file as UTF-8 (in Excel: 'CSV UTF-8')."
+                ),
+            )
             return None
         if len(value) > MAX_TEXT_CHARS:
-            self.log.row(file, row, column, (
-                f"a text of {len(value):,} characters (the limit is {MAX_TEXT_CHARS:,}); is a quote left open?"))
+            self.log.row(
+                file,
+                row,
+                column,
+                (
+                    f"a text of {len(value):,} characters (the limit is {MAX_TEXT_CHARS:,}); is a quote left open?"
+                ),
+            )
             return None
         return value
 
-    def _sample(self, file: str, row: int, column: str, value: str, cleaned: str, rules: tuple[str, ...]) -> None:
-        entry = {"file": file, "row": row, "column": column, "before": value[:2000],
-                 "after": cleaned[:2000], "changed": ", ".join(rules)}
+    def _sample(
+        self, file: str, row: int, column: str, value: str, cleaned: str, rules: tuple[str, ...]
+    ) -> None:
+        entry = {
+            "file": file,
+            "row": row,
+            "column": column,
+            "before": value[:2000],
+            "after": cleaned[:2000],
+            "changed": ", ".join(rules),
+        }
         if len(self.samples) < 5:
             self.samples.append(entry)
         elif rules:

@@ -20,8 +20,14 @@ from core.progress import Progress, noop
 class ImportPass:
     """Clean, validate, de-duplicate and (when `write`) insert, keeping only hashes and ids in memory."""
 
-    def __init__(self, conn: sqlite3.Connection | None, project: int | None, spec: ImportSpec,
-                 write: bool, progress: Progress | None):
+    def __init__(
+        self,
+        conn: sqlite3.Connection | None,
+        project: int | None,
+        spec: ImportSpec,
+        write: bool,
+        progress: Progress | None,
+    ):
         self.conn, self.project, self.spec, self.write = conn, project, spec, write
         self.progress = progress or noop
         self.log = ProblemLog(spec.skip_invalid)
@@ -44,8 +50,16 @@ class ImportPass:
         """A cleaned, checked text cell, or None after recording why it is unusable."""
         return self.texts(value, file, row, column, role)
 
-    def add_pairs(self, file: str, row: int, query: str, query_col: str, items: list[Item], split: str,
-                  qid: str | None = None) -> None:
+    def add_pairs(
+        self,
+        file: str,
+        row: int,
+        query: str,
+        query_col: str,
+        items: list[Item],
+        split: str,
+        qid: str | None = None,
+    ) -> None:
         """One source row's pairs."""
         self.pairs.add(file, row, query, query_col, items, split, qid)
 

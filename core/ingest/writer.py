@@ -30,7 +30,8 @@ class Writer:
         if self.write:
             cur = self.conn.execute(
                 "INSERT INTO imports (project_id, created_at, filename, split, summary) VALUES (?, ?, ?, ?, '{}')",
-                (self.project, store.now(), filename, split))
+                (self.project, store.now(), filename, split),
+            )
             self.import_id = int(cur.lastrowid)
 
     def passage(self, pid: int, text: str, h: str, doc_id: str | None, source: str) -> None:
@@ -61,16 +62,23 @@ class Writer:
             return
         c = self.conn
         if self.passages:
-            c.executemany("INSERT INTO passages (id, project_id, text, hash, doc_id, source) "
-                          "VALUES (?, ?, ?, ?, ?, ?)", self.passages)
+            c.executemany(
+                "INSERT INTO passages (id, project_id, text, hash, doc_id, source) VALUES (?, ?, ?, ?, ?, ?)",
+                self.passages,
+            )
             self.passages.clear()
         if self.queries:
-            c.executemany("INSERT INTO queries (id, project_id, text, hash, qid, split) VALUES (?, ?, ?, ?, ?, ?)",
-                          self.queries)
+            c.executemany(
+                "INSERT INTO queries (id, project_id, text, hash, qid, split) VALUES (?, ?, ?, ?, ?, ?)",
+                self.queries,
+            )
             self.queries.clear()
         if self.pairs:
-            c.executemany("INSERT INTO pairs (project_id, query_id, passage_id, label, origin, import_id, "
-                          "source_row) VALUES (?, ?, ?, ?, ?, ?, ?)", self.pairs)
+            c.executemany(
+                "INSERT INTO pairs (project_id, query_id, passage_id, label, origin, import_id, "
+                "source_row) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                self.pairs,
+            )
             self.pairs.clear()
 
     def move_to_test(self, query_ids: list[int]) -> None:
@@ -83,8 +91,10 @@ class Writer:
         """Raise repeated pairs to their highest grade."""
         if self.active and grades:
             self.flush()
-            self.conn.executemany("UPDATE pairs SET label = ? WHERE query_id = ? AND passage_id = ?",
-                                  [(lab, q, p) for (q, p), lab in grades.items()])
+            self.conn.executemany(
+                "UPDATE pairs SET label = ? WHERE query_id = ? AND passage_id = ?",
+                [(lab, q, p) for (q, p), lab in grades.items()],
+            )
 
     def save_summary(self, summary_json: str) -> None:
         """The import's summary, stored with its row."""

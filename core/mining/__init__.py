@@ -17,7 +17,23 @@ from core.mining.risk import risk_scores, z_against_reference
 from core.mining.stale import close_stale_runs
 
 __all__ = [
-    "CROSS_ENCODER_PAIRS_PER_SECOND", "PRESETS", "CachedEncoder", "MiningCancelled", "MiningError", "MiningParams",
-    "Plan", "close_stale_runs", "cross_encoder_cost", "fetch_negatives", "latest_completed_stats", "latest_run",
-    "library_mine", "mine", "plan", "preset", "risk_scores", "score_distributions", "z_against_reference",
+    "CROSS_ENCODER_PAIRS_PER_SECOND",
+    "PRESETS",
+    "CachedEncoder",
+    "MiningCancelled",
+    "MiningError",
+    "MiningParams",
+    "Plan",
+    "close_stale_runs",
+    "cross_encoder_cost",
+    "fetch_negatives",
+    "latest_completed_stats",
+    "latest_run",
+    "library_mine",
+    "mine",
+    "plan",
+    "preset",
+    "risk_scores",
+    "score_distributions",
+    "z_against_reference",
 ]

@@ -30,19 +30,33 @@ def library_mine(p: Plan, encoder: Any, cross_encoder: Any = None) -> dict[str, 
     from sentence_transformers.util import mine_hard_negatives
 
     params = p.params
-    dataset = Dataset.from_dict({
-        "query": [q for q, pos in zip(p.query_texts, p.positives) for _ in pos],
-        "positive": [p.pool_texts[i] for pos in p.positives for i in pos],
-    })
+    dataset = Dataset.from_dict(
+        {
+            "query": [q for q, pos in zip(p.query_texts, p.positives) for _ in pos],
+            "positive": [p.pool_texts[i] for pos in p.positives for i in pos],
+        }
+    )
     random.seed(params.seed)  # the library samples with the global `random`
     out = mine_hard_negatives(
-        dataset, encoder, anchor_column_name="query", positive_column_name="positive",
-        corpus=p.pool_texts, cross_encoder=cross_encoder if params.cross_encoder_rescoring else None,
-        range_min=params.range_min, range_max=p.range_max, max_score=params.max_score,
-        min_score=params.min_score, absolute_margin=params.absolute_margin,
-        relative_margin=params.relative_margin, num_negatives=params.num_negatives,
-        sampling_strategy=params.sampling_strategy, output_format="labeled-pair", output_scores=True,
-        batch_size=params.batch_size, faiss_batch_size=params.faiss_batch_size, use_faiss=params.use_faiss,
+        dataset,
+        encoder,
+        anchor_column_name="query",
+        positive_column_name="positive",
+        corpus=p.pool_texts,
+        cross_encoder=cross_encoder if params.cross_encoder_rescoring else None,
+        range_min=params.range_min,
+        range_max=p.range_max,
+        max_score=params.max_score,
+        min_score=params.min_score,
+        absolute_margin=params.absolute_margin,
+        relative_margin=params.relative_margin,
+        num_negatives=params.num_negatives,
+        sampling_strategy=params.sampling_strategy,
+        output_format="labeled-pair",
+        output_scores=True,
+        batch_size=params.batch_size,
+        faiss_batch_size=params.faiss_batch_size,
+        use_faiss=params.use_faiss,
         verbose=False,
     )
     index_of = {t: i for i, t in enumerate(p.pool_texts)}
@@ -71,11 +85,22 @@ def short_reason(params: MiningParams, cand: np.ndarray, pos_score: float, avail
         return "cross-encoder score filters"
     if removed and max(removed.values()) > 0:
         return max(removed, key=lambda k: removed[k])
-    return "corpus too small for the rank range" if available < params.range_min + params.num_negatives else "range_max"
+    return (
+        "corpus too small for the rank range"
+        if available < params.range_min + params.num_negatives
+        else "range_max"
+    )
 
 
-def _query_rows(p: Plan, qi: int, scores: np.ndarray, ordered: np.ndarray, hard: list[tuple[int, float]],
-                rng: np.random.Generator, found: dict[str, Any]) -> list[dict[str, Any]]:
+def _query_rows(
+    p: Plan,
+    qi: int,
+    scores: np.ndarray,
+    ordered: np.ndarray,
+    hard: list[tuple[int, float]],
+    rng: np.random.Generator,
+    found: dict[str, Any],
+) -> list[dict[str, Any]]:
     """One query's hard and random candidates with their scores and pool ranks; notes why it fell short."""
     params, pos, n_pool = p.params, p.positives[qi], len(p.pool_texts)
     pscores = scores[pos]
@@ -106,8 +131,9 @@ def _query_rows(p: Plan, qi: int, scores: np.ndarray, ordered: np.ndarray, hard:
     return rows
 
 
-def candidates(p: Plan, mined: dict[str, list[tuple[int, float]]], Q: np.ndarray,
-               C: np.ndarray) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+def candidates(
+    p: Plan, mined: dict[str, list[tuple[int, float]]], Q: np.ndarray, C: np.ndarray
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Every query's candidates; query x pool similarities in chunks, so a large pool stays in memory."""
     rng = np.random.default_rng(p.params.seed)
     found: dict[str, Any] = {"short": {}, "per_query": [], "positive_scores": []}
@@ -117,7 +143,9 @@ def candidates(p: Plan, mined: dict[str, list[tuple[int, float]]], Q: np.ndarray
         S = Q[first : first + chunk] @ C.T
         S_sorted = np.sort(S, axis=1)
         for qi in range(first, min(first + chunk, len(p.query_texts))):
-            rows += _query_rows(p, qi, S[qi - first], S_sorted[qi - first], mined[p.query_texts[qi]], rng, found)
+            rows += _query_rows(
+                p, qi, S[qi - first], S_sorted[qi - first], mined[p.query_texts[qi]], rng, found
+            )
         del S, S_sorted
     return rows, found
 
@@ -127,8 +155,15 @@ def second_opinion(ce: Any, p: Plan, rows: list[dict[str, Any]]) -> tuple[np.nda
     import torch
 
     def logits(pairs: list[tuple[str, str]]) -> np.ndarray:
-        return np.asarray(ce.predict(pairs, batch_size=p.params.batch_size, activation_fn=torch.nn.Identity(),
-                                     show_progress_bar=False), dtype=float)
+        return np.asarray(
+            ce.predict(
+                pairs,
+                batch_size=p.params.batch_size,
+                activation_fn=torch.nn.Identity(),
+                show_progress_bar=False,
+            ),
+            dtype=float,
+        )
 
     neg_logits = logits([(p.query_texts[r["q"]], p.pool_texts[r["i"]]) for r in rows])
     pos_pairs = sorted({(r["q"], r["pos"]) for r in rows})
@@ -138,13 +173,18 @@ def second_opinion(ce: Any, p: Plan, rows: list[dict[str, Any]]) -> tuple[np.nda
     return ce_scores, ce_risk
 
 
-def _run(conn: sqlite3.Connection, p: Plan, run_id: int, progress: Progress, cost: dict[str, Any]) -> dict[str, Any]:
+def _run(
+    conn: sqlite3.Connection, p: Plan, run_id: int, progress: Progress, cost: dict[str, Any]
+) -> dict[str, Any]:
     """Embed (cached), mine, add random negatives, score risk and store; returns the run's stats."""
     params = p.params
     t0 = time.perf_counter()
     encoder = CachedEncoder(params.model, store.workspace_of(conn), progress)
-    ce = models.load_cross_encoder(params.cross_encoder, max_length=params.cross_encoder_max_length) \
-        if params.cross_encoder else None
+    ce = (
+        models.load_cross_encoder(params.cross_encoder, max_length=params.cross_encoder_max_length)
+        if params.cross_encoder
+        else None
+    )
     mined = library_mine(p, encoder, ce)
     t_mine = time.perf_counter() - t0
     progress(0.8, "scoring risk")
@@ -159,34 +199,59 @@ def _run(conn: sqlite3.Connection, p: Plan, run_id: int, progress: Progress, cos
         ce_scores, ce_risk = second_opinion(ce, p, rows)
     risk = run_risk(rows, C, p.pool_texts, p.query_texts, ce_risk)
     progress(0.9, "saving")
-    seconds = {"embedding": round(encoder.seconds, 2), "mining": round(t_mine, 2),
-               "search_and_select": round(t_mine - encoder.seconds, 2)}
-    stats = save_run(conn, p, run_id, rows, risk, ce_scores, found,
-                     {"cache": dict(encoder.cache), "cross_encoder_cost": cost, "seconds": seconds})
+    seconds = {
+        "embedding": round(encoder.seconds, 2),
+        "mining": round(t_mine, 2),
+        "search_and_select": round(t_mine - encoder.seconds, 2),
+    }
+    stats = save_run(
+        conn,
+        p,
+        run_id,
+        rows,
+        risk,
+        ce_scores,
+        found,
+        {"cache": dict(encoder.cache), "cross_encoder_cost": cost, "seconds": seconds},
+    )
     progress(1.0, "saved")
     return stats
 
 
-def mine(conn: sqlite3.Connection, project: int, params: MiningParams, *,
-         extra_corpus: Sequence[str] | str | Path | None = None, progress: Progress | None = None) -> dict[str, Any]:
+def mine(
+    conn: sqlite3.Connection,
+    project: int,
+    params: MiningParams,
+    *,
+    extra_corpus: Sequence[str] | str | Path | None = None,
+    progress: Progress | None = None,
+) -> dict[str, Any]:
     """Mine, score risk, and replace the project's unjudged negatives in one transaction; returns the stats."""
     started = time.perf_counter()
     p = plan(conn, project, params, extra_corpus)
     cost = cross_encoder_cost(p)
     close_stale_runs(conn, project)  # a run whose process died earlier stays 'running' no longer
     with store.transaction(conn):
-        run_id = int(conn.execute(
-            "INSERT INTO mining_runs (project_id, created_at, status, params, stats) VALUES (?, ?, 'running', ?, ?)",
-            (project, store.now(), json.dumps(asdict(params)), json.dumps(owner())),
-        ).lastrowid)
+        run_id = int(
+            conn.execute(
+                "INSERT INTO mining_runs (project_id, created_at, status, params, stats) VALUES (?, ?, 'running', ?, ?)",
+                (project, store.now(), json.dumps(asdict(params)), json.dumps(owner())),
+            ).lastrowid
+        )
     try:
         stats = _run(conn, p, run_id, progress or noop, cost)
     except BaseException as exc:
-        status = "cancelled" if isinstance(exc, (MiningCancelled, KeyboardInterrupt)) or \
-            type(exc).__name__ in ("StopException", "RerunException") else "failed"
+        status = (
+            "cancelled"
+            if isinstance(exc, (MiningCancelled, KeyboardInterrupt))
+            or type(exc).__name__ in ("StopException", "RerunException")
+            else "failed"
+        )
         with store.transaction(conn):
-            conn.execute("UPDATE mining_runs SET status = ?, stats = ? WHERE id = ?",
-                         (status, json.dumps({"error": f"{type(exc).__name__}: {exc}"}), run_id))
+            conn.execute(
+                "UPDATE mining_runs SET status = ?, stats = ? WHERE id = ?",
+                (status, json.dumps({"error": f"{type(exc).__name__}: {exc}"}), run_id),
+            )
         raise
     stats["seconds"]["total"] = round(time.perf_counter() - started, 2)
     conn.execute("UPDATE mining_runs SET stats = ? WHERE id = ?", (json.dumps(stats), run_id))

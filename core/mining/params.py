@@ -75,14 +75,30 @@ class MiningParams:
 
 PRESETS: dict[str, dict[str, Any]] = {
     # NV-Retriever's best: top-k with a positive-aware relative margin of 5% (TopK-PercPos 95%).
-    "recommended": dict(num_negatives=5, range_min=0, range_max=None, relative_margin=0.05,
-                        absolute_margin=None, max_score=None, min_score=None, sampling_strategy="top"),
+    "recommended": dict(
+        num_negatives=5,
+        range_min=0,
+        range_max=None,
+        relative_margin=0.05,
+        absolute_margin=None,
+        max_score=None,
+        min_score=None,
+        sampling_strategy="top",
+    ),
     # The miner's own defaults: 3 negatives, top sampling, no margins.
     "library": {},
     # Fewer false negatives at the price of easier negatives: skip the 10 closest, wider margin, cap the score,
     # sample within ranks 10-100.
-    "strict": dict(num_negatives=5, range_min=10, range_max=100, relative_margin=0.1, absolute_margin=None,
-                   max_score=0.85, min_score=None, sampling_strategy="random"),
+    "strict": dict(
+        num_negatives=5,
+        range_min=10,
+        range_max=100,
+        relative_margin=0.1,
+        absolute_margin=None,
+        max_score=0.85,
+        min_score=None,
+        sampling_strategy="random",
+    ),
 }
 
 
@@ -106,15 +122,22 @@ def check_params(params: MiningParams) -> None:
     if params.relative_margin is not None and params.relative_margin < 0:
         raise MiningError(f"relative_margin must be 0 or more, got {params.relative_margin}.")
     if params.max_score is not None and params.min_score is not None and params.min_score >= params.max_score:
-        raise MiningError(f"min_score ({params.min_score}) must be below max_score ({params.max_score}): "
-                          "no candidate could satisfy both.")
+        raise MiningError(
+            f"min_score ({params.min_score}) must be below max_score ({params.max_score}): "
+            "no candidate could satisfy both."
+        )
     if params.range_max is not None:
         if params.range_max <= params.range_min:
-            raise MiningError(f"range_max ({params.range_max}) must be larger than range_min ({params.range_min}).")
+            raise MiningError(
+                f"range_max ({params.range_max}) must be larger than range_min ({params.range_min})."
+            )
         if params.num_negatives > params.range_max - params.range_min:
             raise MiningError(
                 f"Cannot pick {params.num_negatives} negatives per query from ranks {params.range_min}-"
                 f"{params.range_max}: that range holds only {params.range_max - params.range_min}. Lower "
-                "num_negatives or range_min, or raise range_max.")
+                "num_negatives or range_min, or raise range_max."
+            )
     if params.cross_encoder_rescoring and not params.cross_encoder:
-        raise MiningError("Cross-encoder rescoring needs a cross-encoder: set cross_encoder to a model folder.")
+        raise MiningError(
+            "Cross-encoder rescoring needs a cross-encoder: set cross_encoder to a model folder."
+        )

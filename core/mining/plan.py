@@ -63,8 +63,9 @@ def _positive_rows(conn: sqlite3.Connection, project: int) -> list[sqlite3.Row]:
     ).fetchall()
 
 
-def _pool(conn: sqlite3.Connection, project: int, extra: list[str],
-          positive_ids: set[int]) -> tuple[list[int | None], list[str], list[str]]:
+def _pool(
+    conn: sqlite3.Connection, project: int, extra: list[str], positive_ids: set[int]
+) -> tuple[list[int | None], list[str], list[str]]:
     """The project's passages (minus the full originals of accepted snippets, which would otherwise be mined
     as negatives of their own query) plus the extra texts not already stored."""
     originals = set(snippet_origins(conn, project).values()) - positive_ids
@@ -72,7 +73,8 @@ def _pool(conn: sqlite3.Connection, project: int, extra: list[str],
     pool_ids: list[int | None] = [p["id"] for p in passages]
     pool_texts = [p["text"] for p in passages]
     known = {store.text_hash(t) for t in pool_texts} | {
-        r[0] for r in conn.execute("SELECT hash FROM passages WHERE project_id = ?", (project,))}
+        r[0] for r in conn.execute("SELECT hash FROM passages WHERE project_id = ?", (project,))
+    }
     extra_new = [t for t in extra if store.text_hash(t) not in known]
     return pool_ids + [None] * len(extra_new), pool_texts + extra_new, extra_new
 
@@ -85,34 +87,51 @@ def _range_max(params: MiningParams, pool: int, max_positives: int) -> int:
             raise MiningError(
                 f"The corpus holds {pool} passages: too few to pick {params.num_negatives} negatives after "
                 f"skipping range_min={params.range_min} and up to {max_positives} positives per query. Add "
-                "passages (an extra corpus file) or lower num_negatives / range_min.")
+                "passages (an extra corpus file) or lower num_negatives / range_min."
+            )
     else:
         range_max = params.range_max
         if pool - max_positives < range_max:
             raise MiningError(
                 f"The corpus holds {pool} passages, fewer than the rank range needs: range_max={range_max} plus "
                 f"up to {max_positives} positives per query. Add passages (an extra corpus file) or lower "
-                f"range_max to at most {max(pool - max_positives, 0)}.")
+                f"range_max to at most {max(pool - max_positives, 0)}."
+            )
     if params.random_negatives and pool - max_positives - params.num_negatives < params.random_negatives:
-        raise MiningError(f"The corpus holds {pool} passages: too few for {params.random_negatives} random "
-                          f"negatives on top of {params.num_negatives} hard ones per query.")
+        raise MiningError(
+            f"The corpus holds {pool} passages: too few for {params.random_negatives} random "
+            f"negatives on top of {params.num_negatives} hard ones per query."
+        )
     return range_max
 
 
-def plan(conn: sqlite3.Connection, project: int, params: MiningParams,
-         extra_corpus: Sequence[str] | str | Path | None = None) -> Plan:
+def plan(
+    conn: sqlite3.Connection,
+    project: int,
+    params: MiningParams,
+    extra_corpus: Sequence[str] | str | Path | None = None,
+) -> Plan:
     """Check every input and gather the data, raising MiningError/ModelError with the reason before any work."""
     check_params(params)
     models.resolve(params.model)  # fails fast on a folder that is not a model, without loading anything
     if params.cross_encoder:
         models.resolve(params.cross_encoder)
-    extra = read_corpus_file(extra_corpus) if isinstance(extra_corpus, (str, Path)) else _normalise(extra_corpus or [])
+    extra = (
+        read_corpus_file(extra_corpus)
+        if isinstance(extra_corpus, (str, Path))
+        else _normalise(extra_corpus or [])
+    )
     rows = _positive_rows(conn, project)
     if not rows:
-        raise MiningError("This project has no training pairs with a positive label: import (query, relevant "
-                          "passage) pairs on the Data page first.")
-    train_queries = int(conn.execute(
-        "SELECT COUNT(*) FROM queries WHERE project_id = ? AND split = 'train'", (project,)).fetchone()[0])
+        raise MiningError(
+            "This project has no training pairs with a positive label: import (query, relevant "
+            "passage) pairs on the Data page first."
+        )
+    train_queries = int(
+        conn.execute(
+            "SELECT COUNT(*) FROM queries WHERE project_id = ? AND split = 'train'", (project,)
+        ).fetchone()[0]
+    )
     pool_ids, pool_texts, extra_new = _pool(conn, project, extra, {r["pid"] for r in rows})
     index_of = {pid: i for i, pid in enumerate(pool_ids) if pid is not None}
     query_ids: list[int] = []
@@ -127,8 +146,19 @@ def plan(conn: sqlite3.Connection, project: int, params: MiningParams,
             positives[-1].append(index_of[r["pid"]])
     max_positives = max(len(p) for p in positives)
     range_max = _range_max(params, len(pool_texts), max_positives)
-    return Plan(project, params, query_ids, query_texts, positives, pool_ids, pool_texts, extra_new,
-                range_max, max_positives, skipped_queries=train_queries - len(query_ids))
+    return Plan(
+        project,
+        params,
+        query_ids,
+        query_texts,
+        positives,
+        pool_ids,
+        pool_texts,
+        extra_new,
+        range_max,
+        max_positives,
+        skipped_queries=train_queries - len(query_ids),
+    )
 
 
 def cross_encoder_cost(p: Plan) -> dict[str, Any]:
@@ -137,9 +167,16 @@ def cross_encoder_cost(p: Plan) -> dict[str, Any]:
     if not params.cross_encoder:
         return {"pairs": 0, "seconds": 0.0}
     n_queries = len(p.query_ids)
-    rescoring = (n_queries * (p.range_max + p.max_positives) + p.pair_count
-                 if params.cross_encoder_rescoring and params.has_filter else 0)
+    rescoring = (
+        n_queries * (p.range_max + p.max_positives) + p.pair_count
+        if params.cross_encoder_rescoring and params.has_filter
+        else 0
+    )
     opinion = n_queries * (params.num_negatives + params.random_negatives) + p.pair_count
     pairs = rescoring + opinion
-    return {"pairs": pairs, "rescoring_pairs": rescoring, "second_opinion_pairs": opinion,
-            "seconds": round(pairs / CROSS_ENCODER_PAIRS_PER_SECOND, 1)}
+    return {
+        "pairs": pairs,
+        "rescoring_pairs": rescoring,
+        "second_opinion_pairs": opinion,
+        "seconds": round(pairs / CROSS_ENCODER_PAIRS_PER_SECOND, 1),
+    }

@@ -17,7 +17,9 @@ def z_against_reference(x: np.ndarray, reference: np.ndarray) -> np.ndarray:
     return (x - float(reference.mean())) / sd
 
 
-def risk_scores(features: dict[str, np.ndarray], reference: np.ndarray, ce_risk: np.ndarray | None = None) -> np.ndarray:
+def risk_scores(
+    features: dict[str, np.ndarray], reference: np.ndarray, ce_risk: np.ndarray | None = None
+) -> np.ndarray:
     """False-negative risk in [0, 1]: how far a candidate stands out, on five signals, from the run's typical
     hard negative. Signals: similarity to the query, the same relative to the positive's, similarity to the
     positive passage (dense and lexical: a near-duplicate of the positive likely answers too), and lexical
@@ -41,8 +43,9 @@ def tfidf(pool: list[str]) -> tuple[Any, Any]:
     return _TFIDF["vec"], _TFIDF["matrix"]
 
 
-def lexical(pool: list[str], queries: list[str], idx_n: np.ndarray, idx_p: np.ndarray,
-            q_of: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def lexical(
+    pool: list[str], queries: list[str], idx_n: np.ndarray, idx_p: np.ndarray, q_of: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """TF-IDF cosine of each negative with its positive and with its query."""
     vec, P = tfidf(pool)
     Qm = vec.transform(queries).tocsr()
@@ -52,8 +55,13 @@ def lexical(pool: list[str], queries: list[str], idx_n: np.ndarray, idx_p: np.nd
     return to_pos, to_query
 
 
-def run_risk(rows: list[dict[str, Any]], vectors: np.ndarray, pool: list[str], queries: list[str],
-             ce_risk: np.ndarray | None) -> np.ndarray:
+def run_risk(
+    rows: list[dict[str, Any]],
+    vectors: np.ndarray,
+    pool: list[str],
+    queries: list[str],
+    ce_risk: np.ndarray | None,
+) -> np.ndarray:
     """The risk of every candidate row of a run (hard negatives are the reference when there are any)."""
     if not rows:
         return np.zeros(0)
@@ -65,5 +73,14 @@ def run_risk(rows: list[dict[str, Any]], vectors: np.ndarray, pool: list[str], q
     lex_pos, lex_query = lexical(pool, queries, idx_n, idx_p, np.array([r["q"] for r in rows]))
     hard_mask = np.array([r["kind"] == "hard" for r in rows])
     reference = hard_mask if hard_mask.any() else np.ones(len(rows), dtype=bool)
-    return risk_scores({"score": s, "score_minus_positive": s - ps, "dense_to_positive": dense_pos,
-                        "lexical_to_positive": lex_pos, "lexical_to_query": lex_query}, reference, ce_risk)
+    return risk_scores(
+        {
+            "score": s,
+            "score_minus_positive": s - ps,
+            "dense_to_positive": dense_pos,
+            "lexical_to_positive": lex_pos,
+            "lexical_to_query": lex_query,
+        },
+        reference,
+        ce_risk,
+    )

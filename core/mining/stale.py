@@ -49,8 +49,9 @@ def _owner_alive(stats: dict[str, Any]) -> bool | None:
 
 def _mine_job_running(conn: sqlite3.Connection, project: int) -> bool:
     """A mining job of the project whose process is alive."""
-    rows = conn.execute("SELECT pid FROM jobs WHERE project_id = ? AND kind = 'mine' AND status = 'running'",
-                        (project,)).fetchall()
+    rows = conn.execute(
+        "SELECT pid FROM jobs WHERE project_id = ? AND kind = 'mine' AND status = 'running'", (project,)
+    ).fetchall()
     return any(pid_alive(r["pid"]) for r in rows)
 
 
@@ -73,12 +74,14 @@ def close_stale_runs(conn: sqlite3.Connection, project: int | None = None, grace
         if alive:
             continue
         with store.transaction(conn):
-            cur = conn.execute("UPDATE mining_runs SET status = 'interrupted', stats = ? WHERE id = ? "
-                               "AND status = 'running'", (json.dumps({**stats, "error": INTERRUPTED}), row["id"]))
+            cur = conn.execute(
+                "UPDATE mining_runs SET status = 'interrupted', stats = ? WHERE id = ? "
+                "AND status = 'running'",
+                (json.dumps({**stats, "error": INTERRUPTED}), row["id"]),
+            )
         if cur.rowcount:
             closed.append(int(row["id"]))
     return closed
-
 
 
 def close_after_job_death(conn: sqlite3.Connection, project: int) -> list[int]:

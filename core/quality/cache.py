@@ -81,9 +81,13 @@ def _encode(value: Any, arrays: dict[str, np.ndarray], name: str) -> dict[str, A
         arrays[name] = value
         return {"array": name}
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {"dataclass": type(value).__name__,
-                "fields": {f.name: _encode(getattr(value, f.name), arrays, f"{name}.{f.name}")
-                           for f in dataclasses.fields(value)}}
+        return {
+            "dataclass": type(value).__name__,
+            "fields": {
+                f.name: _encode(getattr(value, f.name), arrays, f"{name}.{f.name}")
+                for f in dataclasses.fields(value)
+            },
+        }
     if isinstance(value, dict) and value and all(isinstance(k, (int, np.integer)) for k in value):
         return {"int_keys": [[int(k), v] for k, v in value.items()]}
     return {"json": value}
@@ -136,7 +140,9 @@ def _prune(folder: Path, stage: str, keep: int) -> None:
         stale.with_suffix(".npz").unlink(missing_ok=True)
 
 
-def cached(folder: Path, name: str, compute: Callable[[], Any], kinds: Mapping[str, type], keep: int = 6) -> Any:
+def cached(
+    folder: Path, name: str, compute: Callable[[], Any], kinds: Mapping[str, type], keep: int = 6
+) -> Any:
     """Load a stage result, or compute and store it (the oldest entries of the stage are pruned)."""
     if (folder / f"{name}.json").is_file() and (folder / f"{name}.npz").is_file():
         try:

@@ -106,19 +106,35 @@ def settings_models(conn: sqlite3.Connection, project: int) -> tuple[str, str, i
     return embedder, base, max_length
 
 
-def model_choice(conn: sqlite3.Connection, project: int, embed_model: str | None = None,
-                 train_model: str | None = None, max_length: int | None = None) -> tuple[str, str, int]:
+def model_choice(
+    conn: sqlite3.Connection,
+    project: int,
+    embed_model: str | None = None,
+    train_model: str | None = None,
+    max_length: int | None = None,
+) -> tuple[str, str, int]:
     """The models and length a report is for: those given, else the project's choice (`settings_models`)."""
     embedder, base, length = settings_models(conn, project)
     return embed_model or embedder, train_model or base, int(max_length if max_length is not None else length)
 
 
-def report_key(conn: sqlite3.Connection, project: int, embed_model: str | None = None,
-               train_model: str | None = None, max_length: int | None = None) -> str:
+def report_key(
+    conn: sqlite3.Connection,
+    project: int,
+    embed_model: str | None = None,
+    train_model: str | None = None,
+    max_length: int | None = None,
+) -> str:
     """The ONE cache key of a report: `analyse` files it under this key and the pages look it up by it."""
     embedder, base, length = model_choice(conn, project, embed_model, train_model, max_length)
-    return digest(REPORT_VERSION, project, data_fingerprint(conn, project), models.model_key(embedder),
-                  models.model_key(base), length)
+    return digest(
+        REPORT_VERSION,
+        project,
+        data_fingerprint(conn, project),
+        models.model_key(embedder),
+        models.model_key(base),
+        length,
+    )
 
 
 def _passage_roles(data: dict[str, Any]) -> dict[int, str]:
@@ -137,48 +153,99 @@ def _passage_roles(data: dict[str, Any]) -> dict[int, str]:
     return role
 
 
-def _embedded_side(ids: np.ndarray, texts: list[str], group: np.ndarray, *, embed_model: str | None,
-                   workspace: Path, progress: Progress, label: str, base_mask: np.ndarray,
-                   cross_from: np.ndarray | None) -> TextSide:
+def _embedded_side(
+    ids: np.ndarray,
+    texts: list[str],
+    group: np.ndarray,
+    *,
+    embed_model: str | None,
+    workspace: Path,
+    progress: Progress,
+    label: str,
+    base_mask: np.ndarray,
+    cross_from: np.ndarray | None,
+) -> TextSide:
     """Embed one side (cached vectors) and build its neighbours, map and figures."""
     from core.embeddings import embed_texts
 
-    vecs = embed_texts(texts, embed_model, workspace=workspace,
-                       progress=counted(scaled(progress, 0.0, 0.5), f"Embedding {label}"))
-    return build_side(ids, texts, group, vecs, base_mask=base_mask, cross_from=cross_from,
-                      progress=scaled(progress, 0.5, 1.0), label=label)
+    vecs = embed_texts(
+        texts,
+        embed_model,
+        workspace=workspace,
+        progress=counted(scaled(progress, 0.0, 0.5), f"Embedding {label}"),
+    )
+    return build_side(
+        ids,
+        texts,
+        group,
+        vecs,
+        base_mask=base_mask,
+        cross_from=cross_from,
+        progress=scaled(progress, 0.5, 1.0),
+        label=label,
+    )
 
 
-def _sides(data: dict[str, Any], folder: Path, embed_model: str | None, workspace: Path,
-           progress: Progress) -> tuple[TextSide, TextSide]:
+def _sides(
+    data: dict[str, Any], folder: Path, embed_model: str | None, workspace: Path, progress: Progress
+) -> tuple[TextSide, TextSide]:
     """The query side (train neighbours, test -> nearest train) and the training passage side, each cached."""
     embed_key = models.model_key(embed_model)
     q_ids = np.array([r["id"] for r in data["queries"]], dtype=np.int64)
     q_texts = [r["text"] for r in data["queries"]]
     q_split = np.array([r["split"] for r in data["queries"]], dtype=object)
     q_key = digest("q", embed_key, q_ids, q_texts, list(q_split))
-    queries = cached(folder, f"queries-{q_key}", lambda: _embedded_side(
-        q_ids, q_texts, q_split, embed_model=embed_model, workspace=workspace, progress=progress,
-        label="queries", base_mask=q_split == "train", cross_from=np.flatnonzero(q_split == "test")), KINDS)
+    queries = cached(
+        folder,
+        f"queries-{q_key}",
+        lambda: _embedded_side(
+            q_ids,
+            q_texts,
+            q_split,
+            embed_model=embed_model,
+            workspace=workspace,
+            progress=progress,
+            label="queries",
+            base_mask=q_split == "train",
+            cross_from=np.flatnonzero(q_split == "test"),
+        ),
+        KINDS,
+    )
     role = _passage_roles(data)
     p_ids = np.array(sorted(role), dtype=np.int64)
     p_texts = [data["passages"][i] for i in p_ids]
     p_group = np.array([role[i] for i in p_ids], dtype=object)
     p_key = digest("p", embed_key, p_ids, [store.text_hash(t) for t in p_texts], list(p_group))
-    passages = cached(folder, f"passages-{p_key}", lambda: _embedded_side(
-        p_ids, p_texts, p_group, embed_model=embed_model, workspace=workspace, progress=progress,
-        label="passages", base_mask=np.ones(len(p_ids), dtype=bool), cross_from=None), KINDS)
+    passages = cached(
+        folder,
+        f"passages-{p_key}",
+        lambda: _embedded_side(
+            p_ids,
+            p_texts,
+            p_group,
+            embed_model=embed_model,
+            workspace=workspace,
+            progress=progress,
+            label="passages",
+            base_mask=np.ones(len(p_ids), dtype=bool),
+            cross_from=None,
+        ),
+        KINDS,
+    )
     return queries, passages
 
 
-def _token_table(data: dict[str, Any], counts: dict[str, dict[int, int]], specials: int,
-                 max_length: int) -> TokenTable:
+def _token_table(
+    data: dict[str, Any], counts: dict[str, dict[int, int]], specials: int, max_length: int
+) -> TokenTable:
     """Every pair and every mined negative not judged relevant, with its token counts and overflow."""
     rows = [
-        (r["id"], "pair", r["split"], float(r["label"]), r["query_id"], r["passage_id"]) for r in data["pairs"]
+        (r["id"], "pair", r["split"], float(r["label"]), r["query_id"], r["passage_id"])
+        for r in data["pairs"]
     ] + [
         (r["id"], "mined", r["split"], 0.0, r["query_id"], r["passage_id"])
-        for r in data["negatives"] if r["status"] != "relevant"
+        for r in data["negatives"]
+        if r["status"] != "relevant"
     ]
     tq = np.array([counts["q"][r[4]] for r in rows], dtype=np.int32)
     tp = np.array([counts["p"][r[5]] for r in rows], dtype=np.int32)
@@ -206,13 +273,24 @@ def _counts(conn: sqlite3.Connection, project: int, data: dict[str, Any]) -> dic
         random_negatives=sum(1 for r in train_negs if r["kind"] == "random"),
         reviewed_hard=sum(1 for r in train_negs if r["kind"] == "hard" and r["status"] != "unjudged"),
         false_negatives=sum(1 for r in train_negs if r["status"] == "relevant"),
-        snippets=int(conn.execute("SELECT COUNT(*) FROM snippets WHERE project_id = ?", (project,)).fetchone()[0]),
+        snippets=int(
+            conn.execute("SELECT COUNT(*) FROM snippets WHERE project_id = ?", (project,)).fetchone()[0]
+        ),
     )
     return out
 
 
-def _compute(conn: sqlite3.Connection, project: int, key: str, *, embed_model: str | None,
-             train_model: str | None, max_length: int, progress: Progress, workspace: Path) -> QualityReport:
+def _compute(
+    conn: sqlite3.Connection,
+    project: int,
+    key: str,
+    *,
+    embed_model: str | None,
+    train_model: str | None,
+    max_length: int,
+    progress: Progress,
+    workspace: Path,
+) -> QualityReport:
     """The report from scratch (each side may still come from its own cache)."""
     folder = cache_folder(workspace)
     progress(0.0, "Reading the project")
@@ -225,14 +303,25 @@ def _compute(conn: sqlite3.Connection, project: int, key: str, *, embed_model: s
     all_p = sorted(data["passages"])
     texts = [r["text"] for r in data["queries"]] + [data["passages"][i] for i in all_p]
     n = TokenCache(folder, models.model_key(train_model)).counts(texts, tokenizer, progress)
-    counts = {"q": dict(zip(q_ids, n[: len(q_ids)].tolist())), "p": dict(zip(all_p, n[len(q_ids):].tolist()))}
+    counts = {
+        "q": dict(zip(q_ids, n[: len(q_ids)].tolist())),
+        "p": dict(zip(all_p, n[len(q_ids) :].tolist())),
+    }
     table = _token_table(data, counts, specials, max_length)
     summary = _counts(conn, project, data)
     progress(1.0, "Done")
     return QualityReport(
-        key=key, project=project, max_length=max_length, tokenizer=models.model_key(train_model),
-        embedder=models.model_key(embed_model), special_tokens=specials, queries=queries, passages=passages,
-        tokens=table, query_text={r["id"]: r["text"] for r in data["queries"]}, passage_text=data["passages"],
+        key=key,
+        project=project,
+        max_length=max_length,
+        tokenizer=models.model_key(train_model),
+        embedder=models.model_key(embed_model),
+        special_tokens=specials,
+        queries=queries,
+        passages=passages,
+        tokens=table,
+        query_text={r["id"]: r["text"] for r in data["queries"]},
+        passage_text=data["passages"],
         counts=summary,
     )
 
@@ -257,9 +346,22 @@ def analyse(
     key = report_key(conn, project, embed_model, train_model, max_length)
     if key in _MEMO:
         return _MEMO[key]
-    report = cached(cache_folder(workspace), f"report-{key}", lambda: _compute(
-        conn, project, key, embed_model=embed_model, train_model=train_model, max_length=max_length,
-        progress=progress, workspace=workspace), KINDS, keep=3)
+    report = cached(
+        cache_folder(workspace),
+        f"report-{key}",
+        lambda: _compute(
+            conn,
+            project,
+            key,
+            embed_model=embed_model,
+            train_model=train_model,
+            max_length=max_length,
+            progress=progress,
+            workspace=workspace,
+        ),
+        KINDS,
+        keep=3,
+    )
     _MEMO.clear()  # one report per process: a page rerun (slider move) must not re-read the cache
     _MEMO[key] = report
     return report

@@ -46,8 +46,9 @@ def _graph(vectors: np.ndarray, base_rows: np.ndarray, n: int) -> tuple[np.ndarr
     return neighbours, similarity
 
 
-def _cross(vectors: np.ndarray, base_rows: np.ndarray, cross_from: np.ndarray | None,
-           n: int) -> tuple[np.ndarray | None, np.ndarray | None]:
+def _cross(
+    vectors: np.ndarray, base_rows: np.ndarray, cross_from: np.ndarray | None, n: int
+) -> tuple[np.ndarray | None, np.ndarray | None]:
     """For each row of `cross_from` (test queries), its nearest base row (training query) and the similarity."""
     if cross_from is None or not len(cross_from) or not len(base_rows):
         return None, None
@@ -82,4 +83,6 @@ def build_side(
     progress(0.85, f"Counting {label} words")
     chars, words, vocab = text_stats(texts)
     progress(1.0, f"{label.capitalize()} done")
-    return TextSide(ids, texts, group, neighbours, similarity, sample, xy, chars, words, vocab, cross_n, cross_s)
+    return TextSide(
+        ids, texts, group, neighbours, similarity, sample, xy, chars, words, vocab, cross_n, cross_s
+    )

@@ -133,10 +133,16 @@ def propose_snippets(
         progress(0.2 * (k + 1) / max(1, len(rows)), "Splitting passages into windows")
     queries = [p.query for p in plans]
     q_vec = embed_texts(queries, embed_model, workspace=workspace) if queries else np.zeros((0, 0))
-    w_vec = embed_texts(
-        window_texts, embed_model, workspace=workspace,
-        progress=counted(scaled(progress, 0.2, 1.0), "Embedding windows"),
-    ) if window_texts else np.zeros((0, 0))
+    w_vec = (
+        embed_texts(
+            window_texts,
+            embed_model,
+            workspace=workspace,
+            progress=counted(scaled(progress, 0.2, 1.0), "Embedding windows"),
+        )
+        if window_texts
+        else np.zeros((0, 0))
+    )
     out, cursor = [], 0
     for k, plan in enumerate(plans):
         if not plan.windows:
@@ -145,7 +151,9 @@ def propose_snippets(
         cursor += len(plan.windows)
         best = int(np.argmax(sims))
         text, n_tok, window = _fit(plan, best, tokenizer, report.max_length)
-        out.append(Snippet(int(report.tokens.pair_id[plan.row]), plan.query, text, n_tok, float(sims[best]), window))
+        out.append(
+            Snippet(int(report.tokens.pair_id[plan.row]), plan.query, text, n_tok, float(sims[best]), window)
+        )
     progress(1.0, "Snippets ready")
     return out
 
@@ -160,7 +168,9 @@ def _accept_one(conn: sqlite3.Connection, project: int, s: Snippet) -> bool:
     if conn.execute("SELECT 1 FROM snippets WHERE pair_id = ?", (s.pair_id,)).fetchone():
         return False  # already shortened; revert first to choose another window
     original = conn.execute("SELECT doc_id FROM passages WHERE id = ?", (row["passage_id"],)).fetchone()
-    [snippet_id] = store.upsert_passages(conn, project, [s.text], source="snippet", doc_ids=[original["doc_id"]])
+    [snippet_id] = store.upsert_passages(
+        conn, project, [s.text], source="snippet", doc_ids=[original["doc_id"]]
+    )
     clash = conn.execute(
         "SELECT 1 FROM pairs WHERE query_id = ? AND passage_id = ? AND id != ?",
         (row["query_id"], snippet_id, s.pair_id),
@@ -191,7 +201,9 @@ def revert_snippets(conn: sqlite3.Connection, project: int, pair_ids: Sequence[i
             wanted = {int(p) for p in pair_ids}
             rows = [r for r in rows if r["pair_id"] in wanted]
         for r in rows:
-            conn.execute("UPDATE pairs SET passage_id = ? WHERE id = ?", (r["original_passage_id"], r["pair_id"]))
+            conn.execute(
+                "UPDATE pairs SET passage_id = ? WHERE id = ?", (r["original_passage_id"], r["pair_id"])
+            )
             conn.execute("DELETE FROM snippets WHERE id = ?", (r["id"],))
             in_use = conn.execute(
                 "SELECT (SELECT COUNT(*) FROM pairs WHERE passage_id = :p) + "
@@ -200,7 +212,9 @@ def revert_snippets(conn: sqlite3.Connection, project: int, pair_ids: Sequence[i
                 {"p": r["snippet_passage_id"]},
             ).fetchone()[0]
             if not in_use:
-                conn.execute("DELETE FROM passages WHERE id = ? AND source = 'snippet'", (r["snippet_passage_id"],))
+                conn.execute(
+                    "DELETE FROM passages WHERE id = ? AND source = 'snippet'", (r["snippet_passage_id"],)
+                )
     return len(rows)
 
 

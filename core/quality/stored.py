@@ -15,11 +15,18 @@ from core.quality.report import KINDS, QualityReport, report_key
 
 __all__ = ["cached_report", "is_current", "latest_report", "report_key"]  # report_key: the one in report.py
 
-_BY_FILE: dict[Path, tuple[float, QualityReport]] = {}  # cache file -> (mtime, report): the pages redraw often
+_BY_FILE: dict[
+    Path, tuple[float, QualityReport]
+] = {}  # cache file -> (mtime, report): the pages redraw often
 
 
-def cached_report(conn: sqlite3.Connection, project: int, embed_model: str | None = None,
-                  train_model: str | None = None, max_length: int | None = None) -> QualityReport | None:
+def cached_report(
+    conn: sqlite3.Connection,
+    project: int,
+    embed_model: str | None = None,
+    train_model: str | None = None,
+    max_length: int | None = None,
+) -> QualityReport | None:
     """The report for the project's current data and this model choice if a job computed it, else None."""
     key = report_key(conn, project, embed_model, train_model, max_length)
     folder = cache_folder(store.workspace_of(conn))
@@ -58,4 +65,6 @@ def latest_report(conn: sqlite3.Connection, project: int) -> QualityReport | Non
 
 def is_current(conn: sqlite3.Connection, report: QualityReport) -> bool:
     """Whether the report was computed on the project's data as it is now (for its own model and length)."""
-    return report.key == report_key(conn, report.project, report.embedder, report.tokenizer, report.max_length)
+    return report.key == report_key(
+        conn, report.project, report.embedder, report.tokenizer, report.max_length
+    )

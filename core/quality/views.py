@@ -23,7 +23,9 @@ def passage_clusters(report: QualityReport, threshold: float) -> list[list[int]]
     return clusters(p.neighbours, p.similarity, threshold)
 
 
-def diversity_summary(side: TextSide, groups: list[list[int]], members: np.ndarray | None = None) -> dict[str, Any]:
+def diversity_summary(
+    side: TextSide, groups: list[list[int]], members: np.ndarray | None = None
+) -> dict[str, Any]:
     """Raw vs effective count, paraphrase share, length and vocabulary figures."""
     rows = np.arange(len(side.texts)) if members is None else np.flatnonzero(members)
     n = len(rows)
@@ -97,7 +99,9 @@ def truncated_table(report: QualityReport, rows: np.ndarray, limit: int = 500) -
         out.append(
             {
                 "id": int(t.pair_id[r]),
-                "kind": "mined negative" if t.kind[r] == "mined" else ("positive" if t.label[r] > 0 else "negative"),
+                "kind": "mined negative"
+                if t.kind[r] == "mined"
+                else ("positive" if t.label[r] > 0 else "negative"),
                 "query": report.query_text[int(t.query_id[r])],
                 "passage": report.passage_text[int(t.passage_id[r])][:300],
                 "tokens": int(t.total[r]),

@@ -16,7 +16,25 @@ from core.review.judgements import (
 from core.review.queue import JUDGED, ORDERS, STATES, QueueFilter, candidate, desk, queue, queue_size
 
 __all__ = [
-    "JUDGED", "ORDERS", "REVIEW_ORIGIN", "SNIPPET", "STATES", "STATUSES", "ConflictError", "QueueFilter",
-    "bulk_judge", "candidate", "desk", "history", "judge", "labelled_query", "last_undoable", "preview",
-    "progress", "query_progress", "queue", "queue_size", "undo",
+    "JUDGED",
+    "ORDERS",
+    "REVIEW_ORIGIN",
+    "SNIPPET",
+    "STATES",
+    "STATUSES",
+    "ConflictError",
+    "QueueFilter",
+    "bulk_judge",
+    "candidate",
+    "desk",
+    "history",
+    "judge",
+    "labelled_query",
+    "last_undoable",
+    "preview",
+    "progress",
+    "query_progress",
+    "queue",
+    "queue_size",
+    "undo",
 ]

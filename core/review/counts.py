@@ -12,17 +12,27 @@ SNIPPET = 160  # characters of a text shown in tables
 def progress(conn: sqlite3.Connection, project: int, query_id: int | None = None) -> dict[str, Any]:
     """Judged / total and counts by status, for the project or one query (index-only: fast at 100k)."""
     if query_id is None:
-        sql, params = "SELECT status, COUNT(*) AS n FROM negatives WHERE project_id = ? GROUP BY status", [project]
+        sql, params = (
+            "SELECT status, COUNT(*) AS n FROM negatives WHERE project_id = ? GROUP BY status",
+            [project],
+        )
     else:  # without ANALYZE statistics the planner would pick the status index and scan the whole project
-        sql = ("SELECT status, COUNT(*) AS n FROM negatives INDEXED BY negatives_query "
-               "WHERE project_id = ? AND query_id = ? GROUP BY status")
+        sql = (
+            "SELECT status, COUNT(*) AS n FROM negatives INDEXED BY negatives_query "
+            "WHERE project_id = ? AND query_id = ? GROUP BY status"
+        )
         params = [project, int(query_id)]
     counts = {s: 0 for s in STATUSES}
     for r in conn.execute(sql, params):
         counts[r["status"]] += r["n"]
     total = sum(counts.values())
     judged = total - counts["unjudged"]
-    return {"total": total, "judged": judged, "fraction": judged / total if total else 0.0, "by_status": counts}
+    return {
+        "total": total,
+        "judged": judged,
+        "fraction": judged / total if total else 0.0,
+        "by_status": counts,
+    }
 
 
 def query_progress(conn: sqlite3.Connection, project: int) -> list[dict[str, Any]]:
@@ -46,5 +56,7 @@ def labelled_query(conn: sqlite3.Connection, query_id: int) -> dict[str, Any] | 
         return None
     labelled = conn.execute(
         "SELECT s.text AS passage, p.label FROM pairs p JOIN passages s ON s.id = p.passage_id "
-        "WHERE p.query_id = ? ORDER BY p.label DESC", (int(query_id),)).fetchall()
+        "WHERE p.query_id = ? ORDER BY p.label DESC",
+        (int(query_id),),
+    ).fetchall()
     return {"text": q["text"], "split": q["split"], "labelled": [dict(r) for r in labelled]}

@@ -7,7 +7,7 @@ import argparse
 import json
 import shutil
 import sqlite3
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -49,7 +49,9 @@ def curated(
     for r in pairs:
         if r["label"] > 0:
             entry(r["query_id"], r["query"])["positives"][r["passage_id"]] = {
-                "text": r["passage"], "reviewed": r["origin"] == "review"}
+                "text": r["passage"],
+                "reviewed": r["origin"] == "review",
+            }
         else:
             upload_negatives.append(r)
     mined = conn.execute(
@@ -63,7 +65,8 @@ def curated(
     for r in mined:
         if r["status"] == "relevant":  # a false negative is a positive (also when its review pair is missing)
             entry(r["query_id"], r["query"])["positives"].setdefault(
-                r["passage_id"], {"text": r["passage"], "reviewed": True})
+                r["passage_id"], {"text": r["passage"], "reviewed": True}
+            )
         if r["status"] in ("relevant", "skipped"):
             held_back.setdefault(r["query_id"], set()).add(r["passage_id"])
     for r in mined:
@@ -88,8 +91,13 @@ def build_rows(
     if fmt == "ntuple" and int(n_negatives) < 1:
         raise ValueError(f"The n-tuple format needs at least 1 negative per row, got {n_negatives}.")
     rows: list[dict[str, Any]] = []
-    used: dict[str, Any] = {"queries": 0, "dropped_queries": {}, "positives": 0, "reviewed_positives": 0,
-                            "negatives": {k: 0 for k in NEGATIVE_KINDS}}
+    used: dict[str, Any] = {
+        "queries": 0,
+        "dropped_queries": {},
+        "positives": 0,
+        "reviewed_positives": 0,
+        "negatives": {k: 0 for k in NEGATIVE_KINDS},
+    }
 
     def drop(reason: str) -> None:
         used["dropped_queries"][reason] = used["dropped_queries"].get(reason, 0) + 1
@@ -110,8 +118,11 @@ def build_rows(
                 if not negatives:
                     drop("no negative")
                     continue
-                rows += [{"query": e["query"], "positive": p["text"], "negative": n["text"]}
-                         for p in positives for n in negatives]
+                rows += [
+                    {"query": e["query"], "positive": p["text"], "negative": n["text"]}
+                    for p in positives
+                    for n in negatives
+                ]
             else:
                 if len(negatives) < n_negatives:
                     drop(f"fewer than {n_negatives} negatives")
@@ -155,8 +166,15 @@ def _write(frame: Any, target: Path, to: str) -> None:
 
 
 def export(
-    conn: sqlite3.Connection, project: int, fmt: str = "pairs", to: str = "jsonl", *,
-    reviewed_only: bool = False, out: str | None = None, n_negatives: int = 3, split: str = "train",
+    conn: sqlite3.Connection,
+    project: int,
+    fmt: str = "pairs",
+    to: str = "jsonl",
+    *,
+    reviewed_only: bool = False,
+    out: str | None = None,
+    n_negatives: int = 3,
+    split: str = "train",
     overwrite: bool = False,
 ) -> dict[str, Any]:
     """Write the curated dataset and return a summary of what it holds; all or nothing (written aside,
@@ -168,7 +186,7 @@ def export(
     if name_row is None:
         raise ValueError(f"No project #{project}.")
     if not out:
-        stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+        stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
         safe_name = "".join(c if c.isalnum() or c in "-_" else "_" for c in name_row["name"])
         out = f"{safe_name}-{fmt}{'-reviewed' if reviewed_only else ''}-{stamp}"
     target = safe_export_path(workspace, out)
@@ -176,15 +194,19 @@ def export(
     if suffix and target.suffix.lower() != suffix:
         target = target.with_name(target.name + suffix)
     if target.exists() and not overwrite:
-        raise ValueError(f"An export named {target.name!r} already exists in {target.parent}; pick another name.")
+        raise ValueError(
+            f"An export named {target.name!r} already exists in {target.parent}; pick another name."
+        )
 
-    rows, used = build_rows(curated(conn, project, split=split, reviewed_only=reviewed_only), fmt,
-                            n_negatives=n_negatives)
+    rows, used = build_rows(
+        curated(conn, project, split=split, reviewed_only=reviewed_only), fmt, n_negatives=n_negatives
+    )
     if not rows:
         raise ValueError(
             f"Nothing to export as {fmt}: no {split} query has "
             + ("a positive and a negative" if fmt != "pairs" else "a pair")
-            + (" (only reviewed negatives were asked for)" if reviewed_only else "") + "."
+            + (" (only reviewed negatives were asked for)" if reviewed_only else "")
+            + "."
         )
     import pandas as pd
 
@@ -218,9 +240,16 @@ def export(
 def cli_arguments(parser: argparse.ArgumentParser) -> None:
     """`python -m core export --project NAME --format pairs|triplets|ntuple --to jsonl|parquet|hf`."""
     parser.add_argument("--project", required=True, help="project name")
-    parser.add_argument("--format", dest="fmt", choices=list(FORMATS), default="pairs",
-                        help="; ".join(f"{k}: {v}" for k, v in FORMATS.items()))
-    parser.add_argument("--to", choices=list(CONTAINERS), default="jsonl", help="file type (hf: datasets folder)")
+    parser.add_argument(
+        "--format",
+        dest="fmt",
+        choices=list(FORMATS),
+        default="pairs",
+        help="; ".join(f"{k}: {v}" for k, v in FORMATS.items()),
+    )
+    parser.add_argument(
+        "--to", choices=list(CONTAINERS), default="jsonl", help="file type (hf: datasets folder)"
+    )
     parser.add_argument("--reviewed-only", action="store_true", help="only negatives a person judged")
     parser.add_argument("--out", default=None, help="name inside the workspace's exports folder")
     parser.add_argument("--negatives", type=int, default=3, help="negatives per row for --format ntuple")
@@ -232,9 +261,17 @@ def cli_main(args: argparse.Namespace) -> dict[str, Any]:
     """Export and return the summary (printed as JSON by the dispatcher)."""
     conn = store.connect()
     try:
-        return export(conn, store.project_id(conn, args.project), args.fmt, args.to,
-                      reviewed_only=args.reviewed_only, out=args.out, n_negatives=args.negatives,
-                      split=args.split, overwrite=args.overwrite)
+        return export(
+            conn,
+            store.project_id(conn, args.project),
+            args.fmt,
+            args.to,
+            reviewed_only=args.reviewed_only,
+            out=args.out,
+            n_negatives=args.negatives,
+            split=args.split,
+            overwrite=args.overwrite,
+        )
     finally:
         conn.close()
 

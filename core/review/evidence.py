@@ -40,7 +40,7 @@ def highlight(text: str, terms: set[str]) -> str:
     for line in str(text).split("\n"):
         out, last = [], 0
         for m in WORD.finditer(line):
-            out.append(escape_markdown(line[last:m.start()]))
+            out.append(escape_markdown(line[last : m.start()]))
             word = escape_markdown(m.group())
             out.append(MARK.format(word) if _norm(m.group()) in terms else word)
             last = m.end()

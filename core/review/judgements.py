@@ -56,7 +56,9 @@ def judge(
             (int(negative_id),),
         ).fetchone()
         if row is None:
-            raise ValueError(f"No candidate #{negative_id}: it was deleted (a new mining run replaces candidates).")
+            raise ValueError(
+                f"No candidate #{negative_id}: it was deleted (a new mining run replaces candidates)."
+            )
         if row["version"] != int(expected_version):
             last = last_judgement(conn, row["id"])
             who = f" by {last['actor']} at {last['at']}" if last else ""
@@ -65,16 +67,26 @@ def judge(
                 "nothing was saved. It has been reloaded: judge it again if needed."
             )
         if row["status"] == status:
-            return {"negative_id": row["id"], "old_status": status, "new_status": status,
-                    "version": row["version"], "judgement_id": None}
+            return {
+                "negative_id": row["id"],
+                "old_status": status,
+                "new_status": status,
+                "version": row["version"],
+                "judgement_id": None,
+            }
         _apply(conn, row, status, at)
         cur = conn.execute(
             "INSERT INTO judgements (project_id, negative_id, old_status, new_status, at, actor) "
             "VALUES (?, ?, ?, ?, ?, ?)",
             (row["project_id"], row["id"], row["status"], status, at, actor),
         )
-        return {"negative_id": row["id"], "old_status": row["status"], "new_status": status,
-                "version": row["version"] + 1, "judgement_id": int(cur.lastrowid)}
+        return {
+            "negative_id": row["id"],
+            "old_status": row["status"],
+            "new_status": status,
+            "version": row["version"] + 1,
+            "judgement_id": int(cur.lastrowid),
+        }
 
 
 def _undoable(conn: sqlite3.Connection, project: int, actor: str | None) -> sqlite3.Row | None:
@@ -93,9 +105,13 @@ def last_undoable(conn: sqlite3.Connection, project: int, actor: str | None = No
         return None
     out = dict(row)
     out["rows"] = (
-        1 if row["batch"] is None else
-        int(conn.execute("SELECT COUNT(*) FROM judgements WHERE batch = ? AND undoes IS NULL",
-                         (row["batch"],)).fetchone()[0])
+        1
+        if row["batch"] is None
+        else int(
+            conn.execute(
+                "SELECT COUNT(*) FROM judgements WHERE batch = ? AND undoes IS NULL", (row["batch"],)
+            ).fetchone()[0]
+        )
     )
     return out
 
@@ -109,12 +125,17 @@ def undo(conn: sqlite3.Connection, project: int, actor: str | None = "reviewer")
         if last is None:
             return None
         group = (
-            [last] if last["batch"] is None else
-            conn.execute("SELECT * FROM judgements WHERE batch = ? AND undoes IS NULL AND undone = 0 "
-                         "ORDER BY id", (last["batch"],)).fetchall()
+            [last]
+            if last["batch"] is None
+            else conn.execute(
+                "SELECT * FROM judgements WHERE batch = ? AND undoes IS NULL AND undone = 0 ORDER BY id",
+                (last["batch"],),
+            ).fetchall()
         )
         ids = [j["id"] for j in group]
-        mine, key = ("j.batch = ? AND j.undoes IS NULL", last["batch"]) if last["batch"] else ("j.id = ?", last["id"])
+        mine, key = (
+            ("j.batch = ? AND j.undoes IS NULL", last["batch"]) if last["batch"] else ("j.id = ?", last["id"])
+        )
         # Superseded: someone judged the candidate again after this and that judgement still stands.
         superseded = conn.execute(
             f"""SELECT j.negative_id, k.actor, k.at FROM judgements j JOIN judgements k
@@ -137,14 +158,28 @@ def undo(conn: sqlite3.Connection, project: int, actor: str | None = "reviewer")
             cur = conn.execute(
                 "INSERT INTO judgements (project_id, negative_id, old_status, new_status, at, actor, undoes, batch) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (project, j["negative_id"], row["status"], j["old_status"], at, actor or j["actor"], j["id"], batch),
+                (
+                    project,
+                    j["negative_id"],
+                    row["status"],
+                    j["old_status"],
+                    at,
+                    actor or j["actor"],
+                    j["id"],
+                    batch,
+                ),
             )
             if len(group) > 1 and batch is None:
                 batch = int(cur.lastrowid)
                 conn.execute("UPDATE judgements SET batch = ? WHERE id = ?", (batch, batch))
         conn.execute(f"UPDATE judgements SET undone = 1 WHERE {mine.replace('j.', '')}", (key,))
-        return {"undone": ids, "rows": len(ids), "negative_id": last["negative_id"],
-                "restored": last["old_status"], "was": last["new_status"]}
+        return {
+            "undone": ids,
+            "rows": len(ids),
+            "negative_id": last["negative_id"],
+            "restored": last["old_status"],
+            "was": last["new_status"],
+        }
 
 
 def _bulk_filter(flt: QueueFilter) -> QueueFilter:
@@ -167,8 +202,13 @@ def preview(conn: sqlite3.Connection, project: int, flt: QueueFilter) -> dict[st
 
 
 def bulk_judge(
-    conn: sqlite3.Connection, project: int, flt: QueueFilter, status: str = "negative", *,
-    actor: str = "reviewer", expected_rows: int | None = None,
+    conn: sqlite3.Connection,
+    project: int,
+    flt: QueueFilter,
+    status: str = "negative",
+    *,
+    actor: str = "reviewer",
+    expected_rows: int | None = None,
 ) -> dict[str, Any]:
     """Judge every unjudged candidate of `flt` in one transaction, a history row each, undone as one batch;
     refuse when the count differs from what the confirmation said (`expected_rows`)."""
@@ -196,7 +236,7 @@ def bulk_judge(
                 _apply(conn, r, status, at)
         else:
             for start in range(0, len(ids), 500):
-                chunk = ids[start:start + 500]
+                chunk = ids[start : start + 500]
                 conn.execute(
                     f"UPDATE negatives SET status = ?, version = version + 1, updated_at = ? "
                     f"WHERE id IN ({','.join('?' * len(chunk))})",
@@ -218,7 +258,11 @@ def bulk_judge(
 
 
 def history(
-    conn: sqlite3.Connection, project: int, *, limit: int = 200, negative_id: int | None = None,
+    conn: sqlite3.Connection,
+    project: int,
+    *,
+    limit: int = 200,
+    negative_id: int | None = None,
     actor: str | None = None,
 ) -> list[dict[str, Any]]:
     """The audit trail, newest first: who changed which candidate from what to what, when, and undos."""
@@ -234,7 +278,7 @@ def history(
                    substr(q.text, 1, 80) AS query, substr(p.text, 1, 80) AS candidate
             FROM judgements j JOIN negatives n ON n.id = j.negative_id
             JOIN queries q ON q.id = n.query_id JOIN passages p ON p.id = n.passage_id
-            WHERE {' AND '.join(sql)} ORDER BY j.id DESC LIMIT ?""",
+            WHERE {" AND ".join(sql)} ORDER BY j.id DESC LIMIT ?""",
         (*params, int(limit)),
     ).fetchall()
     return [dict(r) for r in rows]

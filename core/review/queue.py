@@ -79,14 +79,19 @@ _ROW = """n.id, n.query_id, n.passage_id, n.positive_id, n.kind, n.rank, n.score
 
 
 def queue(
-    conn: sqlite3.Connection, project: int, flt: QueueFilter = QueueFilter(), *, limit: int = 1,
-    offset: int = 0, snippet: int | None = SNIPPET,
+    conn: sqlite3.Connection,
+    project: int,
+    flt: QueueFilter = QueueFilter(),
+    *,
+    limit: int = 1,
+    offset: int = 0,
+    snippet: int | None = SNIPPET,
 ) -> list[dict[str, Any]]:
     """Candidates in desk order with short texts (the table and the 'next' candidate)."""
     where, params = flt.where(project)
     text = (lambda col: f"substr({col}, 1, {int(snippet)})") if snippet else (lambda col: col)
     rows = conn.execute(
-        f"""SELECT {_ROW}, {text('q.text')} AS query, {text('p.text')} AS candidate
+        f"""SELECT {_ROW}, {text("q.text")} AS query, {text("p.text")} AS candidate
             FROM {flt.source()} JOIN queries q ON q.id = n.query_id JOIN passages p ON p.id = n.passage_id
             WHERE {where} ORDER BY {ORDERS[flt.order]} LIMIT ? OFFSET ?""",
         (*params, int(limit), int(offset)),
@@ -110,10 +115,13 @@ def candidate(conn: sqlite3.Connection, negative_id: int) -> dict[str, Any]:
         (int(negative_id),),
     ).fetchone()
     if row is None:
-        raise ValueError(f"No candidate #{negative_id}: it was deleted (a new mining run replaces candidates).")
+        raise ValueError(
+            f"No candidate #{negative_id}: it was deleted (a new mining run replaces candidates)."
+        )
     out = dict(row)
     out["positives"] = [
-        dict(r) for r in conn.execute(
+        dict(r)
+        for r in conn.execute(
             """SELECT s.id, s.text, s.doc_id, p.origin FROM pairs p JOIN passages s ON s.id = p.passage_id
                WHERE p.query_id = ? AND p.label > 0 AND p.passage_id != ? ORDER BY p.id""",
             (out["query_id"], out["passage_id"]),
@@ -137,7 +145,11 @@ def last_judgement(conn: sqlite3.Connection, negative_id: int) -> dict[str, Any]
 
 
 def desk(
-    conn: sqlite3.Connection, project: int, flt: QueueFilter = QueueFilter(), *, position: int = 0,
+    conn: sqlite3.Connection,
+    project: int,
+    flt: QueueFilter = QueueFilter(),
+    *,
+    position: int = 0,
     focus: int | None = None,
 ) -> dict[str, Any]:
     """Everything one render of the desk needs: the current candidate (or the focused one), where it sits in

@@ -23,8 +23,16 @@ from typing import Any
 from core import store
 from core.runs import records
 from core.runs.kinds import KINDS, after_death
-from core.runs.liveness import (HEARTBEAT_TIMEOUT_S, adopt, age_s, describe_exit, exit_code, kill_group,
-                                pid_alive, terminate)
+from core.runs.liveness import (
+    HEARTBEAT_TIMEOUT_S,
+    adopt,
+    age_s,
+    describe_exit,
+    exit_code,
+    kill_group,
+    pid_alive,
+    terminate,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 CANCEL_GRACE_S = 60.0
@@ -45,10 +53,14 @@ def _decode(conn: sqlite3.Connection, row: sqlite3.Row) -> dict[str, Any]:
     out["args"], out["result"] = json.loads(out["args"] or "{}"), json.loads(out["result"] or "{}")
     out["alive"] = out["status"] == "running" and pid_alive(out["pid"])
     if out["run_id"] and out["status"] == "running":  # a training run writes its own progress: mirror it
-        prog = json.loads(conn.execute("SELECT progress FROM runs WHERE id = ?", (out["run_id"],)).fetchone()[0] or "{}")
+        prog = json.loads(
+            conn.execute("SELECT progress FROM runs WHERE id = ?", (out["run_id"],)).fetchone()[0] or "{}"
+        )
         if prog.get("total"):
             out["fraction"] = min(1.0, (prog.get("step") or 0) / prog["total"])
-            out["message"] = f"{prog.get('phase', 'training')}: step {prog.get('step') or 0} of {prog['total']}"
+            out["message"] = (
+                f"{prog.get('phase', 'training')}: step {prog.get('step') or 0} of {prog['total']}"
+            )
             out["eta_s"] = prog.get("eta_s")
         elif prog.get("phase"):
             out["message"] = prog["phase"]
@@ -73,7 +85,9 @@ def active_jobs(conn: sqlite3.Connection, project: int | None = None) -> list[di
     return [_decode(conn, r) for r in rows]
 
 
-def list_jobs(conn: sqlite3.Connection, project: int, kind: str | None = None, limit: int = 20) -> list[dict[str, Any]]:
+def list_jobs(
+    conn: sqlite3.Connection, project: int, kind: str | None = None, limit: int = 20
+) -> list[dict[str, Any]]:
     """A project's latest jobs (optionally of one kind), newest first."""
     sql, params = "SELECT * FROM jobs WHERE project_id = ?", [project]
     if kind:
@@ -85,16 +99,24 @@ def list_jobs(conn: sqlite3.Connection, project: int, kind: str | None = None, l
 # --- the queue --------------------------------------------------------------------------------
 
 
-def submit_job(conn: sqlite3.Connection, project: int, kind: str, args: dict[str, Any] | None = None,
-               run_id: str | None = None) -> int:
+def submit_job(
+    conn: sqlite3.Connection,
+    project: int,
+    kind: str,
+    args: dict[str, Any] | None = None,
+    run_id: str | None = None,
+) -> int:
     """Queue a job and start it if nothing else runs; returns its id."""
     if kind not in KINDS:
         raise JobError(f"Unknown job kind {kind!r}; known: {', '.join(KINDS)}.")
     text = json.dumps(args or {})  # refuses what a process could not receive
     with store.transaction(conn):
-        job_id = int(conn.execute(
-            "INSERT INTO jobs (project_id, kind, args, run_id, created_at, message) VALUES (?, ?, ?, ?, ?, 'Queued.')",
-            (project, kind, text, run_id, store.now())).lastrowid)
+        job_id = int(
+            conn.execute(
+                "INSERT INTO jobs (project_id, kind, args, run_id, created_at, message) VALUES (?, ?, ?, ?, ?, 'Queued.')",
+                (project, kind, text, run_id, store.now()),
+            ).lastrowid
+        )
     dispatch(conn)
     return job_id
 
@@ -105,12 +127,23 @@ def _launch(conn: sqlite3.Connection, job_id: int) -> int:
     folder = records.run_folder(conn, row["run_id"]) if row["run_id"] else store.workspace_of(conn) / "jobs"
     folder.mkdir(parents=True, exist_ok=True)
     # The job inherits the studio's network setting: offline stays offline, an online user's hub id still loads.
-    env = {**os.environ, "RERANK_STUDIO_HOME": str(store.workspace_of(conn)), "TOKENIZERS_PARALLELISM": "false"}
+    env = {
+        **os.environ,
+        "RERANK_STUDIO_HOME": str(store.workspace_of(conn)),
+        "TOKENIZERS_PARALLELISM": "false",
+    }
     for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
         env.pop(k, None)
     with open(folder / ("job.log" if row["run_id"] else f"job-{job_id}.log"), "ab") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "core", "job", "--id", str(job_id)], cwd=ROOT, env=env,
-                                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "core", "job", "--id", str(job_id)],
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
     return adopt(proc)
 
 
@@ -131,23 +164,35 @@ def dispatch(conn: sqlite3.Connection) -> int | None:
     with store.transaction(conn):
         if _busy(conn):
             return None
-        nxt = conn.execute("SELECT id, run_id FROM jobs WHERE status = 'queued' AND cancel_requested = 0 "
-                           "ORDER BY id LIMIT 1").fetchone()
+        nxt = conn.execute(
+            "SELECT id, run_id FROM jobs WHERE status = 'queued' AND cancel_requested = 0 ORDER BY id LIMIT 1"
+        ).fetchone()
         if nxt is None:
             return None
         pid, now = _launch(conn, nxt["id"]), store.now()
-        conn.execute("UPDATE jobs SET status = 'running', pid = ?, started_at = ?, heartbeat_at = ?, finished_at = NULL, "
-                     "attempts = attempts + 1, message = 'Starting.' WHERE id = ?", (pid, now, now, nxt["id"]))
+        conn.execute(
+            "UPDATE jobs SET status = 'running', pid = ?, started_at = ?, heartbeat_at = ?, finished_at = NULL, "
+            "attempts = attempts + 1, message = 'Starting.' WHERE id = ?",
+            (pid, now, now, nxt["id"]),
+        )
         if nxt["run_id"]:
-            conn.execute("UPDATE runs SET status = 'running', pid = ?, heartbeat_at = ?, updated_at = ? WHERE id = ?",
-                         (pid, now, now, nxt["run_id"]))
+            conn.execute(
+                "UPDATE runs SET status = 'running', pid = ?, heartbeat_at = ?, updated_at = ? WHERE id = ?",
+                (pid, now, now, nxt["run_id"]),
+            )
     if nxt["run_id"]:
         records.add_event(conn, nxt["run_id"], "message", {"text": f"Launched as process {pid}."})
     return nxt["id"]
 
 
-def finish(conn: sqlite3.Connection, job_id: int, status: str, *, result: dict[str, Any] | None = None,
-           error: str | None = None) -> bool:
+def finish(
+    conn: sqlite3.Connection,
+    job_id: int,
+    status: str,
+    *,
+    result: dict[str, Any] | None = None,
+    error: str | None = None,
+) -> bool:
     """Close a running job once (the first writer wins); True when this call closed it."""
     done = status == "completed"
     with store.transaction(conn):
@@ -155,8 +200,17 @@ def finish(conn: sqlite3.Connection, job_id: int, status: str, *, result: dict[s
             "UPDATE jobs SET status = ?, result = ?, error = ?, pid = NULL, finished_at = ?, "
             "fraction = CASE WHEN ? THEN 1 ELSE fraction END, eta_s = CASE WHEN ? THEN 0 ELSE NULL END, "
             "message = ? WHERE id = ? AND status = 'running'",
-            (status, json.dumps(result or {}, default=str), error, store.now(), done, done,
-             {"completed": "Done.", "cancelled": "Cancelled."}.get(status, error or status), job_id))
+            (
+                status,
+                json.dumps(result or {}, default=str),
+                error,
+                store.now(),
+                done,
+                done,
+                {"completed": "Done.", "cancelled": "Cancelled."}.get(status, error or status),
+                job_id,
+            ),
+        )
     return cur.rowcount == 1
 
 
@@ -164,12 +218,18 @@ def fail_run(conn: sqlite3.Connection, run_id: str, reason: str, cancelled: bool
     """Mark a run whose process is gone failed (or cancelled, when that was asked) once; True when this call did."""
     status = "cancelled" if cancelled else "failed"
     with store.transaction(conn):
-        cur = conn.execute("UPDATE runs SET status = ?, error = ?, pid = NULL, updated_at = ? "
-                           "WHERE id = ? AND status IN ('running', 'queued')",
-                           (status, None if cancelled else reason, store.now(), run_id))
+        cur = conn.execute(
+            "UPDATE runs SET status = ?, error = ?, pid = NULL, updated_at = ? "
+            "WHERE id = ? AND status IN ('running', 'queued')",
+            (status, None if cancelled else reason, store.now(), run_id),
+        )
     if cur.rowcount:
-        records.add_event(conn, run_id, "message" if cancelled else "error",
-                          {"text": "Cancelled: the process stopped." if cancelled else reason})
+        records.add_event(
+            conn,
+            run_id,
+            "message" if cancelled else "error",
+            {"text": "Cancelled: the process stopped." if cancelled else reason},
+        )
     return cur.rowcount == 1
 
 
@@ -217,20 +277,29 @@ def reap(conn: sqlite3.Connection) -> list[int]:
 
 def _reap_runs(conn: sqlite3.Connection) -> None:
     """Runs whose own training process died (its job's supervisor may still be recording why)."""
-    for r in conn.execute("SELECT id, pid, updated_at, heartbeat_at, cancel_requested FROM runs "
-                          "WHERE status = 'running'").fetchall():
+    for r in conn.execute(
+        "SELECT id, pid, updated_at, heartbeat_at, cancel_requested FROM runs WHERE status = 'running'"
+    ).fetchall():
         alive = pid_alive(r["pid"]) if r["pid"] else age_s(r["updated_at"]) < HEARTBEAT_TIMEOUT_S
         stale = age_s(r["heartbeat_at"]) > HEARTBEAT_TIMEOUT_S
         if alive and not stale:
             continue
-        supervised = conn.execute("SELECT pid FROM jobs WHERE run_id = ? AND status = 'running'", (r["id"],)).fetchone()
-        if supervised and pid_alive(supervised["pid"]) and _wait_closed(
-                conn, "SELECT status FROM runs WHERE id = ?", r["id"], SUPERVISOR_GRACE_S):
+        supervised = conn.execute(
+            "SELECT pid FROM jobs WHERE run_id = ? AND status = 'running'", (r["id"],)
+        ).fetchone()
+        if (
+            supervised
+            and pid_alive(supervised["pid"])
+            and _wait_closed(conn, "SELECT status FROM runs WHERE id = ?", r["id"], SUPERVISOR_GRACE_S)
+        ):
             continue
         if alive:
             terminate(r["pid"])
-        cause = (f"no heartbeat for {int(age_s(r['heartbeat_at']))} s; terminated" if alive
-                 else describe_exit(exit_code(r["pid"])))
+        cause = (
+            f"no heartbeat for {int(age_s(r['heartbeat_at']))} s; terminated"
+            if alive
+            else describe_exit(exit_code(r["pid"]))
+        )
         fail_run(conn, r["id"], f"process died: {cause}", cancelled=bool(r["cancel_requested"]))
 
 
@@ -240,6 +309,12 @@ def reap_and_dispatch(conn: sqlite3.Connection) -> dict[str, Any]:
     return {"closed": closed, "started": dispatch(conn)}
 
 
+def job_of_run(conn: sqlite3.Connection, run_id: str) -> dict[str, Any] | None:
+    """The latest job that ran (or queues) a training run, if any."""
+    row = conn.execute("SELECT * FROM jobs WHERE run_id = ? ORDER BY id DESC LIMIT 1", (run_id,)).fetchone()
+    return _decode(conn, row) if row else None
+
+
 def cancel_job(conn: sqlite3.Connection, job_id: int) -> str:
     """Stop a job: a queued one at once ('cancelled'); a running one at its next progress report ('cancelling'),
     terminated if it has not stopped within CANCEL_GRACE_S."""
@@ -247,13 +322,21 @@ def cancel_job(conn: sqlite3.Connection, job_id: int) -> str:
     if j["status"] not in ACTIVE:
         raise JobError(f"Job {job_id} is {j['status']}; only a queued or running job can be cancelled.")
     with store.transaction(conn):
-        conn.execute("UPDATE jobs SET cancel_requested = ?, message = 'Cancel requested.' WHERE id = ?",
-                     (int(time.time()), job_id))
+        conn.execute(
+            "UPDATE jobs SET cancel_requested = ?, message = 'Cancel requested.' WHERE id = ?",
+            (int(time.time()), job_id),
+        )
         if j["status"] == "queued":
-            conn.execute("UPDATE jobs SET status = 'cancelled', finished_at = ?, message = 'Cancelled before it "
-                         "started.' WHERE id = ?", (store.now(), job_id))
+            conn.execute(
+                "UPDATE jobs SET status = 'cancelled', finished_at = ?, message = 'Cancelled before it "
+                "started.' WHERE id = ?",
+                (store.now(), job_id),
+            )
         if j["run_id"]:
-            conn.execute("UPDATE runs SET cancel_requested = 1, updated_at = ? WHERE id = ?", (store.now(), j["run_id"]))
+            conn.execute(
+                "UPDATE runs SET cancel_requested = 1, updated_at = ? WHERE id = ?",
+                (store.now(), j["run_id"]),
+            )
     return "cancelled" if j["status"] == "queued" else "cancelling"
 
 
@@ -261,107 +344,38 @@ def retry_job(conn: sqlite3.Connection, job_id: int) -> int:
     """Queue a failed, cancelled or interrupted job again (a training run continues from its last checkpoint)."""
     j = job(conn, job_id)
     if j["status"] not in RETRYABLE:
-        raise JobError(f"Job {job_id} is {j['status']}; only a failed, cancelled or interrupted job can be retried.")
+        raise JobError(
+            f"Job {job_id} is {j['status']}; only a failed, cancelled or interrupted job can be retried."
+        )
     with store.transaction(conn):
-        conn.execute("UPDATE jobs SET status = 'queued', cancel_requested = 0, error = NULL, fraction = 0, eta_s = NULL, "
-                     "pid = NULL, finished_at = NULL, result = '{}', message = 'Queued again.' WHERE id = ?", (job_id,))
+        conn.execute(
+            "UPDATE jobs SET status = 'queued', cancel_requested = 0, error = NULL, fraction = 0, eta_s = NULL, "
+            "pid = NULL, finished_at = NULL, result = '{}', message = 'Queued again.' WHERE id = ?",
+            (job_id,),
+        )
         if j["run_id"]:
-            conn.execute("UPDATE runs SET status = 'queued', cancel_requested = 0, error = NULL, pid = NULL, "
-                         "updated_at = ? WHERE id = ?", (store.now(), j["run_id"]))
+            conn.execute(
+                "UPDATE runs SET status = 'queued', cancel_requested = 0, error = NULL, pid = NULL, "
+                "updated_at = ? WHERE id = ?",
+                (store.now(), j["run_id"]),
+            )
     dispatch(conn)
     return job_id
 
 
-# --- training runs through the queue (the Train page's calls) ---------------------------------
-
-
-def submit(conn: sqlite3.Connection, project: int, config: Any) -> str:
-    """Queue a training run (validated first: bad settings never reach a process); returns the run id.
-
-    `config` is a TrainConfig (validated here through its own `validate`) or an already validated dict.
-    """
-    if hasattr(config, "validate"):
-        config.validate()
-    run_id = records.create_run(conn, project, config.to_dict() if hasattr(config, "to_dict") else dict(config))
-    records.add_event(conn, run_id, "message", {"text": "Queued."})
-    submit_job(conn, project, "train", {"run_id": run_id}, run_id=run_id)
-    return run_id
-
-
-def _run_job(conn: sqlite3.Connection, run_id: str) -> dict[str, Any] | None:
-    row = conn.execute("SELECT * FROM jobs WHERE run_id = ? ORDER BY id DESC LIMIT 1", (run_id,)).fetchone()
-    return _decode(conn, row) if row else None
-
-
-def poll(conn: sqlite3.Connection, run_id: str, since_event: int = 0) -> dict[str, Any]:
-    """What the Train page shows: the run (status, progress, metrics), its events after `since_event`, its job."""
-    reap_and_dispatch(conn)
-    run = records.get_run(conn, run_id)
-    run["events"] = records.run_events(conn, run_id, since_event)
-    run["alive"] = pid_alive(run["pid"])
-    run["job"] = _run_job(conn, run_id)
-    return run
-
-
-def cancel(conn: sqlite3.Connection, run_id: str) -> str:
-    """Ask a run to stop: a queued one is cancelled at once; a running one checkpoints and stops at its next step."""
-    run = records.get_run(conn, run_id)
-    j = _run_job(conn, run_id)
-    if run["status"] not in ACTIVE:
-        raise JobError(f"Run {run_id} is {run['status']}; only a queued or running run can be cancelled.")
-    if j and j["status"] in ACTIVE:
-        outcome = cancel_job(conn, j["id"])
-    else:
-        outcome = "cancelled" if run["status"] == "queued" else "cancelling"
-    if outcome == "cancelled":
-        records.update_run(conn, run_id, status="cancelled", cancel_requested=1)
-        records.add_event(conn, run_id, "message", {"text": "Cancelled before it started."})
-    else:
-        records.update_run(conn, run_id, cancel_requested=1)
-        records.add_event(conn, run_id, "cancel", {"text": "Cancel requested."})
-    return outcome
-
-
-def resume(conn: sqlite3.Connection, run_id: str) -> str:
-    """Queue a cancelled or failed run again; it continues from its last checkpoint (or starts over without one)."""
-    run = records.get_run(conn, run_id)
-    if run["status"] not in ("cancelled", "failed"):
-        raise JobError(f"Run {run_id} is {run['status']}; only a cancelled or failed run can be resumed.")
-    ckpt = records.latest_checkpoint(records.run_folder(conn, run_id) / "checkpoints")
-    records.update_run(conn, run_id, status="queued", cancel_requested=0, error=None, pid=None)
-    records.add_event(conn, run_id, "message",
-                      {"text": f"Resume queued from {Path(ckpt).name if ckpt else 'the start (no checkpoint)'}."})
-    j = _run_job(conn, run_id)
-    if j and j["status"] in RETRYABLE:
-        retry_job(conn, j["id"])
-    elif not j or j["status"] == "completed":
-        submit_job(conn, run["project_id"], "train", {"run_id": run_id}, run_id=run_id)
-    else:
-        dispatch(conn)
-    return run_id
-
-
-def list_runs(conn: sqlite3.Connection, project: int) -> list[dict[str, Any]]:
-    """Every run of a project, newest first, JSON columns decoded."""
-    return records.list_runs(conn, project)
-
-
-def wait(conn: sqlite3.Connection, run_id: str, timeout: float = 600, every: float = 1.0) -> dict[str, Any]:
-    """Block until a run leaves queued/running (scripts and tests)."""
-    return _settled(lambda: poll(conn, run_id), f"Run {run_id}", timeout, every)
-
-
-def wait_job(conn: sqlite3.Connection, job_id: int, timeout: float = 600, every: float = 0.5) -> dict[str, Any]:
+def wait_job(
+    conn: sqlite3.Connection, job_id: int, timeout: float = 600, every: float = 0.5
+) -> dict[str, Any]:
     """Block until a job leaves queued/running (scripts and tests)."""
 
     def fetch() -> dict[str, Any]:
         reap_and_dispatch(conn)
         return job(conn, job_id)
 
-    return _settled(fetch, f"Job {job_id}", timeout, every)
+    return settled(fetch, f"Job {job_id}", timeout, every)
 
 
-def _settled(fetch: Callable[[], dict[str, Any]], what: str, timeout: float, every: float) -> dict[str, Any]:
+def settled(fetch: Callable[[], dict[str, Any]], what: str, timeout: float, every: float) -> dict[str, Any]:
     deadline = time.time() + timeout
     item = fetch()
     while item["status"] in ACTIVE:

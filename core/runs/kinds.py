@@ -54,8 +54,11 @@ def after_death(conn: sqlite3.Connection, kind: str, project: int) -> str | None
     return None
 
 
-def tolerant(progress: Progress, should_cancel: ShouldCancel, cancelled: type[BaseException] = Cancelled) -> Callable[..., None]:
+def tolerant(
+    progress: Progress, should_cancel: ShouldCancel, cancelled: type[BaseException] = Cancelled
+) -> Callable[..., None]:
     """A callback accepting (fraction, message), (message, fraction) or (phase, done, total); raises on cancel."""
+
     def report(*a: Any) -> None:
         if should_cancel():
             raise cancelled("Cancelled by request.")
@@ -66,6 +69,7 @@ def tolerant(progress: Progress, should_cancel: ShouldCancel, cancelled: type[Ba
             progress(float(a[1]), a[0])
         elif len(a) == 2:
             progress(float(a[0]), str(a[1]))
+
     return report
 
 
@@ -77,8 +81,13 @@ def _small(value: Any) -> Any:
     return value if len(json.dumps(value)) <= MAX_RESULT_CHARS else None
 
 
-def train(conn: sqlite3.Connection, project: int, args: dict[str, Any], progress: Progress,
-          should_cancel: ShouldCancel) -> dict[str, Any]:
+def train(
+    conn: sqlite3.Connection,
+    project: int,
+    args: dict[str, Any],
+    progress: Progress,
+    should_cancel: ShouldCancel,
+) -> dict[str, Any]:
     """Train the run args["run_id"] (it reads its own cancel flag and writes its own progress to the run)."""
     training = importlib.import_module("core.training")
     result = training.execute(conn, args["run_id"])
@@ -88,8 +97,13 @@ def train(conn: sqlite3.Connection, project: int, args: dict[str, Any], progress
     return _small({"run_id": args["run_id"], "metrics": result.get("metrics", {})})
 
 
-def mine(conn: sqlite3.Connection, project: int, args: dict[str, Any], progress: Progress,
-         should_cancel: ShouldCancel) -> dict[str, Any]:
+def mine(
+    conn: sqlite3.Connection,
+    project: int,
+    args: dict[str, Any],
+    progress: Progress,
+    should_cancel: ShouldCancel,
+) -> dict[str, Any]:
     """Mine hard negatives with MiningParams(**args["params"]) (optional args["extra_corpus"])."""
     mining = importlib.import_module("core.mining")
     params = mining.MiningParams(**args.get("params", {}))
@@ -107,35 +121,54 @@ def uploaded_file(conn: sqlite3.Connection, path: str) -> Path:
     return target
 
 
-def evaluate(conn: sqlite3.Connection, project: int, args: dict[str, Any], progress: Progress,
-             should_cancel: ShouldCancel) -> dict[str, Any]:
+def evaluate(
+    conn: sqlite3.Connection,
+    project: int,
+    args: dict[str, Any],
+    progress: Progress,
+    should_cancel: ShouldCancel,
+) -> dict[str, Any]:
     """Evaluate args["run_ids"] on the project's test set, or on an uploaded one (args["test_file"], a path kept
     by store.save_upload, shown as args["test_name"]); the remaining args are keyword options."""
     evaluation = importlib.import_module("core.evaluation")
     options = {k: v for k, v in args.items() if k not in ("run_ids", "test_file", "test_name")}
     if args.get("test_file"):
         path = uploaded_file(conn, args["test_file"])
-        options["test_set"] = evaluation.read_test_file(path.read_bytes(), args.get("test_name") or path.name,
-                                                        conn, project)
-    result = evaluation.evaluate(conn, project, list(args.get("run_ids", ())), progress=tolerant(progress, should_cancel),
-                                 **options)
+        options["test_set"] = evaluation.read_test_file(
+            path.read_bytes(), args.get("test_name") or path.name, conn, project
+        )
+    result = evaluation.evaluate(
+        conn, project, list(args.get("run_ids", ())), progress=tolerant(progress, should_cancel), **options
+    )
     return _small(result)
 
 
-def quality(conn: sqlite3.Connection, project: int, args: dict[str, Any], progress: Progress,
-            should_cancel: ShouldCancel) -> dict[str, Any]:
+def quality(
+    conn: sqlite3.Connection,
+    project: int,
+    args: dict[str, Any],
+    progress: Progress,
+    should_cancel: ShouldCancel,
+) -> dict[str, Any]:
     """Compute (and cache on disk) the quality report; the page then reads it from the cache at once."""
     module = importlib.import_module("core.quality")
     module.analyse(conn, project, progress=tolerant(progress, should_cancel), **args)
     return {"cached": True, **args}
 
 
-def snippets(conn: sqlite3.Connection, project: int, args: dict[str, Any], progress: Progress,
-             should_cancel: ShouldCancel) -> dict[str, Any]:
+def snippets(
+    conn: sqlite3.Connection,
+    project: int,
+    args: dict[str, Any],
+    progress: Progress,
+    should_cancel: ShouldCancel,
+) -> dict[str, Any]:
     """Propose snippets for the report rows args["rows"] (report options as in `quality`)."""
     module = importlib.import_module("core.quality")
     options = {k: v for k, v in args.items() if k != "rows"}
     report = module.analyse(conn, project, **options)
     models = {k: v for k, v in options.items() if k in ("embed_model", "train_model")}
-    found = module.propose_snippets(report, list(args["rows"]), progress=tolerant(progress, should_cancel), **models)
+    found = module.propose_snippets(
+        report, list(args["rows"]), progress=tolerant(progress, should_cancel), **models
+    )
     return {"snippets": [dataclasses.asdict(s) for s in found]}

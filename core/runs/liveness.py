@@ -8,7 +8,7 @@ import sqlite3
 import subprocess
 import threading
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -84,7 +84,7 @@ def age_s(stamp: str | None) -> float:
     """Seconds since an ISO timestamp written by store.now() (infinite for none)."""
     if not stamp:
         return float("inf")
-    return (datetime.now(timezone.utc) - datetime.fromisoformat(stamp)).total_seconds()
+    return (datetime.now(UTC) - datetime.fromisoformat(stamp)).total_seconds()
 
 
 def terminate(pid: int | None, grace_s: float = 2.0) -> None:
@@ -132,7 +132,9 @@ class Heartbeat:
         try:
             while not self.stop.is_set():
                 try:
-                    conn.execute(f"UPDATE {self.table} SET heartbeat_at = ? WHERE id = ?", (store.now(), self.key))
+                    conn.execute(
+                        f"UPDATE {self.table} SET heartbeat_at = ? WHERE id = ?", (store.now(), self.key)
+                    )
                 except sqlite3.Error:
                     pass
                 self.stop.wait(self.every)

@@ -59,17 +59,23 @@ def update_run(conn: sqlite3.Connection, run_id: str, **values: Any) -> None:
         conn.execute(f"UPDATE runs SET {', '.join(cols)} WHERE id = ?", params)
 
 
-def add_event(conn: sqlite3.Connection, run_id: str, kind: str, data: dict[str, Any], step: int | None = None) -> None:
+def add_event(
+    conn: sqlite3.Connection, run_id: str, kind: str, data: dict[str, Any], step: int | None = None
+) -> None:
     """One log line of a run (message, loss, eval, error, cancel)."""
     with store.transaction(conn):
-        conn.execute("INSERT INTO run_events (run_id, at, kind, step, data) VALUES (?, ?, ?, ?, ?)",
-                     (run_id, store.now(), kind, step, json.dumps(data, default=float)))
+        conn.execute(
+            "INSERT INTO run_events (run_id, at, kind, step, data) VALUES (?, ?, ?, ?, ?)",
+            (run_id, store.now(), kind, step, json.dumps(data, default=float)),
+        )
 
 
 def run_events(conn: sqlite3.Connection, run_id: str, since_event: int = 0) -> list[dict[str, Any]]:
     """A run's events after `since_event`, oldest first, data decoded."""
-    rows = conn.execute("SELECT id, at, kind, step, data FROM run_events WHERE run_id = ? AND id > ? ORDER BY id",
-                        (run_id, since_event)).fetchall()
+    rows = conn.execute(
+        "SELECT id, at, kind, step, data FROM run_events WHERE run_id = ? AND id > ? ORDER BY id",
+        (run_id, since_event),
+    ).fetchall()
     return [dict(e) | {"data": json.loads(e["data"])} for e in rows]
 
 
@@ -90,6 +96,7 @@ def run_folder(conn: sqlite3.Connection, run_id: str) -> Path:
 
 def latest_checkpoint(folder: Path) -> str | None:
     """The newest complete Trainer checkpoint in a folder (one with trainer_state.json), if any."""
+
     def step(p: Path) -> int:
         tail = p.name.split("-")[-1]
         return int(tail) if tail.isdigit() else -1
@@ -106,8 +113,10 @@ def model_folder(conn: sqlite3.Connection, run: dict[str, Any]) -> Path:
         raise RunError(f"Run {run.get('id')!r} has no model folder.")
     folder = Path(raw).resolve()
     if ".." in Path(raw).parts or not folder.is_relative_to(runs):
-        raise RunError(f"The model folder {raw!r} of run {run.get('id')} is outside the workspace's runs "
-                       f"folder ({runs}); it is not used.")
+        raise RunError(
+            f"The model folder {raw!r} of run {run.get('id')} is outside the workspace's runs "
+            f"folder ({runs}); it is not used."
+        )
     if not folder.is_dir():
         raise RunError(f"The model folder {raw!r} of run {run.get('id')} no longer exists.")
     return folder

@@ -37,17 +37,26 @@ class JobProgress:
             return
         elapsed = now - self.t0
         eta = elapsed * (1 - fraction) / fraction if fraction >= 0.01 and elapsed > 1 else None
-        self.conn.execute("UPDATE jobs SET fraction = ?, message = ?, eta_s = ?, heartbeat_at = ? WHERE id = ?",
-                          (fraction, str(message)[:300], round(eta, 1) if eta is not None else None, store.now(),
-                           self.job_id))
+        self.conn.execute(
+            "UPDATE jobs SET fraction = ?, message = ?, eta_s = ?, heartbeat_at = ? WHERE id = ?",
+            (
+                fraction,
+                str(message)[:300],
+                round(eta, 1) if eta is not None else None,
+                store.now(),
+                self.job_id,
+            ),
+        )
         self.last = now
 
 
 def should_cancel_for(conn: sqlite3.Connection, job_id: int) -> Any:
     """A should_cancel() callable reading the job's cancel flag."""
+
     def should_cancel() -> bool:
         row = conn.execute("SELECT cancel_requested FROM jobs WHERE id = ?", (job_id,)).fetchone()
         return bool(row and row[0])
+
     return should_cancel
 
 
@@ -57,7 +66,9 @@ def work(conn: sqlite3.Connection, job_id: int) -> dict[str, Any]:
     should_cancel = should_cancel_for(conn, job_id)
     try:
         with Heartbeat(store.workspace_of(conn), "jobs", job_id):
-            result = kinds.resolve(j["kind"])(conn, j["project_id"], j["args"], JobProgress(conn, job_id), should_cancel)
+            result = kinds.resolve(j["kind"])(
+                conn, j["project_id"], j["args"], JobProgress(conn, job_id), should_cancel
+            )
         jobs.finish(conn, job_id, "completed", result=result)
     except BaseException as exc:  # noqa: BLE001 - every failure is recorded on this job only
         stopped = isinstance(exc, Cancelled) or type(exc).__name__.endswith("Cancelled") or should_cancel()
@@ -71,12 +82,16 @@ def work(conn: sqlite3.Connection, job_id: int) -> dict[str, Any]:
 def supervise(conn: sqlite3.Connection, job_id: int) -> dict[str, Any]:
     """Run the worker as a child; if it dies without closing the job, close it with the cause; start the next."""
     attempt = jobs.job(conn, job_id)["attempts"]
-    child = subprocess.Popen([sys.executable, "-m", "core", "job", "--id", str(job_id), "--work"], stdout=sys.stderr)
+    child = subprocess.Popen(
+        [sys.executable, "-m", "core", "job", "--id", str(job_id), "--work"], stdout=sys.stderr
+    )
     conn.execute("UPDATE jobs SET pid = ? WHERE id = ? AND pid IS NULL", (os.getpid(), job_id))
     signal.signal(signal.SIGTERM, lambda signum, frame: child.send_signal(signal.SIGTERM))
     code = child.wait()
     j = jobs.job(conn, job_id)
-    if j["attempts"] != attempt:  # closed by its worker, then queued again (a resume) and started by another one
+    if (
+        j["attempts"] != attempt
+    ):  # closed by its worker, then queued again (a resume) and started by another one
         return {"job_id": job_id, "status": "superseded", "exit_code": code}
     if j["status"] == "running":
         reason = f"process died: {describe_exit(code)}"
@@ -85,7 +100,9 @@ def supervise(conn: sqlite3.Connection, job_id: int) -> dict[str, Any]:
         if j["run_id"]:
             _record_run_death(conn, j["run_id"], reason, asked)
     elif j["run_id"] and code != 0:
-        _record_run_death(conn, j["run_id"], f"process died: {describe_exit(code)}", bool(j["cancel_requested"]))
+        _record_run_death(
+            conn, j["run_id"], f"process died: {describe_exit(code)}", bool(j["cancel_requested"])
+        )
     if code != 0:  # the worker may have died before its own clean-up (a mining row left 'running')
         kinds.after_death(conn, j["kind"], j["project_id"])
     try:
@@ -99,10 +116,13 @@ def train_in_foreground(conn: sqlite3.Connection, project: int, run_id: str) -> 
     """`python -m core train --project`: train a run now (outside the queue) in a supervised child, so a run the
     kernel kills is recorded as failed with its cause and the CLI exits non-zero with a JSON error line."""
     with store.transaction(conn):
-        job_id = int(conn.execute(
-            "INSERT INTO jobs (project_id, kind, args, run_id, status, pid, created_at, started_at, heartbeat_at, "
-            "attempts, message) VALUES (?, 'train', ?, ?, 'running', NULL, ?, ?, ?, 1, 'Started from the command line.')",
-            (project, json.dumps({"run_id": run_id}), run_id, store.now(), store.now(), store.now())).lastrowid)
+        job_id = int(
+            conn.execute(
+                "INSERT INTO jobs (project_id, kind, args, run_id, status, pid, created_at, started_at, heartbeat_at, "
+                "attempts, message) VALUES (?, 'train', ?, ?, 'running', NULL, ?, ?, ?, 1, 'Started from the command line.')",
+                (project, json.dumps({"run_id": run_id}), run_id, store.now(), store.now(), store.now()),
+            ).lastrowid
+        )
     supervise(conn, job_id)
     run = records.get_run(conn, run_id)
     if run["status"] == "failed":
@@ -115,7 +135,11 @@ def _record_run_death(conn: sqlite3.Connection, run_id: str, reason: str, cancel
     if jobs.fail_run(conn, run_id, reason, cancelled) or cancelled:
         return
     run = records.get_run(conn, run_id)
-    if run["status"] == "failed" and "exit status is unknown" in (run["error"] or "") and "unknown" not in reason:
+    if (
+        run["status"] == "failed"
+        and "exit status is unknown" in (run["error"] or "")
+        and "unknown" not in reason
+    ):
         records.update_run(conn, run_id, error=reason)
         records.add_event(conn, run_id, "error", {"text": reason})
 

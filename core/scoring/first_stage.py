@@ -35,7 +35,9 @@ def _bm25_index(corpus: Mapping[Hashable, str]) -> tuple[Any, Any, list[Any]]:
     fp = _fingerprint(corpus)
     if fp not in _BM25_CACHE:
         tokenizer = bm25s.tokenization.Tokenizer(stopwords="en", lower=True)
-        ids = tokenizer.tokenize([corpus[k] for k in keys], update_vocab=True, return_as="ids", show_progress=False)
+        ids = tokenizer.tokenize(
+            [corpus[k] for k in keys], update_vocab=True, return_as="ids", show_progress=False
+        )
         retriever = bm25s.BM25()
         retriever.index(ids, show_progress=False)
         _BM25_CACHE.clear()
@@ -76,8 +78,15 @@ def top_k(sims: np.ndarray, keys: Sequence[Hashable], k: int) -> list[Ranking]:
     return out
 
 
-def embedding_search(corpus: Mapping[Hashable, str], queries: Sequence[str], k: int, model_spec: str | None = None,
-                     *, workspace: Path | None = None, progress: Count | None = None) -> list[Ranking]:
+def embedding_search(
+    corpus: Mapping[Hashable, str],
+    queries: Sequence[str],
+    k: int,
+    model_spec: str | None = None,
+    *,
+    workspace: Path | None = None,
+    progress: Count | None = None,
+) -> list[Ranking]:
     """Top-k passages per query by cosine similarity, exact search over cached (normalized) embeddings."""
     from core.embeddings import embed_texts
 
@@ -89,8 +98,9 @@ def embedding_search(corpus: Mapping[Hashable, str], queries: Sequence[str], k: 
     return top_k(Q @ P.T, keys, k)
 
 
-def embedding_scores(groups: Sequence[tuple[str, Sequence[str]]], model_spec: str | None,
-                     workspace: Path | None = None) -> list[np.ndarray]:
+def embedding_scores(
+    groups: Sequence[tuple[str, Sequence[str]]], model_spec: str | None, workspace: Path | None = None
+) -> list[np.ndarray]:
     """Cosine scores of (query, passages) groups, e.g. a residual run's prior or a fusion's first stage."""
     from core.embeddings import embed_texts
 
@@ -100,6 +110,6 @@ def embedding_scores(groups: Sequence[tuple[str, Sequence[str]]], model_spec: st
     vec = embed_texts(texts, model_spec, workspace=workspace)
     qv, at, out = vec[: len(groups)], len(groups), []
     for i, (_, ps) in enumerate(groups):
-        out.append(vec[at: at + len(ps)] @ qv[i])
+        out.append(vec[at : at + len(ps)] @ qv[i])
         at += len(ps)
     return out

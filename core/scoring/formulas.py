@@ -38,5 +38,9 @@ def choose_fusion(samples: list[dict[str, Any]], ce: list[np.ndarray]) -> dict[s
         fused = [fused_scores(c, s["first_stage_scores"], a) for c, s in zip(ce, samples)]
         results[a] = rank_metrics(samples, fused)[PRIMARY]
     best = max(grid, key=lambda a: (round(results[a], 6), a))
-    return {"alpha": best, "validation_ndcg@10": results[best], "alone_validation_ndcg@10": results[1.0],
-            "first_stage_validation_ndcg@10": results[0.0]}
+    return {
+        "alpha": best,
+        "validation_ndcg@10": results[best],
+        "alone_validation_ndcg@10": results[1.0],
+        "first_stage_validation_ndcg@10": results[0.0],
+    }

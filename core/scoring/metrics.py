@@ -59,8 +59,12 @@ def metric_names(top_k: int) -> list[str]:
 
 def query_metrics(ranking: Sequence[str], qrels: dict[str, float], top_k: int) -> dict[str, float]:
     """All reported metrics of one ranked list."""
-    out = {"ndcg@10": ndcg_at(ranking, qrels, 10), "mrr@10": mrr_at(ranking, qrels, 10),
-           "map": average_precision(ranking, qrels), "recall@10": recall_at(ranking, qrels, 10)}
+    out = {
+        "ndcg@10": ndcg_at(ranking, qrels, 10),
+        "mrr@10": mrr_at(ranking, qrels, 10),
+        "map": average_precision(ranking, qrels),
+        "recall@10": recall_at(ranking, qrels, 10),
+    }
     if top_k != 10:
         out[f"recall@{top_k}"] = recall_at(ranking, qrels, top_k)
     return out
@@ -86,4 +90,7 @@ def rank_metrics(samples: list[dict[str, Any]], scores: list[np.ndarray], k: int
         ranking, qrels = ranked_documents(s, sc), sample_qrels(s)
         ndcgs.append(ndcg_at(ranking, qrels, k))
         mrrs.append(mrr_at(ranking, qrels, k))
-    return {f"ndcg@{k}": float(np.mean(ndcgs)) if ndcgs else 0.0, f"mrr@{k}": float(np.mean(mrrs)) if mrrs else 0.0}
+    return {
+        f"ndcg@{k}": float(np.mean(ndcgs)) if ndcgs else 0.0,
+        f"mrr@{k}": float(np.mean(mrrs)) if mrrs else 0.0,
+    }

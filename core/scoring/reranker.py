@@ -31,7 +31,7 @@ FORMULAS = {
     "cross-encoder": "score = activation(cross_encoder_logit(query, passage))",
     "residual": "score = cross_encoder_logit(query, passage) + beta * cosine(embed(query), embed(passage))",
     "blended": "score = alpha * z(cross_encoder(query, passage)) + (1 - alpha) * z(cosine(embed(query), "
-               "embed(passage))), z = (x - mean) / std over the passages scored together",
+    "embed(passage))), z = (x - mean) / std over the passages scored together",
 }
 
 Progress = Callable[[float, str], None]
@@ -57,8 +57,15 @@ def _activation(folder: Path) -> str:
     for name, key in (("config_sentence_transformers.json", "activation_fn"), ("config.json", None)):
         path = folder / name
         cfg = json.loads(path.read_text()) if path.is_file() else {}
-        found = found or cfg.get("activation_fn") if key else found or (
-            (cfg.get("sentence_transformers") or {}).get("activation_fn") or cfg.get("sbert_ce_default_activation_function"))
+        found = (
+            found or cfg.get("activation_fn")
+            if key
+            else found
+            or (
+                (cfg.get("sentence_transformers") or {}).get("activation_fn")
+                or cfg.get("sbert_ce_default_activation_function")
+            )
+        )
     return str(found or "torch.nn.modules.activation.Sigmoid").rsplit(".", 1)[-1].lower()
 
 
@@ -68,8 +75,10 @@ def run_folder_spec(folder: str | Path, max_length: int | None = None) -> dict[s
 
     folder = Path(folder).resolve()
     if not (folder / "config.json").is_file():
-        raise RerankerError(f"{folder} is not a model folder or bundle: expected config.json (a run's model folder) "
-                            f"or {SPEC_FILE} (a bundle).")
+        raise RerankerError(
+            f"{folder} is not a model folder or bundle: expected config.json (a run's model folder) "
+            f"or {SPEC_FILE} (a bundle)."
+        )
     run_info = json.loads((folder / RUN_FILE).read_text()) if (folder / RUN_FILE).is_file() else {}
     cfg = run_info.get("config") or {}
     max_length = int(max_length or cfg.get("max_length") or 0)
@@ -78,12 +87,19 @@ def run_folder_spec(folder: str | Path, max_length: int | None = None) -> dict[s
     fusion = (run_info.get("metrics") or {}).get("fusion")
     if (folder / FUSION_FILE).is_file():
         fusion = json.loads((folder / FUSION_FILE).read_text())
-    spec: dict[str, Any] = {"format": SPEC_FORMAT, "kind": "cross-encoder", "cross_encoder": str(folder),
-                            "max_length": max_length, "activation": _activation(folder)}
+    spec: dict[str, Any] = {
+        "format": SPEC_FORMAT,
+        "kind": "cross-encoder",
+        "cross_encoder": str(folder),
+        "max_length": max_length,
+        "activation": _activation(folder),
+    }
     if fusion and (fusion.get("method") == RESIDUAL or "alpha" in fusion):
         stage = str(fusion.get("first_stage") or f"embedding:{models.BUNDLED}")
         if not stage.startswith("embedding"):
-            raise RerankerError(f"The run blends with {stage!r}; only an embedding first stage can be shipped.")
+            raise RerankerError(
+                f"The run blends with {stage!r}; only an embedding first stage can be shipped."
+            )
         emb_id = stage.split(":", 1)[1] if ":" in stage else models.BUNDLED
         spec["embedding_model"] = {"id": emb_id, "path": models.resolve(emb_id)}
         if fusion.get("method") == RESIDUAL:
@@ -99,7 +115,9 @@ def read_spec(folder: str | Path) -> dict[str, Any]:
     folder = Path(folder).resolve()
     spec = json.loads((folder / SPEC_FILE).read_text())
     if spec.get("kind") not in KINDS:
-        raise RerankerError(f"{folder / SPEC_FILE}: kind {spec.get('kind')!r} is not one of {', '.join(KINDS)}.")
+        raise RerankerError(
+            f"{folder / SPEC_FILE}: kind {spec.get('kind')!r} is not one of {', '.join(KINDS)}."
+        )
     spec["cross_encoder"] = str((folder / spec.get("cross_encoder", ".")).resolve())
     emb = spec.get("embedding_model")
     if spec["kind"] != "cross-encoder":
@@ -132,20 +150,33 @@ class Reranker:
         self.batch_size = 32
 
     @classmethod
-    def load(cls, folder: str | Path, *, trust_remote_code: bool = False, max_length: int | None = None,
-             device: str | None = None, workspace: Path | None = None) -> Reranker:
+    def load(
+        cls,
+        folder: str | Path,
+        *,
+        trust_remote_code: bool = False,
+        max_length: int | None = None,
+        device: str | None = None,
+        workspace: Path | None = None,
+    ) -> Reranker:
         """Load a run's model folder or an exported bundle (safetensors only; remote code off by default).
 
         `workspace` lets the studio reuse its embedding cache; the vectors are the same as a direct encode."""
         from core import models
 
         spec = load_spec(folder, max_length)
-        ce = models.load_cross_encoder(spec["cross_encoder"], max_length=int(spec["max_length"]),
-                                       trust_remote_code=trust_remote_code, device=device)
+        ce = models.load_cross_encoder(
+            spec["cross_encoder"],
+            max_length=int(spec["max_length"]),
+            trust_remote_code=trust_remote_code,
+            device=device,
+        )
         got = type(ce.activation_fn).__name__.lower()
         if got != spec.get("activation", got):
-            raise RerankerError(f"The cross-encoder applies {got}, the spec says {spec['activation']}: refusing a "
-                                "score that would differ from the evaluated one.")
+            raise RerankerError(
+                f"The cross-encoder applies {got}, the spec says {spec['activation']}: refusing a "
+                "score that would differ from the evaluated one."
+            )
         embed = _cached_embed(workspace) if workspace is not None else None
         return cls(spec, ce, embed)
 
@@ -158,12 +189,15 @@ class Reranker:
         """The run's full score of each passage for this query (float64, in the passages' order)."""
         return self.score_groups([(query, list(passages))])[0]
 
-    def score_groups(self, groups: list[tuple[str, list[str]]], progress: Progress | None = None) -> list[np.ndarray]:
+    def score_groups(
+        self, groups: list[tuple[str, list[str]]], progress: Progress | None = None
+    ) -> list[np.ndarray]:
         """`score` for many queries at once: one batched cross-encoder pass and one embedding pass."""
         return [p["score"] for p in self.score_parts(groups, progress)]
 
-    def score_parts(self, groups: list[tuple[str, list[str]]],
-                    progress: Progress | None = None) -> list[dict[str, np.ndarray]]:
+    def score_parts(
+        self, groups: list[tuple[str, list[str]]], progress: Progress | None = None
+    ) -> list[dict[str, np.ndarray]]:
         """Per group: `score` (the run's), `cross_encoder` (its part) and `cosine` (the prior, when the run has one)."""
         ce = self.cross_encoder_scores(groups, progress)
         cos = self.cosines(groups) if self.kind != "cross-encoder" else [None] * len(groups)
@@ -184,17 +218,26 @@ class Reranker:
             return residual_score(ce, cosine, float(self.spec["beta"]))
         return fused_scores(ce, np.asarray(cosine, dtype=float), float(self.spec["alpha"]))
 
-    def cross_encoder_scores(self, groups: list[tuple[str, list[str]]],
-                             progress: Progress | None = None, chunk: int = 256) -> list[np.ndarray]:
+    def cross_encoder_scores(
+        self, groups: list[tuple[str, list[str]]], progress: Progress | None = None, chunk: int = 256
+    ) -> list[np.ndarray]:
         """The cross-encoder's predict (its saved activation) for every pair, in batches, reporting progress."""
         pairs = [[q, p] for q, ps in groups for p in ps]
         flat: list[np.ndarray] = []
         for start in range(0, len(pairs), chunk):
             if progress:
                 progress(start / max(len(pairs), 1), f"scoring pairs {start}/{len(pairs)}")
-            flat.append(np.asarray(self.cross_encoder.predict(
-                pairs[start:start + chunk], batch_size=self.batch_size, show_progress_bar=False,
-                convert_to_numpy=True), dtype=float).reshape(-1))
+            flat.append(
+                np.asarray(
+                    self.cross_encoder.predict(
+                        pairs[start : start + chunk],
+                        batch_size=self.batch_size,
+                        show_progress_bar=False,
+                        convert_to_numpy=True,
+                    ),
+                    dtype=float,
+                ).reshape(-1)
+            )
         if progress:
             progress(1.0, f"scored {len(pairs)} pairs")
         return _split(np.concatenate(flat) if flat else np.zeros(0), groups)
@@ -207,7 +250,7 @@ class Reranker:
         vec = np.asarray(self._embed(texts, self.spec["embedding_model"]["path"]), dtype=np.float32)
         qv, at, out = vec[: len(groups)], len(groups), []
         for i, (_, ps) in enumerate(groups):
-            out.append((vec[at: at + len(ps)] @ qv[i]).astype(float))
+            out.append((vec[at : at + len(ps)] @ qv[i]).astype(float))
             at += len(ps)
         return out
 
@@ -221,7 +264,7 @@ class Reranker:
 def _split(flat: np.ndarray, groups: list[tuple[str, list[str]]]) -> list[np.ndarray]:
     out, at = [], 0
     for _, ps in groups:
-        out.append(flat[at: at + len(ps)])
+        out.append(flat[at : at + len(ps)])
         at += len(ps)
     return out
 
@@ -231,8 +274,9 @@ def _direct_embed(texts: list[str], path: str) -> np.ndarray:
     from core import models
 
     model = models.load_embedder(path)
-    return model.encode(texts, batch_size=64, normalize_embeddings=True, convert_to_numpy=True,
-                        show_progress_bar=False)
+    return model.encode(
+        texts, batch_size=64, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False
+    )
 
 
 def _cached_embed(workspace: Path) -> Embed:
@@ -253,15 +297,31 @@ def as_run(folder: str | Path) -> dict[str, Any]:
     The id is `model:<folder name>`; the fusion names the bundle's own embedding model by path."""
     folder = Path(folder).resolve()
     spec = load_spec(folder)
-    run: dict[str, Any] = {"id": f"model:{folder.name}", "model_dir": spec["cross_encoder"], "status": "completed",
-                           "config": {"max_length": int(spec["max_length"]),
-                                      "base_model": spec.get("base_model") or spec["cross_encoder"]},
-                           "metrics": {}, "snapshot": {}, "bundle": str(folder)}
+    run: dict[str, Any] = {
+        "id": f"model:{folder.name}",
+        "model_dir": spec["cross_encoder"],
+        "status": "completed",
+        "config": {
+            "max_length": int(spec["max_length"]),
+            "base_model": spec.get("base_model") or spec["cross_encoder"],
+        },
+        "metrics": {},
+        "snapshot": {},
+        "bundle": str(folder),
+    }
     first_stage = f"embedding:{spec['embedding_model']['path']}" if spec["kind"] != "cross-encoder" else None
     if spec["kind"] == "residual":
-        run["metrics"]["fusion"] = {"method": RESIDUAL, "beta": float(spec["beta"]), "first_stage": first_stage,
-                                    "formula": spec["formula"]}
+        run["metrics"]["fusion"] = {
+            "method": RESIDUAL,
+            "beta": float(spec["beta"]),
+            "first_stage": first_stage,
+            "formula": spec["formula"],
+        }
     elif spec["kind"] == "blended":
-        run["metrics"]["fusion"] = {"alpha": float(spec["alpha"]), "first_stage": first_stage,
-                                    "method": spec["formula"], "chosen_on": "validation"}
+        run["metrics"]["fusion"] = {
+            "alpha": float(spec["alpha"]),
+            "first_stage": first_stage,
+            "method": spec["formula"],
+            "chosen_on": "validation",
+        }
     return run

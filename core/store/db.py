@@ -7,7 +7,7 @@ import sqlite3
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from core.store.paths import workspace_dir
@@ -29,7 +29,7 @@ class StoreConnection(sqlite3.Connection):
 
 def now() -> str:
     """Timestamps as ISO-8601 UTC so rows sort and read the same everywhere."""
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
 
 
 def text_hash(text: str) -> str:
@@ -75,7 +75,11 @@ def connect(workspace: Path | str | None = None) -> sqlite3.Connection:
     try:
         folder.mkdir(parents=True, exist_ok=True)
         conn = sqlite3.connect(
-            folder / DB_NAME, timeout=30, isolation_level=None, check_same_thread=False, factory=StoreConnection
+            folder / DB_NAME,
+            timeout=30,
+            isolation_level=None,
+            check_same_thread=False,
+            factory=StoreConnection,
         )
         conn.row_factory = sqlite3.Row
         conn.execute("PRAGMA journal_mode = WAL")

@@ -23,9 +23,7 @@ def create_project(conn: sqlite3.Connection, name: str) -> int:
         existing = conn.execute("SELECT id FROM projects WHERE name = ?", (name,)).fetchone()
         if existing:
             raise ValueError(f"A project named {name!r} already exists.")
-        cur = conn.execute(
-            "INSERT INTO projects (name, created_at) VALUES (?, ?)", (name, now())
-        )
+        cur = conn.execute("INSERT INTO projects (name, created_at) VALUES (?, ?)", (name, now()))
         return int(cur.lastrowid)
 
 
@@ -87,9 +85,7 @@ def update_project_settings(conn: sqlite3.Connection, project: int, **values: An
     with transaction(conn):
         settings = project_settings(conn, project)
         settings.update(values)
-        conn.execute(
-            "UPDATE projects SET settings = ? WHERE id = ?", (json.dumps(settings), project)
-        )
+        conn.execute("UPDATE projects SET settings = ? WHERE id = ?", (json.dumps(settings), project))
 
 
 # --- counts the pages show everywhere ---------------------------------------------------------
@@ -111,13 +107,9 @@ def project_counts(conn: sqlite3.Connection, project: int) -> dict[str, int]:
             "SELECT COUNT(*) FROM pairs p JOIN queries q ON q.id = p.query_id "
             "WHERE p.project_id = ? AND q.split = 'test'"
         ),
-        "train_queries": one(
-            "SELECT COUNT(*) FROM queries WHERE project_id = ? AND split = 'train'"
-        ),
+        "train_queries": one("SELECT COUNT(*) FROM queries WHERE project_id = ? AND split = 'train'"),
         "test_queries": one("SELECT COUNT(*) FROM queries WHERE project_id = ? AND split = 'test'"),
         "passages": one("SELECT COUNT(*) FROM passages WHERE project_id = ?"),
         "negatives": one("SELECT COUNT(*) FROM negatives WHERE project_id = ?"),
-        "judged": one(
-            "SELECT COUNT(*) FROM negatives WHERE project_id = ? AND status != 'unjudged'"
-        ),
+        "judged": one("SELECT COUNT(*) FROM negatives WHERE project_id = ? AND status != 'unjudged'"),
     }

@@ -8,9 +8,7 @@ from typing import Any
 from core.store.db import text_hash
 
 
-def fetch_pairs(
-    conn: sqlite3.Connection, project: int, split: str = "train"
-) -> list[dict[str, Any]]:
+def fetch_pairs(conn: sqlite3.Connection, project: int, split: str = "train") -> list[dict[str, Any]]:
     """Labelled pairs of one split with their texts, as plain dicts."""
     rows = conn.execute(
         """SELECT p.id, p.query_id, p.passage_id, p.label, p.origin,

@@ -20,9 +20,15 @@ def source(residual_beta: float | None) -> str:
     """Where a run's beta comes from, said the same way by the run's message, the CLI plan and the outcome bench."""
     if residual_beta is not None:
         return "beta as set in the run's settings"
-    return ("beta fitted on the training queries' candidate lists: maximum likelihood of their first-stage top k "
-            "under softmax(beta x cosine), graded by gain, expanding bracket (no grid ceiling)")
-BETA_LIMIT = 1000.0  # the config's range; a fit at the limit says the cosine alone separates the lists perfectly
+    return (
+        "beta fitted on the training queries' candidate lists: maximum likelihood of their first-stage top k "
+        "under softmax(beta x cosine), graded by gain, expanding bracket (no grid ceiling)"
+    )
+
+
+BETA_LIMIT = (
+    1000.0  # the config's range; a fit at the limit says the cosine alone separates the lists perfectly
+)
 
 
 def gain_targets(labels: Any) -> np.ndarray:
@@ -69,7 +75,9 @@ def fit_beta(rows: list[dict[str, Any]]) -> float:
         return -_loglik(lists, beta)
 
     hi = 1.0
-    while hi < BETA_LIMIT and negative(2 * hi) < negative(hi):  # concave: expand until the likelihood turns down
+    while hi < BETA_LIMIT and negative(2 * hi) < negative(
+        hi
+    ):  # concave: expand until the likelihood turns down
         hi *= 2
     upper = min(BETA_LIMIT, 2 * hi)
     res = minimize_scalar(negative, bounds=(0.0, upper), method="bounded", options={"xatol": 1e-3})

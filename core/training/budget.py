@@ -18,7 +18,9 @@ from core import estimates, models
 from core.training.config import ConfigError, TrainConfig
 
 RUNTIME_BYTES = 900 * 2**20  # python, torch, tokenizers, datasets and the run's data before the model
-HIDDEN_COPIES = 34  # hidden-size float tensors autograd keeps per token per layer (q, k, v, FFN at 4x, norms, dropouts)
+HIDDEN_COPIES = (
+    34  # hidden-size float tensors autograd keeps per token per layer (q, k, v, FFN at 4x, norms, dropouts)
+)
 ATTENTION_COPIES = 3  # attention maps per head kept per token per layer (scores, softmax, dropout mask)
 HEADROOM = 0.8  # use at most this share of the available memory
 IN_BATCH_LOSSES = ("mnrl",)  # cached: activations of a mini-batch of 16 rows at a time
@@ -55,15 +57,24 @@ class Budget:
 
     def text(self) -> str:
         """'peak ~2.1 GB of 20.3 GB available; ~2.4 s a step, 546 steps: about 22 min (default rate)'."""
-        return (f"peak memory ~{gb(self.peak_bytes)} of {gb(self.available_bytes)} available; "
-                f"~{self.step_seconds:.1f} s a step ({self.pairs_per_step} pairs), {self.steps} steps: "
-                f"{estimates.duration(self.total_seconds)} ({'measured rate' if self.measured_rate else 'default rate'})")
+        return (
+            f"peak memory ~{gb(self.peak_bytes)} of {gb(self.available_bytes)} available; "
+            f"~{self.step_seconds:.1f} s a step ({self.pairs_per_step} pairs), {self.steps} steps: "
+            f"{estimates.duration(self.total_seconds)} ({'measured rate' if self.measured_rate else 'default rate'})"
+        )
 
     def to_dict(self) -> dict[str, Any]:
         """The estimate as the run records it (`metrics.estimate`) and the CLI prints it."""
-        return {"peak_gb": round(self.peak_bytes / 2**30, 2), "available_gb": round(self.available_bytes / 2**30, 2),
-                "pairs_per_step": self.pairs_per_step, "step_s": round(self.step_seconds, 2), "steps": self.steps,
-                "eta_s": round(self.total_seconds), "measured_rate": self.measured_rate, "notes": self.notes}
+        return {
+            "peak_gb": round(self.peak_bytes / 2**30, 2),
+            "available_gb": round(self.available_bytes / 2**30, 2),
+            "pairs_per_step": self.pairs_per_step,
+            "step_s": round(self.step_seconds, 2),
+            "steps": self.steps,
+            "eta_s": round(self.total_seconds),
+            "measured_rate": self.measured_rate,
+            "notes": self.notes,
+        }
 
 
 def gb(n: float) -> str:
@@ -88,11 +99,18 @@ def model_size(spec: str) -> ModelSize:
     hidden = int(cfg.get("hidden_size") or cfg.get("d_model") or 384)
     layers = int(cfg.get("num_hidden_layers") or cfg.get("n_layers") or 6)
     weights = folder / "model.safetensors" if folder else None
-    params = (weights.stat().st_size // 4 if weights and weights.is_file()
-              else layers * 12 * hidden * hidden + int(cfg.get("vocab_size") or 30522) * hidden)
-    return ModelSize(parameters=int(params), hidden=hidden, layers=layers,
-                     heads=int(cfg.get("num_attention_heads") or 12),
-                     max_positions=int(cfg.get("max_position_embeddings") or 512))
+    params = (
+        weights.stat().st_size // 4
+        if weights and weights.is_file()
+        else layers * 12 * hidden * hidden + int(cfg.get("vocab_size") or 30522) * hidden
+    )
+    return ModelSize(
+        parameters=int(params),
+        hidden=hidden,
+        layers=layers,
+        heads=int(cfg.get("num_attention_heads") or 12),
+        max_positions=int(cfg.get("max_position_embeddings") or 512),
+    )
 
 
 def pairs_per_row(loss: str, cfg: TrainConfig, list_length: int | None = None) -> int:
@@ -109,23 +127,43 @@ def peak_memory(size: ModelSize, pairs_per_step: int, max_length: int, loss: str
     return int(RUNTIME_BYTES + 16 * size.parameters + live_pairs * max_length * per_token)
 
 
-def estimate(cfg: TrainConfig, rows: int, workspace: Path | None, list_length: int | None = None,
-             available: int | None = None) -> Budget:
+def estimate(
+    cfg: TrainConfig,
+    rows: int,
+    workspace: Path | None,
+    list_length: int | None = None,
+    available: int | None = None,
+) -> Budget:
     """Peak memory and time of `cfg` over `rows` training rows, at the measured (or default) training rate."""
     size = model_size(cfg.base_model)
     per_row = pairs_per_row(cfg.loss, cfg, list_length)
     per_step = cfg.batch_size * per_row
     rate, measured = estimates.rate(workspace, "train_pairs_per_s")
     rate_here = rate / max(1.0, cfg.max_length / estimates.REFERENCE_LENGTH)
-    steps = cfg.max_steps if cfg.max_steps > 0 else max(1, math.ceil(math.ceil(rows / cfg.batch_size) * cfg.epochs))
+    steps = (
+        cfg.max_steps
+        if cfg.max_steps > 0
+        else max(1, math.ceil(math.ceil(rows / cfg.batch_size) * cfg.epochs))
+    )
     step_s = per_step / rate_here
-    return Budget(peak_memory(size, per_step, cfg.max_length, cfg.loss),
-                  available if available is not None else available_memory(),
-                  per_step, step_s, steps, estimates.STARTUP_S + steps * step_s, measured)
+    return Budget(
+        peak_memory(size, per_step, cfg.max_length, cfg.loss),
+        available if available is not None else available_memory(),
+        per_step,
+        step_s,
+        steps,
+        estimates.STARTUP_S + steps * step_s,
+        measured,
+    )
 
 
-def fit(cfg: TrainConfig, rows: int, workspace: Path | None, list_length: int | None = None,
-        available: int | None = None) -> tuple[TrainConfig, Budget]:
+def fit(
+    cfg: TrainConfig,
+    rows: int,
+    workspace: Path | None,
+    list_length: int | None = None,
+    available: int | None = None,
+) -> tuple[TrainConfig, Budget]:
     """`cfg` as it can run here: the batch halved until the estimated peak fits the memory available (steps scaled so
     the run sees as many rows), or ConfigError saying why not even one row a step fits."""
     budget = estimate(cfg, rows, workspace, list_length, available)
@@ -142,9 +180,12 @@ def fit(cfg: TrainConfig, rows: int, workspace: Path | None, list_length: int | 
         raise ConfigError(
             f"This run would not fit in memory: one row a step ({budget.pairs_per_step} pairs at max length "
             f"{cfg.max_length}) needs ~{gb(budget.peak_bytes)}, and only {gb(budget.available_bytes)} is available "
-            f"(the run uses at most {HEADROOM:.0%}). Lower max length or the negatives per positive, or free memory.")
-    budget.notes.append(f"Batch size lowered from {asked} to {cfg.batch_size} so the estimated peak "
-                        f"({gb(budget.peak_bytes)}) fits the {gb(budget.available_bytes)} available.")
+            f"(the run uses at most {HEADROOM:.0%}). Lower max length or the negatives per positive, or free memory."
+        )
+    budget.notes.append(
+        f"Batch size lowered from {asked} to {cfg.batch_size} so the estimated peak "
+        f"({gb(budget.peak_bytes)}) fits the {gb(budget.available_bytes)} available."
+    )
     return cfg, budget
 
 

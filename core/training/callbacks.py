@@ -31,11 +31,17 @@ class StoreProgress(TrainerCallback):
             self.start_step = st.global_step
         rate = (st.global_step - self.start_step) / max(now - self.t0, 1e-6)
         left = (st.max_steps - st.global_step) / rate if rate > 0 else None
-        self.progress.update({
-            "phase": "training", "step": st.global_step, "total": st.max_steps,
-            "epoch": round(float(st.epoch or 0), 3), "elapsed_s": round(now - self.state["t0"], 1),
-            "eta_s": round(left, 1) if left is not None else None, **extra,
-        })
+        self.progress.update(
+            {
+                "phase": "training",
+                "step": st.global_step,
+                "total": st.max_steps,
+                "epoch": round(float(st.epoch or 0), 3),
+                "elapsed_s": round(now - self.state["t0"], 1),
+                "eta_s": round(left, 1) if left is not None else None,
+                **extra,
+            }
+        )
         if force or now - self.last_write > 1.0:
             update_run(self.conn, self.run_id, progress=self.progress, heartbeat_at=store.now())
             self.last_write = now
@@ -43,29 +49,48 @@ class StoreProgress(TrainerCallback):
     def on_step_end(self, args: Any, st: Any, control: Any, **kw: Any) -> Any:
         """Report progress; on a cancel request (or SIGTERM) save a checkpoint and stop."""
         self._write(st)
-        cancel = self.state.get("signal") or self.conn.execute(
-            "SELECT cancel_requested FROM runs WHERE id = ?", (self.run_id,)).fetchone()[0]
+        cancel = (
+            self.state.get("signal")
+            or self.conn.execute("SELECT cancel_requested FROM runs WHERE id = ?", (self.run_id,)).fetchone()[
+                0
+            ]
+        )
         if cancel and not self.state.get("cancelled"):
             self.state["cancelled"] = True
             control.should_save = True
             control.should_training_stop = True
             if is_main():
-                add_event(self.conn, self.run_id, "message",
-                          {"text": f"Cancel requested: checkpoint at step {st.global_step}, stopping."}, st.global_step)
+                add_event(
+                    self.conn,
+                    self.run_id,
+                    "message",
+                    {"text": f"Cancel requested: checkpoint at step {st.global_step}, stopping."},
+                    st.global_step,
+                )
         return control
 
     def on_log(self, args: Any, st: Any, control: Any, logs: dict[str, Any] | None = None, **kw: Any) -> None:
         """A loss point for the curve."""
         logs = logs or {}
         if "loss" in logs and is_main():
-            add_event(self.conn, self.run_id, "loss", {"loss": logs["loss"], "epoch": st.epoch,
-                                                       "learning_rate": logs.get("learning_rate")}, st.global_step)
+            add_event(
+                self.conn,
+                self.run_id,
+                "loss",
+                {"loss": logs["loss"], "epoch": st.epoch, "learning_rate": logs.get("learning_rate")},
+                st.global_step,
+            )
             self._write(st, force=True, loss=logs["loss"])
 
-    def on_evaluate(self, args: Any, st: Any, control: Any, metrics: dict[str, Any] | None = None, **kw: Any) -> None:
+    def on_evaluate(
+        self, args: Any, st: Any, control: Any, metrics: dict[str, Any] | None = None, **kw: Any
+    ) -> None:
         """A validation point for the curve (timing entries left out)."""
-        m = {k.removeprefix("eval_"): float(v) for k, v in (metrics or {}).items()
-             if isinstance(v, (int, float)) and "runtime" not in k and "per_second" not in k}
+        m = {
+            k.removeprefix("eval_"): float(v)
+            for k, v in (metrics or {}).items()
+            if isinstance(v, (int, float)) and "runtime" not in k and "per_second" not in k
+        }
         if is_main():
             add_event(self.conn, self.run_id, "eval", m, st.global_step)
             self._write(st, force=True, eval=m)

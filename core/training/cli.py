@@ -14,10 +14,10 @@ from typing import Any
 
 from core import models, store
 from core.runs.records import get_run
-from core.training.config import LOSSES, VALIDATION, TrainConfig, field_help
 from core.scoring.formulas import RESIDUAL
 from core.training import budget
 from core.training.beta import source as beta_source
+from core.training.config import LOSSES, VALIDATION, TrainConfig, field_help
 from core.training.defaults import TIME_BUDGET_S, default_config, project_defaults
 from core.training.distributed import broadcast, init_distributed, is_main, world_size
 from core.training.run_record import create_run
@@ -55,9 +55,15 @@ def add_config_flags(parser: argparse.ArgumentParser) -> None:
         kind, metavar = field_parser(hints[f.name])
         default = f.default if f.default is not dataclasses.MISSING else None
         choices = CHOICES.get(f.name)
-        group.add_argument("--" + f.name.replace("_", "-"), dest=f.name, type=kind, default=None,
-                           metavar=None if choices else metavar, choices=choices,
-                           help=f"{docs.get(f.name, '')} (plain default: {default})".replace("%", "%%"))
+        group.add_argument(
+            "--" + f.name.replace("_", "-"),
+            dest=f.name,
+            type=kind,
+            default=None,
+            metavar=None if choices else metavar,
+            choices=choices,
+            help=f"{docs.get(f.name, '')} (plain default: {default})".replace("%", "%%"),
+        )
 
 
 def cli_arguments(parser: argparse.ArgumentParser) -> None:
@@ -66,22 +72,39 @@ def cli_arguments(parser: argparse.ArgumentParser) -> None:
     which.add_argument("--project", help="project name: create a run and train it here")
     which.add_argument("--run", help="train an existing run (the studio's background job)")
     add_config_flags(parser)
-    parser.add_argument("--defaults", choices=("adaptive", "plain"), default="adaptive",
-                        help="adaptive: defaults from data size and base model (default); plain: TrainConfig()")
-    parser.add_argument("--time-budget-min", type=float, default=TIME_BUDGET_S / 60,
-                        help="adaptive defaults: training time to plan epochs and max length for (minutes)")
+    parser.add_argument(
+        "--defaults",
+        choices=("adaptive", "plain"),
+        default="adaptive",
+        help="adaptive: defaults from data size and base model (default); plain: TrainConfig()",
+    )
+    parser.add_argument(
+        "--time-budget-min",
+        type=float,
+        default=TIME_BUDGET_S / 60,
+        help="adaptive defaults: training time to plan epochs and max length for (minutes)",
+    )
 
 
-def config_from_args(args: argparse.Namespace, counts: dict[str, Any], conn: Any = None,
-                     project: int | None = None) -> TrainConfig:
+def config_from_args(
+    args: argparse.Namespace, counts: dict[str, Any], conn: Any = None, project: int | None = None
+) -> TrainConfig:
     """The adaptive (or plain) defaults with every flag the person gave on top; with the project's connection the
     adaptive defaults come from its measurements (token lengths, time budget) and their reasons go to args.reasons."""
-    overrides = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)
-                 if getattr(args, f.name, None) is not None}
+    overrides = {
+        f.name: getattr(args, f.name)
+        for f in dataclasses.fields(TrainConfig)
+        if getattr(args, f.name, None) is not None
+    }
     base = overrides.get("base_model", models.BUNDLED)
     if args.defaults == "adaptive" and conn is not None and project is not None:
-        cfg, reasons = project_defaults(conn, project, base, budget_s=60 * float(getattr(
-            args, "time_budget_min", TIME_BUDGET_S / 60)), workspace=store.workspace_of(conn))
+        cfg, reasons = project_defaults(
+            conn,
+            project,
+            base,
+            budget_s=60 * float(getattr(args, "time_budget_min", TIME_BUDGET_S / 60)),
+            workspace=store.workspace_of(conn),
+        )
         args.reasons = {k: "set on the command line" if k in overrides else why for k, why in reasons.items()}
     elif args.defaults == "adaptive":
         cfg = default_config(counts, base)
@@ -90,7 +113,9 @@ def config_from_args(args: argparse.Namespace, counts: dict[str, Any], conn: Any
     return TrainConfig.from_dict({**cfg.to_dict(), **overrides})
 
 
-def launch_plan(conn: Any, cfg: TrainConfig, counts: dict[str, Any], reasons: dict[str, str]) -> dict[str, Any]:
+def launch_plan(
+    conn: Any, cfg: TrainConfig, counts: dict[str, Any], reasons: dict[str, str]
+) -> dict[str, Any]:
     """What the CLI says before training (on stderr) and in its JSON line: the defaults' reasons and the estimate."""
     plan = budget.for_project(cfg, counts, store.workspace_of(conn))
     chosen = {k: getattr(cfg, k) for k in ("loss", "max_length", "epochs", "batch_size", "learning_rate")}

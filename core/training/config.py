@@ -22,8 +22,17 @@ LOSSES = {
 }
 VALIDATION = ("split", "test", "none")
 # Settings that shape a run's data: a resumed run whose snapshot was built with other values rebuilds it.
-DATA_FIELDS = ("loss", "seed", "validation", "validation_fraction", "hard_negatives", "random_negatives",
-               "candidates_k", "first_stage_model", "residual_beta")
+DATA_FIELDS = (
+    "loss",
+    "seed",
+    "validation",
+    "validation_fraction",
+    "hard_negatives",
+    "random_negatives",
+    "candidates_k",
+    "first_stage_model",
+    "residual_beta",
+)
 
 
 class ConfigError(ValueError):
@@ -107,8 +116,10 @@ def _schedule_problem(c: TrainConfig) -> str | None:
     if c.loss not in LOSSES:
         return f"Unknown loss {c.loss!r}: choose one of {', '.join(LOSSES)}."
     if not (1e-7 <= float(c.learning_rate) <= 1e-2):
-        return (f"Learning rate {c.learning_rate:g} is out of range: use a value between 1e-7 and 1e-2 "
-                "(2e-5 .. 1e-4 is usual for cross-encoders).")
+        return (
+            f"Learning rate {c.learning_rate:g} is out of range: use a value between 1e-7 and 1e-2 "
+            "(2e-5 .. 1e-4 is usual for cross-encoders)."
+        )
     if not (0.1 <= float(c.head_lr_multiplier) <= 1000):
         return f"Head learning-rate multiplier {c.head_lr_multiplier:g} is out of range (0.1 .. 1000)."
     if not (isinstance(c.batch_size, int) and 1 <= c.batch_size <= 1024):
@@ -157,8 +168,10 @@ def check_base_model(spec: str) -> None:
         return
     config = json.loads((folder / "config.json").read_text())
     archs = config.get("architectures") or []
-    if archs and not any("SequenceClassification" in a or (a.endswith("Model") and "LMHead" not in a and "For" not in a)
-                         for a in archs):
+    if archs and not any(
+        "SequenceClassification" in a or (a.endswith("Model") and "LMHead" not in a and "For" not in a)
+        for a in archs
+    ):
         raise ConfigError(
             f"{spec!r} is not a cross-encoder: its architecture is {archs[0]}; expected a "
             "...ForSequenceClassification model (a CrossEncoder folder) or a bare encoder (...Model)."
@@ -169,7 +182,9 @@ def check_base_model(spec: str) -> None:
             f"{spec!r} is a classifier with {len(config.get('id2label', {}))} labels; a reranker needs one logit."
         )
     if not any((folder / n).exists() for n in ("model.safetensors", "model.safetensors.index.json")):
-        raise ConfigError(f"{spec!r} has no model.safetensors: the studio loads weights only from safetensors.")
+        raise ConfigError(
+            f"{spec!r} has no model.safetensors: the studio loads weights only from safetensors."
+        )
 
 
 @cache
@@ -179,7 +194,12 @@ def field_help() -> dict[str, str]:
     body = tree.body[0].body
     docs: dict[str, str] = {}
     for node, following in zip(body, body[1:]):
-        if (isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) and isinstance(following, ast.Expr)
-                and isinstance(following.value, ast.Constant) and isinstance(following.value.value, str)):
+        if (
+            isinstance(node, ast.AnnAssign)
+            and isinstance(node.target, ast.Name)
+            and isinstance(following, ast.Expr)
+            and isinstance(following.value, ast.Constant)
+            and isinstance(following.value.value, str)
+        ):
             docs[node.target.id] = " ".join(following.value.value.split())
     return docs

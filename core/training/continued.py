@@ -23,14 +23,17 @@ BASE_KEY = f"base_validation_{PRIMARY}"
 
 def stored_base_score(conn: sqlite3.Connection, run_id: str) -> float | None:
     """The step-0 validation score a run recorded at its first start (a resumed run does not measure it again)."""
-    row = conn.execute("SELECT data FROM run_events WHERE run_id = ? AND kind = 'eval' AND step = 0 "
-                       "ORDER BY id LIMIT 1", (run_id,)).fetchone()
+    row = conn.execute(
+        "SELECT data FROM run_events WHERE run_id = ? AND kind = 'eval' AND step = 0 ORDER BY id LIMIT 1",
+        (run_id,),
+    ).fetchone()
     value = json.loads(row[0]).get(f"val_{PRIMARY}") if row else None
     return float(value) if value is not None else None
 
 
-def base_validation(conn: sqlite3.Connection, run_id: str, cfg: TrainConfig, trainer: Any,
-                    resumed: bool) -> float | None:
+def base_validation(
+    conn: sqlite3.Connection, run_id: str, cfg: TrainConfig, trainer: Any, resumed: bool
+) -> float | None:
     """Validation NDCG@10 of a trained base before any step (rank 0; None for a new head or without validation).
 
     Recorded as the run's step-0 evaluation point, so the curve starts at the base."""
@@ -42,9 +45,18 @@ def base_validation(conn: sqlite3.Connection, run_id: str, cfg: TrainConfig, tra
     metrics = evaluator(trainer.model, epoch=0, steps=0)
     score = float(metrics[f"val_{PRIMARY}"])
     add_event(conn, run_id, "eval", {k: float(v) for k, v in metrics.items()}, 0)
-    add_event(conn, run_id, "message", {"text": (
-        f"Base model on validation before training (step 0): NDCG@10 {score:.4f}. "
-        + ("Keep-best returns the base's weights if no checkpoint beats it." if cfg.keep_best else ""))}, 0)
+    add_event(
+        conn,
+        run_id,
+        "message",
+        {
+            "text": (
+                f"Base model on validation before training (step 0): NDCG@10 {score:.4f}. "
+                + ("Keep-best returns the base's weights if no checkpoint beats it." if cfg.keep_best else "")
+            )
+        },
+        0,
+    )
     return score
 
 
@@ -59,8 +71,15 @@ def reload_base(cfg: TrainConfig, beta: float | None) -> Any:
     return model.eval()
 
 
-def keep_base_if_better(conn: sqlite3.Connection, run_id: str, cfg: TrainConfig, model: Any, base_score: float | None,
-                        metrics: dict[str, Any], beta: float | None) -> Any:
+def keep_base_if_better(
+    conn: sqlite3.Connection,
+    run_id: str,
+    cfg: TrainConfig,
+    model: Any,
+    base_score: float | None,
+    metrics: dict[str, Any],
+    beta: float | None,
+) -> Any:
     """The model to save: the base when keep-best is on and the best checkpoint is below the base on validation."""
     if base_score is None:
         return model
@@ -68,9 +87,23 @@ def keep_base_if_better(conn: sqlite3.Connection, run_id: str, cfg: TrainConfig,
     best = metrics.get(f"best_validation_{PRIMARY}")
     if not cfg.keep_best or best is None or best >= base_score:
         return model
-    metrics.update({"kept_base": True, "best_step": 0, f"best_validation_{PRIMARY}": base_score,
-                    f"best_fine_tuned_validation_{PRIMARY}": best})
-    add_event(conn, run_id, "message", {"text": (
-        f"No checkpoint beat the base model on validation (best {best:.4f} < base {base_score:.4f}): the run "
-        "keeps the base's weights, so it is never worse than what it started from.")})
+    metrics.update(
+        {
+            "kept_base": True,
+            "best_step": 0,
+            f"best_validation_{PRIMARY}": base_score,
+            f"best_fine_tuned_validation_{PRIMARY}": best,
+        }
+    )
+    add_event(
+        conn,
+        run_id,
+        "message",
+        {
+            "text": (
+                f"No checkpoint beat the base model on validation (best {best:.4f} < base {base_score:.4f}): the run "
+                "keeps the base's weights, so it is never worse than what it started from."
+            )
+        },
+    )
     return reload_base(cfg, beta)

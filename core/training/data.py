@@ -16,7 +16,8 @@ from typing import Any
 
 from core import models, store
 from core.scoring.formulas import RESIDUAL
-from core.training import candidates, negatives, rows as rowshape
+from core.training import candidates, negatives
+from core.training import rows as rowshape
 from core.training.beta import fit_beta
 from core.training.config import ConfigError, TrainConfig
 from core.training.defaults import MIN_VALIDATION_QUERIES
@@ -78,15 +79,18 @@ def read_labels(conn: sqlite3.Connection, project: int, split: str) -> Labels:
         if r["status"] == "relevant":
             lab.relevant.setdefault(r["query_id"], set()).add(r["passage_id"])
         elif r["status"] in ("unjudged", "negative"):
-            (lab.hard if r["kind"] == "hard" else lab.rand).setdefault(r["query_id"], []).append(r["passage_id"])
+            (lab.hard if r["kind"] == "hard" else lab.rand).setdefault(r["query_id"], []).append(
+                r["passage_id"]
+            )
     for q, ps in lab.relevant.items():
         for p in ps:
             lab.grades.setdefault(q, {}).setdefault(p, 1.0)
     return lab
 
 
-def choose_validation(train_qids: list[int], cfg: TrainConfig, rng: random.Random,
-                      has_test: bool) -> tuple[str, list[int], str]:
+def choose_validation(
+    train_qids: list[int], cfg: TrainConfig, rng: random.Random, has_test: bool
+) -> tuple[str, list[int], str]:
     """(source, held-out query ids, note): whole training queries held out, at least 5 of them and 5 left to train.
 
     Too few training queries turns evaluation off (no checkpoint choice, no early stop, no fusion weight) — the test
@@ -97,36 +101,74 @@ def choose_validation(train_qids: list[int], cfg: TrainConfig, rng: random.Rando
         note = ""
         if n_val < MIN_VALIDATION_QUERIES and n >= 2 * MIN_VALIDATION_QUERIES:
             n_val = MIN_VALIDATION_QUERIES
-            note = (f"Only {n} training queries: {MIN_VALIDATION_QUERIES} of them ({n_val / n:.0%}, more than the "
-                    f"{cfg.validation_fraction:g} asked) are held out for validation, the least that says anything.")
+            note = (
+                f"Only {n} training queries: {MIN_VALIDATION_QUERIES} of them ({n_val / n:.0%}, more than the "
+                f"{cfg.validation_fraction:g} asked) are held out for validation, the least that says anything."
+            )
         if n_val < MIN_VALIDATION_QUERIES or n - n_val < MIN_VALIDATION_QUERIES:
-            return "none", [], (
-                f"Evaluation is off: only {n} training queries, too few to hold out a validation slice of "
-                f"{MIN_VALIDATION_QUERIES} (test labels are never used to choose). No checkpoint choice, early "
-                "stopping or fusion weight: the last checkpoint is kept" + (
-                    "; the test set only reports the final model." if has_test else ", and there is no test set."))
+            return (
+                "none",
+                [],
+                (
+                    f"Evaluation is off: only {n} training queries, too few to hold out a validation slice of "
+                    f"{MIN_VALIDATION_QUERIES} (test labels are never used to choose). No checkpoint choice, early "
+                    "stopping or fusion weight: the last checkpoint is kept"
+                    + (
+                        "; the test set only reports the final model."
+                        if has_test
+                        else ", and there is no test set."
+                    )
+                ),
+            )
         return "split", sorted(rng.sample(train_qids, n_val)), note
     if cfg.validation == "test":
         if not has_test:
             return "none", [], "Evaluation is off: the project has no test set (import one on the Data page)."
-        return "test", [], ("Evaluating on the test set during training, as chosen: test labels pick the checkpoint, "
-                            "stop training and choose the fusion weight, so its scores are optimistic (labelled "
-                            "test_labels_used_for).")
+        return (
+            "test",
+            [],
+            (
+                "Evaluating on the test set during training, as chosen: test labels pick the checkpoint, "
+                "stop training and choose the fusion weight, so its scores are optimistic (labelled "
+                "test_labels_used_for)."
+            ),
+        )
     return "none", [], "Evaluation is off (chosen in the form): the last checkpoint is kept."
 
 
-def _fit_rows(conn: sqlite3.Connection, project: int, cfg: TrainConfig, lab: Labels, fit_qids: list[int],
-              rng: random.Random, workspace: Path | None) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+def _fit_rows(
+    conn: sqlite3.Connection,
+    project: int,
+    cfg: TrainConfig,
+    lab: Labels,
+    fit_qids: list[int],
+    rng: random.Random,
+    workspace: Path | None,
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Training rows of the fitted queries and the counts of each kind of negative."""
-    counts = {"hard_negatives": 0, "random_negatives": 0, "upload_negatives": 0,
-              "hard_negative_source": "mined (negatives table)"}
+    counts = {
+        "hard_negatives": 0,
+        "random_negatives": 0,
+        "upload_negatives": 0,
+        "hard_negative_source": "mined (negatives table)",
+    }
     if cfg.hard_negatives > 0 and not any(lab.hard.get(q) for q in fit_qids):
         positives = {q: lab.positives(q) for q in fit_qids}
         counts["hard_negative_source"] = negatives.fill_hard_from_first_stage(
-            conn, project, fit_qids, lab.qtext, positives, lab.hard, cfg.hard_negatives, cfg.first_stage_model,
-            workspace)
+            conn,
+            project,
+            fit_qids,
+            lab.qtext,
+            positives,
+            lab.hard,
+            cfg.hard_negatives,
+            cfg.first_stage_model,
+            workspace,
+        )
     all_ids = [r[0] for r in conn.execute("SELECT id FROM passages WHERE project_id = ?", (project,))]
-    texts = {r[0]: r[1] for r in conn.execute("SELECT id, text FROM passages WHERE project_id = ?", (project,))}
+    texts = {
+        r[0]: r[1] for r in conn.execute("SELECT id, text FROM passages WHERE project_id = ?", (project,))
+    }
     rows: list[dict[str, Any]] = []
     top_grade = max((g for q in fit_qids for g in lab.grades.get(q, {}).values()), default=1.0)
     for q in fit_qids:
@@ -134,17 +176,25 @@ def _fit_rows(conn: sqlite3.Connection, project: int, cfg: TrainConfig, lab: Lab
         banned = lab.positives(q) | lab.relevant.get(q, set())
         chosen_h = [p for p in lab.hard.get(q, []) if p not in banned][: cfg.hard_negatives * len(pos)]
         have_r = [p for p in lab.rand.get(q, []) if p not in banned]
-        chosen_r = negatives.sample_random(rng, all_ids, banned, have_r, chosen_h, cfg.random_negatives * len(pos),
-                                           lab.qtext[q])
+        chosen_r = negatives.sample_random(
+            rng, all_ids, banned, have_r, chosen_h, cfg.random_negatives * len(pos), lab.qtext[q]
+        )
         ups = sorted(lab.upload_negs.get(q, set()) - banned)
         counts["hard_negatives"] += len(chosen_h)
         counts["random_negatives"] += len(chosen_r)
         counts["upload_negatives"] += len(ups)
-        rows += rowshape.query_rows(cfg.loss, lab.qtext[q], [texts[p] for p in pos],
-                                    [texts[p] for p in chosen_h + chosen_r + ups],
-                                    cfg.hard_negatives + cfg.random_negatives, rng,
-                                    grades=[lab.grades[q][p] for p in pos], hard=len(chosen_h), top_grade=top_grade,
-                                    hard_per_row=cfg.hard_negatives)
+        rows += rowshape.query_rows(
+            cfg.loss,
+            lab.qtext[q],
+            [texts[p] for p in pos],
+            [texts[p] for p in chosen_h + chosen_r + ups],
+            cfg.hard_negatives + cfg.random_negatives,
+            rng,
+            grades=[lab.grades[q][p] for p in pos],
+            hard=len(chosen_h),
+            top_grade=top_grade,
+            hard_per_row=cfg.hard_negatives,
+        )
     if cfg.loss == "mnrl":
         rows = rowshape.same_columns(rows)
     return rows, counts
@@ -154,26 +204,41 @@ def beta_on_candidates(fit_lists: list[dict[str, Any]], rows: list[dict[str, Any
     """Beta fitted on the training queries' first-stage candidate lists, the lists the reranker will face; the
     training rows (margin-filtered negatives, the positive usually on top) would make the cosine look near-perfect
     (SciFact: 149 on the rows, 26 on the candidate lists). The rows serve when no candidate list holds a positive."""
-    priors = [{"priors": s["first_stage_scores"], "labels": [s["gains"].get(d, 0.0) for d in s["documents"]]}
-              for s in fit_lists]
+    priors = [
+        {"priors": s["first_stage_scores"], "labels": [s["gains"].get(d, 0.0) for d in s["documents"]]}
+        for s in fit_lists
+    ]
     if any(any(g > 0 for g in r["labels"]) and len(r["labels"]) > 1 for r in priors):
         return fit_beta(priors)
     return fit_beta(rows)
 
 
-def _snapshot(conn: sqlite3.Connection, project: int, rows: list[dict[str, Any]], eval_samples: list[dict[str, Any]],
-              stats: dict[str, Any], n_pos: int, n_neg: int) -> dict[str, Any]:
+def _snapshot(
+    conn: sqlite3.Connection,
+    project: int,
+    rows: list[dict[str, Any]],
+    eval_samples: list[dict[str, Any]],
+    stats: dict[str, Any],
+    n_pos: int,
+    n_neg: int,
+) -> dict[str, Any]:
     """What identifies the run's data (hash of rows and validation queries) and its sizes, for `runs.snapshot`."""
     digest = hashlib.sha256()
     for r in rows:
         digest.update(json.dumps(r, sort_keys=True).encode())
     for s in eval_samples:
         digest.update(s["query"].encode())
-    return {"hash": digest.hexdigest()[:16], "data_version": store.data_version(conn, project),
-            **{k: v for k, v in stats.items() if isinstance(v, int)}, "pos_weight": round(n_neg / max(1, n_pos), 3)}
+    return {
+        "hash": digest.hexdigest()[:16],
+        "data_version": store.data_version(conn, project),
+        **{k: v for k, v in stats.items() if isinstance(v, int)},
+        "pos_weight": round(n_neg / max(1, n_pos), 3),
+    }
 
 
-def build_data(conn: sqlite3.Connection, project: int, cfg: TrainConfig, workspace: Path | None = None) -> TrainingData:
+def build_data(
+    conn: sqlite3.Connection, project: int, cfg: TrainConfig, workspace: Path | None = None
+) -> TrainingData:
     """Datasets from the store: positives (label > 0 and reviewed false negatives), negatives (hard mined ones not
     marked relevant, random ones, uploaded label-0 pairs), a validation slice of training queries, the test set."""
     rng = random.Random(cfg.seed)
@@ -188,17 +253,31 @@ def build_data(conn: sqlite3.Connection, project: int, cfg: TrainConfig, workspa
     val_set = set(val_qids)
     fit_qids = [q for q in train_qids if q not in val_set]
     rows, counts = _fit_rows(conn, project, cfg, lab, fit_qids, rng, workspace)
-    texts = {r[0]: r[1] for r in conn.execute("SELECT id, text FROM passages WHERE project_id = ?", (project,))}
+    texts = {
+        r[0]: r[1] for r in conn.execute("SELECT id, text FROM passages WHERE project_id = ?", (project,))
+    }
 
     def lists(qids: list[int], labels: Labels) -> list[dict[str, Any]]:
-        return candidates.candidate_samples(conn, project, qids, labels.qtext, labels.grades, texts, cfg.candidates_k,
-                                            cfg.first_stage_model, workspace)
+        return candidates.candidate_samples(
+            conn,
+            project,
+            qids,
+            labels.qtext,
+            labels.grades,
+            texts,
+            cfg.candidates_k,
+            cfg.first_stage_model,
+            workspace,
+        )
 
     residual_beta = None
     if cfg.loss == RESIDUAL:
         rows = rowshape.add_priors(rows, cfg.first_stage_model, workspace)
-        residual_beta = (float(cfg.residual_beta) if cfg.residual_beta is not None
-                         else beta_on_candidates(lists(fit_qids, lab), rows))
+        residual_beta = (
+            float(cfg.residual_beta)
+            if cfg.residual_beta is not None
+            else beta_on_candidates(lists(fit_qids, lab), rows)
+        )
     rng.shuffle(rows)
 
     test_samples = lists(sorted(test.grades), test)
@@ -209,11 +288,15 @@ def build_data(conn: sqlite3.Connection, project: int, cfg: TrainConfig, workspa
     fit_set = set(fit_qids)
     n_pos = sum(len(lab.positives(q)) for q in fit_qids)
     stats = {
-        "train_queries": len(fit_qids), "validation_queries": len(val_qids), "test_queries": len(test_samples),
+        "train_queries": len(fit_qids),
+        "validation_queries": len(val_qids),
+        "test_queries": len(test_samples),
         "positives": n_pos,
         "reviewed_false_negatives_as_positives": sum(len(v) for k, v in lab.relevant.items() if k in fit_set),
-        **{k: counts[k] for k in ("hard_negatives", "random_negatives", "upload_negatives")}, "rows": len(rows),
-        "hard_negative_source": counts["hard_negative_source"], "evaluation": eval_source,
+        **{k: counts[k] for k in ("hard_negatives", "random_negatives", "upload_negatives")},
+        "rows": len(rows),
+        "hard_negative_source": counts["hard_negative_source"],
+        "evaluation": eval_source,
         "candidates": f"first stage ({models.model_key(cfg.first_stage_model)}) top {cfg.candidates_k}",
     }
     if residual_beta is not None:

@@ -14,7 +14,9 @@ from core.scoring.formulas import RESIDUAL
 from core.training.config import TrainConfig
 from core.training.rows import MAX_LISTS_PER_QUERY
 
-MIN_VALIDATION_QUERIES = 5  # a held-out slice smaller than this says nothing; fewer than 2x this: no slice at all
+MIN_VALIDATION_QUERIES = (
+    5  # a held-out slice smaller than this says nothing; fewer than 2x this: no slice at all
+)
 
 
 def is_trained(spec: str) -> bool:
@@ -28,19 +30,27 @@ def is_trained(spec: str) -> bool:
 def propose_loss(shape: str, fresh: bool = False) -> tuple[str, str]:
     """The loss that fits the data's shape and base model, and why (the page pre-selects it and shows the reason)."""
     if fresh:
-        return RESIDUAL, ("a new head on a bare encoder: on small data it learns too slowly to beat the embedding model "
-                          "alone (SciFact: NDCG@10 0.37 vs 0.65 with BCE), so the cross-encoder is trained on top of "
-                          "the embedding model's score and learns what that score misses (listwise softmax over each "
-                          "query's positive and negatives). The saved reranker scores logit + beta x cosine.")
+        return RESIDUAL, (
+            "a new head on a bare encoder: on small data it learns too slowly to beat the embedding model "
+            "alone (SciFact: NDCG@10 0.37 vs 0.65 with BCE), so the cross-encoder is trained on top of "
+            "the embedding model's score and learns what that score misses (listwise softmax over each "
+            "query's positive and negatives). The saved reranker scores logit + beta x cosine."
+        )
     s = (shape or "").lower()
     if "several" in s or "list" in s or "multiple" in s:
-        return "lambda", ("query + several labelled passages: LambdaLoss optimises NDCG over the whole list "
-                          "(ListNet is the simpler alternative).")
+        return "lambda", (
+            "query + several labelled passages: LambdaLoss optimises NDCG over the whole list "
+            "(ListNet is the simpler alternative)."
+        )
     if "triplet" in s or s in ("pairs", "positive pairs", "query-positive") or "negative" in s:
-        return "mnrl", ("(query, positive[, negatives]) rows: the cached multiple-negatives ranking loss uses the "
-                        "other rows of the batch as extra negatives at low memory.")
-    return "bce", ("labelled (query, passage, label) pairs: binary cross-entropy, with pos_weight balancing the "
-                   "many negatives against the few positives.")
+        return "mnrl", (
+            "(query, positive[, negatives]) rows: the cached multiple-negatives ranking loss uses the "
+            "other rows of the batch as extra negatives at low memory."
+        )
+    return "bce", (
+        "labelled (query, passage, label) pairs: binary cross-entropy, with pos_weight balancing the "
+        "many negatives against the few positives."
+    )
 
 
 def _residual_schedule(cfg: TrainConfig, queries: int) -> int:
@@ -83,7 +93,10 @@ def base_max_length(spec: str) -> int:
     except models.ModelError:
         return 512
     found = []
-    for name, key in (("tokenizer_config.json", "model_max_length"), ("config.json", "max_position_embeddings")):
+    for name, key in (
+        ("tokenizer_config.json", "model_max_length"),
+        ("config.json", "max_position_embeddings"),
+    ):
         try:
             value = json.loads((folder / name).read_text()).get(key)
         except (OSError, ValueError):
@@ -102,13 +115,17 @@ def validation_plan(queries: int) -> tuple[str, float]:
     return "split", round(min(0.5, max(0.2, MIN_VALIDATION_QUERIES / queries)), 2)
 
 
-def default_config(stats: dict[str, Any], base_model: str = models.BUNDLED, shape: str = "labelled pairs") -> TrainConfig:
+def default_config(
+    stats: dict[str, Any], base_model: str = models.BUNDLED, shape: str = "labelled pairs"
+) -> TrainConfig:
     """Defaults that adapt to the data size and base model: a fresh head on little data learns a residual over the
     embedding model with a fast head; a trained cross-encoder needs a gentle touch."""
     positives = int(stats.get("train_positives") or stats.get("train_pairs") or 0)
     queries = int(stats.get("train_queries") or 0)
     fresh = not is_trained(base_model)
-    loss = propose_loss(shape, fresh=fresh)[0] if fresh else "bce"  # a trained reranker: the recipe's BCE, no residual
+    loss = (
+        propose_loss(shape, fresh=fresh)[0] if fresh else "bce"
+    )  # a trained reranker: the recipe's BCE, no residual
     cfg = TrainConfig(base_model=base_model, loss=loss)
     rows = _residual_schedule(cfg, queries) if loss == RESIDUAL else _pairwise_schedule(cfg, positives, fresh)
     steps = math.ceil(rows / cfg.batch_size) * cfg.epochs
@@ -123,9 +140,13 @@ TIME_BUDGET_S = 1800.0  # default training time on this machine (~30 min), shown
 LENGTH_QUANTILE = 0.9  # the max length covers this share of (query, passage) pairs
 LENGTH_STEP = 32
 MIN_LENGTH = 64
-LENGTH_FLOOR_FOR_TIME = 128  # the time budget never pushes the length below this (the SciFact-measured default)
+LENGTH_FLOOR_FOR_TIME = (
+    128  # the time budget never pushes the length below this (the SciFact-measured default)
+)
 LENGTH_SAMPLE = 2000  # pairs tokenized to measure the distribution
-MIN_PASSES = {RESIDUAL: 3.0}  # passes the budget keeps before it buys length (SciFact: a fresh residual still rose at 3)
+MIN_PASSES = {
+    RESIDUAL: 3.0
+}  # passes the budget keeps before it buys length (SciFact: a fresh residual still rose at 3)
 
 
 def pair_token_lengths(pairs: list[tuple[str, str]], spec: str) -> np.ndarray:
@@ -176,30 +197,45 @@ def epoch_seconds(cfg: TrainConfig, rows: int, per_row: int, workspace: Path | N
     return rows * per_row / (rate / max(1.0, cfg.max_length / estimates.REFERENCE_LENGTH))
 
 
-def fit_time_budget(cfg: TrainConfig, stats: dict[str, Any], budget_s: float, workspace: Path | None) -> list[str]:
+def fit_time_budget(
+    cfg: TrainConfig, stats: dict[str, Any], budget_s: float, workspace: Path | None
+) -> list[str]:
     """Lower the length (not below 128) until the minimum passes fit the budget, then epochs = what the budget buys
     (at most the schedule's). Returns the reasons, for the form and the CLI."""
     rows, per_row = rows_per_epoch(cfg, stats)
     passes = min(cfg.epochs, MIN_PASSES.get(cfg.loss, 1.0))
     notes = []
     start = cfg.max_length
-    while cfg.max_length - LENGTH_STEP >= LENGTH_FLOOR_FOR_TIME and \
-            passes * epoch_seconds(cfg, rows, per_row, workspace) > budget_s:
+    while (
+        cfg.max_length - LENGTH_STEP >= LENGTH_FLOOR_FOR_TIME
+        and passes * epoch_seconds(cfg, rows, per_row, workspace) > budget_s
+    ):
         cfg.max_length -= LENGTH_STEP
     if cfg.max_length < start:
-        notes.append(f"max length lowered from {start} to {cfg.max_length} so {passes:g} passes fit the "
-                     f"{budget_s / 60:.0f}-minute budget")
+        notes.append(
+            f"max length lowered from {start} to {cfg.max_length} so {passes:g} passes fit the "
+            f"{budget_s / 60:.0f}-minute budget"
+        )
     epoch_s = epoch_seconds(cfg, rows, per_row, workspace)
     epochs = max(0.1, min(cfg.epochs, math.floor(10 * budget_s / epoch_s) / 10))
-    notes.append(f"{epochs:g} epochs of {rows:,} rows x {per_row} pairs (~{epoch_s / 60:.0f} min each) fit the "
-                 f"{budget_s / 60:.0f}-minute budget" if epochs < cfg.epochs else
-                 f"{epochs:g} epochs (~{epoch_s * epochs / 60:.0f} min), within the {budget_s / 60:.0f}-minute budget")
+    notes.append(
+        f"{epochs:g} epochs of {rows:,} rows x {per_row} pairs (~{epoch_s / 60:.0f} min each) fit the "
+        f"{budget_s / 60:.0f}-minute budget"
+        if epochs < cfg.epochs
+        else f"{epochs:g} epochs (~{epoch_s * epochs / 60:.0f} min), within the {budget_s / 60:.0f}-minute budget"
+    )
     cfg.epochs = epochs
     return notes
 
 
-def project_defaults(conn: Any, project: int, base_model: str = models.BUNDLED, shape: str = "labelled pairs",
-                     budget_s: float = TIME_BUDGET_S, workspace: Path | None = None) -> tuple[TrainConfig, dict[str, str]]:
+def project_defaults(
+    conn: Any,
+    project: int,
+    base_model: str = models.BUNDLED,
+    shape: str = "labelled pairs",
+    budget_s: float = TIME_BUDGET_S,
+    workspace: Path | None = None,
+) -> tuple[TrainConfig, dict[str, str]]:
     """`default_config` refined by the project's measurements: max length from its pairs' token lengths (capped at the
     base's limit and by the time budget), epochs from the time budget. Returns the config and the reasons."""
     import random

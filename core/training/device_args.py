@@ -17,24 +17,39 @@ def model_shape(model: Any) -> dict[str, int]:
     """hidden size, layers, heads and parameter count of a CrossEncoder (defaults of MiniLM-L6 when unknown)."""
     config = getattr(getattr(model, "model", None), "config", None)
     params = sum(p.numel() for p in model.parameters()) if hasattr(model, "parameters") else 23_000_000
-    return {"hidden": int(getattr(config, "hidden_size", 384)), "layers": int(getattr(config, "num_hidden_layers", 6)),
-            "heads": int(getattr(config, "num_attention_heads", 12)), "params": int(params)}
+    return {
+        "hidden": int(getattr(config, "hidden_size", 384)),
+        "layers": int(getattr(config, "num_hidden_layers", 6)),
+        "heads": int(getattr(config, "num_attention_heads", 12)),
+        "params": int(params),
+    }
 
 
-def hardware_arguments(cfg: TrainConfig, model: Any, pairs_per_row: float = 1.0,
-                       device: str | None = None) -> dict[str, Any]:
+def hardware_arguments(
+    cfg: TrainConfig, model: Any, pairs_per_row: float = 1.0, device: str | None = None
+) -> dict[str, Any]:
     """Training-argument overrides for the device: use_cpu, bf16/fp16, micro-batch and gradient accumulation."""
     device = device or pick_device()
     if not device.startswith("cuda"):
         return {"use_cpu": device == "cpu", "bf16": False, "fp16": False}
     precision = mixed_precision(device)
-    sequences = fit_batch_size(device, seq_len=int(cfg.max_length), precision=precision, training=True,
-                               cap=4096, **model_shape(model))
+    sequences = fit_batch_size(
+        device,
+        seq_len=int(cfg.max_length),
+        precision=precision,
+        training=True,
+        cap=4096,
+        **model_shape(model),
+    )
     rows = max(1, int(sequences // max(1.0, pairs_per_row)))
     micro = min(int(cfg.batch_size), rows)
-    return {"use_cpu": False, "bf16": precision == "bf16", "fp16": precision == "fp16",
-            "per_device_train_batch_size": micro,
-            "gradient_accumulation_steps": max(1, math.ceil(int(cfg.batch_size) / micro))}
+    return {
+        "use_cpu": False,
+        "bf16": precision == "bf16",
+        "fp16": precision == "fp16",
+        "per_device_train_batch_size": micro,
+        "gradient_accumulation_steps": max(1, math.ceil(int(cfg.batch_size) / micro)),
+    }
 
 
 def describe(hardware: dict[str, Any], device: str | None = None) -> str:
@@ -43,6 +58,8 @@ def describe(hardware: dict[str, Any], device: str | None = None) -> str:
     precision = "bf16" if hardware.get("bf16") else "fp16" if hardware.get("fp16") else "fp32"
     text = f"Training on {device} in {precision}"
     if hardware.get("gradient_accumulation_steps", 1) > 1:
-        text += (f", micro-batches of {hardware['per_device_train_batch_size']} rows x "
-                 f"{hardware['gradient_accumulation_steps']} accumulation steps (the batch did not fit in memory)")
+        text += (
+            f", micro-batches of {hardware['per_device_train_batch_size']} rows x "
+            f"{hardware['gradient_accumulation_steps']} accumulation steps (the batch did not fit in memory)"
+        )
     return text + "."

@@ -23,12 +23,14 @@ def score_samples(model: Any, samples: list[dict[str, Any]]) -> list[np.ndarray]
     flat = np.asarray(model.predict(pairs, batch_size=64, show_progress_bar=False, convert_to_numpy=True))
     out, at = [], 0
     for s in samples:
-        out.append(flat[at:at + len(s["documents"])])
+        out.append(flat[at : at + len(s["documents"])])
         at += len(s["documents"])
     return out
 
 
-def run_scores(model: Any, samples: list[dict[str, Any]], beta: float | None) -> tuple[list[np.ndarray], list[np.ndarray]]:
+def run_scores(
+    model: Any, samples: list[dict[str, Any]], beta: float | None
+) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """(the run's score as trained, the cross-encoder part alone) for every candidate list.
 
     A residual run scores logit + beta x first-stage cosine; any other run scores the cross-encoder alone."""
@@ -53,11 +55,16 @@ class RerankingEvaluator(BaseEvaluator):
         self.name, self.primary_metric = name, PRIMARY
         self.base = first_stage_metrics(samples)
 
-    def __call__(self, model: Any, output_path: str | None = None, epoch: int = -1, steps: int = -1) -> dict[str, float]:
+    def __call__(
+        self, model: Any, output_path: str | None = None, epoch: int = -1, steps: int = -1
+    ) -> dict[str, float]:
         """Score every list, measure it, and record the metrics on the model card."""
         full, ce = run_scores(model, self.samples, self.beta)
-        metrics = {**rank_metrics(self.samples, full), "base_ndcg@10": self.base[PRIMARY],
-                   "base_mrr@10": self.base["mrr@10"]}
+        metrics = {
+            **rank_metrics(self.samples, full),
+            "base_ndcg@10": self.base[PRIMARY],
+            "base_mrr@10": self.base["mrr@10"],
+        }
         if self.beta is not None:
             metrics["cross_encoder_alone_ndcg@10"] = rank_metrics(self.samples, ce)[PRIMARY]
         metrics = self.prefix_name_to_metrics(metrics, self.name)

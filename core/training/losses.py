@@ -25,21 +25,24 @@ class ResidualListwiseLoss(torch.nn.Module):
         super().__init__()
         self.model, self.beta, self.mini_batch_size = model, float(beta), mini_batch_size
 
-    def forward(self, inputs: list[Any], labels: list[Any], prompt: str | None = None,
-                task: str | None = None) -> torch.Tensor:
+    def forward(
+        self, inputs: list[Any], labels: list[Any], prompt: str | None = None, task: str | None = None
+    ) -> torch.Tensor:
         """Mean over the batch's lists of -sum(target share x log softmax(logit + beta x prior)); a graded passage's
         share is its gain 2^grade - 1 (binary labels: the positives share equally)."""
         queries, docs_list, priors = inputs
         pairs = [(q, d) for q, docs in zip(queries, docs_list) for d in docs]
         parts = []
         for i in range(0, len(pairs), self.mini_batch_size):
-            tokens = self.model.preprocess(pairs[i:i + self.mini_batch_size], prompt=prompt, task=task)
+            tokens = self.model.preprocess(pairs[i : i + self.mini_batch_size], prompt=prompt, task=task)
             parts.append(self.model(batch_to_device(tokens, self.model.device))["scores"].view(-1).float())
         logits = torch.cat(parts)
         out, at = [], 0
         for docs, prior, label in zip(docs_list, priors, labels):
             n = len(docs)
-            z = logits[at:at + n] + self.beta * torch.as_tensor(prior, dtype=torch.float32, device=logits.device)
+            z = logits[at : at + n] + self.beta * torch.as_tensor(
+                prior, dtype=torch.float32, device=logits.device
+            )
             target = torch.as_tensor(gain_targets(label), dtype=torch.float32, device=logits.device)
             out.append(-(target * torch.log_softmax(z, 0)).sum())
             at += n

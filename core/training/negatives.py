@@ -10,18 +10,35 @@ from core.training import candidates
 from core.training.config import ConfigError
 
 
-def fill_hard_from_first_stage(conn: sqlite3.Connection, project: int, qids: list[int], qtext: dict[int, str],
-                               positives: dict[int, set[int]], hard: dict[int, list[int]], per_positive: int,
-                               spec: str, workspace: Path | None) -> str:
+def fill_hard_from_first_stage(
+    conn: sqlite3.Connection,
+    project: int,
+    qids: list[int],
+    qtext: dict[int, str],
+    positives: dict[int, set[int]],
+    hard: dict[int, list[int]],
+    per_positive: int,
+    spec: str,
+    workspace: Path | None,
+) -> str:
     """Without a mining run, the first stage's top ranks (minus positives) are the hard negatives; says so."""
-    tops = candidates.first_stage(conn, project, [qtext[q] for q in qids], per_positive + 10 + 5, spec, workspace)
+    tops = candidates.first_stage(
+        conn, project, [qtext[q] for q in qids], per_positive + 10 + 5, spec, workspace
+    )
     for q, top in zip(qids, tops):
         hard[q] = [pid for pid, _ in top if pid not in positives[q]][: per_positive + 10]
     return f"first stage top-{per_positive + 10} (no mining run)"
 
 
-def sample_random(rng: random.Random, passage_ids: list[int], banned: set[int], have: list[int],
-                  taken: list[int], want: int, query: str) -> list[int]:
+def sample_random(
+    rng: random.Random,
+    passage_ids: list[int],
+    banned: set[int],
+    have: list[int],
+    taken: list[int],
+    want: int,
+    query: str,
+) -> list[int]:
     """`have` topped up to `want` random passages outside `banned` and `taken` (the hard negatives already chosen).
 
     Refuses with the pool size, instead of drawing forever, when too few passages are eligible."""

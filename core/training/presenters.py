@@ -16,7 +16,12 @@ def curves(events: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[dic
         if e["kind"] == "loss" and "loss" in d:
             loss.append({"step": e["step"], "loss": d["loss"]})
         elif e["kind"] == "eval":
-            evals.append({"step": e["step"], **{k.split("_", 1)[1] if k.startswith("val_") else k: v for k, v in d.items()}})
+            evals.append(
+                {
+                    "step": e["step"],
+                    **{k.split("_", 1)[1] if k.startswith("val_") else k: v for k, v in d.items()},
+                }
+            )
     return loss, evals
 
 
@@ -25,15 +30,20 @@ def test_label_note(metrics: dict[str, Any]) -> str:
     used = metrics.get("test_labels_used_for") or []
     if not used:
         return ""
-    return (f" Test labels were used for: {', '.join(used)} — these figures are on the test set and optimistic, "
-            "not a realistic estimate.")
+    return (
+        f" Test labels were used for: {', '.join(used)} — these figures are on the test set and optimistic, "
+        "not a realistic estimate."
+    )
 
 
 def verdict(metrics: dict[str, Any]) -> tuple[str, str]:
     """(level, sentence) the page shows: plain words when the reranker does not beat the first stage."""
     val = metrics.get("validation")
     if not val:
-        return "info", "No validation was possible, so nobody knows yet whether this reranker helps: evaluate it on a test set."
+        return (
+            "info",
+            "No validation was possible, so nobody knows yet whether this reranker helps: evaluate it on a test set.",
+        )
     alone, base = val[PRIMARY], val["first_stage_ndcg@10"]
     where = "on the test set" if metrics.get("test_labels_used_for") else "on validation"
     note = test_label_note(metrics)
@@ -41,15 +51,27 @@ def verdict(metrics: dict[str, Any]) -> tuple[str, str]:
     if fusion.get("method") == RESIDUAL:
         what = f"The reranker (cross-encoder + {fusion['beta']:g} x embedding cosine, as trained)"
         if alone > base:
-            return "success", f"{what} beats the first stage {where}: NDCG@10 {alone:.3f} vs {base:.3f}.{note}"
-        return "warning", (f"{what} does NOT beat the first stage {where}: NDCG@10 {alone:.3f} vs {base:.3f}. "
-                           f"It ranks like the embedding model at best; more or better-judged data should help.{note}")
+            return (
+                "success",
+                f"{what} beats the first stage {where}: NDCG@10 {alone:.3f} vs {base:.3f}.{note}",
+            )
+        return "warning", (
+            f"{what} does NOT beat the first stage {where}: NDCG@10 {alone:.3f} vs {base:.3f}. "
+            f"It ranks like the embedding model at best; more or better-judged data should help.{note}"
+        )
     if alone > base:
-        return "success", f"The reranker beats the first stage {where}: NDCG@10 {alone:.3f} vs {base:.3f}.{note}"
-    text = (f"The reranker does NOT beat the first stage {where}: NDCG@10 {alone:.3f} vs {base:.3f} for the "
-            "embedding model alone. Using it alone would make search worse.")
+        return (
+            "success",
+            f"The reranker beats the first stage {where}: NDCG@10 {alone:.3f} vs {base:.3f}.{note}",
+        )
+    text = (
+        f"The reranker does NOT beat the first stage {where}: NDCG@10 {alone:.3f} vs {base:.3f} for the "
+        "embedding model alone. Using it alone would make search worse."
+    )
     if "alpha" in (metrics.get("fusion") or {}):
         f = metrics["fusion"]
-        text += (f" Blending it with the first-stage score (alpha {f['alpha']}, chosen {where}) gives "
-                 f"{f['validation_ndcg@10']:.3f}; the model folder records this blend ({FUSION_FILE}).")
+        text += (
+            f" Blending it with the first-stage score (alpha {f['alpha']}, chosen {where}) gives "
+            f"{f['validation_ndcg@10']:.3f}; the model folder records this blend ({FUSION_FILE})."
+        )
     return "warning", text + note

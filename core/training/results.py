@@ -27,11 +27,17 @@ def test_labels_used_for(cfg: TrainConfig, eval_source: str, beta: float | None)
     return used + ["validation figures"]
 
 
-def _figures(model: Any, samples: list[dict[str, Any]], beta: float | None) -> tuple[dict[str, Any], list[Any]]:
+def _figures(
+    model: Any, samples: list[dict[str, Any]], beta: float | None
+) -> tuple[dict[str, Any], list[Any]]:
     """NDCG@10 / MRR@10 of the run's score and of the first stage on some lists, and the cross-encoder's scores."""
     full, ce = run_scores(model, samples, beta)
     base = first_stage_metrics(samples)
-    out = {**rank_metrics(samples, full), "first_stage_ndcg@10": base[PRIMARY], "first_stage_mrr@10": base["mrr@10"]}
+    out = {
+        **rank_metrics(samples, full),
+        "first_stage_ndcg@10": base[PRIMARY],
+        "first_stage_mrr@10": base["mrr@10"],
+    }
     if beta is not None:
         out["cross_encoder_alone_ndcg@10"] = rank_metrics(samples, ce)[PRIMARY]
     return out, ce
@@ -41,9 +47,13 @@ def _fusion(cfg: TrainConfig, data: TrainingData, ce_val: list[Any], alone: floa
     """The blend with the first stage, chosen on validation, kept only when it beats the cross-encoder alone."""
     fusion = choose_fusion(data.eval_samples, ce_val)
     if fusion["alpha"] < 1.0 and fusion["validation_ndcg@10"] > alone:
-        return {"alpha": fusion["alpha"], "first_stage": f"embedding:{models.model_key(cfg.first_stage_model)}",
-                "method": "alpha*z(ce)+(1-alpha)*z(first_stage cosine), z-scored per query over the top-k",
-                "chosen_on": data.eval_source, **{k: v for k, v in fusion.items() if k != "alpha"}}
+        return {
+            "alpha": fusion["alpha"],
+            "first_stage": f"embedding:{models.model_key(cfg.first_stage_model)}",
+            "method": "alpha*z(ce)+(1-alpha)*z(first_stage cosine), z-scored per query over the top-k",
+            "chosen_on": data.eval_source,
+            **{k: v for k, v in fusion.items() if k != "alpha"},
+        }
     return None
 
 
@@ -52,20 +62,35 @@ def choose_scoring(val: dict[str, Any], beta: float, source: str) -> dict[str, A
     full, alone = float(val[PRIMARY]), float(val["cross_encoder_alone_ndcg@10"])
     figures = f"NDCG@10 on {source} validation: residual (logit + {beta:g} x cosine) {full:.4f}, cross-encoder alone {alone:.4f}"
     if alone > full:
-        return {"mode": CROSS_ENCODER, "reason": f"{figures}: the cross-encoder alone is better, so it scores alone",
-                "residual_ndcg@10": full, "cross_encoder_alone_ndcg@10": alone, "chosen_on": source}
-    return {"mode": RESIDUAL, "reason": f"{figures}: the residual score is at least as good, so it is kept",
-            "residual_ndcg@10": full, "cross_encoder_alone_ndcg@10": alone, "chosen_on": source}
+        return {
+            "mode": CROSS_ENCODER,
+            "reason": f"{figures}: the cross-encoder alone is better, so it scores alone",
+            "residual_ndcg@10": full,
+            "cross_encoder_alone_ndcg@10": alone,
+            "chosen_on": source,
+        }
+    return {
+        "mode": RESIDUAL,
+        "reason": f"{figures}: the residual score is at least as good, so it is kept",
+        "residual_ndcg@10": full,
+        "cross_encoder_alone_ndcg@10": alone,
+        "chosen_on": source,
+    }
 
 
-def final_metrics(model: Any, cfg: TrainConfig, data: TrainingData, metrics: dict[str, Any]) -> dict[str, Any]:
+def final_metrics(
+    model: Any, cfg: TrainConfig, data: TrainingData, metrics: dict[str, Any]
+) -> dict[str, Any]:
     """Add validation, fusion, test and test-label use to the training metrics (rank 0, after training)."""
     beta = data.residual_beta
     if beta is not None:
-        metrics["fusion"] = {"method": RESIDUAL, "beta": beta,
-                             "first_stage": f"embedding:{models.model_key(cfg.first_stage_model)}",
-                             "formula": "score = cross-encoder logit + beta x cosine(query, passage) of the "
-                                        "embedding model (as trained)"}
+        metrics["fusion"] = {
+            "method": RESIDUAL,
+            "beta": beta,
+            "first_stage": f"embedding:{models.model_key(cfg.first_stage_model)}",
+            "formula": "score = cross-encoder logit + beta x cosine(query, passage) of the "
+            "embedding model (as trained)",
+        }
     used = test_labels_used_for(cfg, data.eval_source, beta)
     if used:
         metrics["test_labels_used_for"] = used
@@ -73,23 +98,37 @@ def final_metrics(model: Any, cfg: TrainConfig, data: TrainingData, metrics: dic
         val, ce_val = _figures(model, data.eval_samples, beta)
         if beta is not None:
             metrics["scoring"] = choose_scoring(val, beta, data.eval_source)
-            if metrics["scoring"]["mode"] == CROSS_ENCODER:  # the logit alone won on validation: ship it alone
-                metrics["fusion"] = {"method": CROSS_ENCODER, "chosen_on": data.eval_source,
-                                     "reason": metrics["scoring"]["reason"], "trained_as": metrics["fusion"]}
+            if (
+                metrics["scoring"]["mode"] == CROSS_ENCODER
+            ):  # the logit alone won on validation: ship it alone
+                metrics["fusion"] = {
+                    "method": CROSS_ENCODER,
+                    "chosen_on": data.eval_source,
+                    "reason": metrics["scoring"]["reason"],
+                    "trained_as": metrics["fusion"],
+                }
                 val = {**val, **rank_metrics(data.eval_samples, ce_val), "residual_ndcg@10": val[PRIMARY]}
                 beta = None
         metrics["validation"] = val
         metrics["beats_first_stage"] = bool(val[PRIMARY] > val["first_stage_ndcg@10"])
-        if cfg.fusion and beta is None and "fusion" not in metrics and (
-                fusion := _fusion(cfg, data, ce_val, val[PRIMARY])):
+        if (
+            cfg.fusion
+            and beta is None
+            and "fusion" not in metrics
+            and (fusion := _fusion(cfg, data, ce_val, val[PRIMARY]))
+        ):
             metrics["fusion"] = fusion
     elif beta is not None:
-        metrics["scoring"] = {"mode": RESIDUAL, "reason": "no validation slice to compare on: the residual score "
-                                                          "(as trained) is kept"}
+        metrics["scoring"] = {
+            "mode": RESIDUAL,
+            "reason": "no validation slice to compare on: the residual score (as trained) is kept",
+        }
     if data.test_samples and data.eval_source != "test":
         test, ce_test = _figures(model, data.test_samples, beta)
         if beta is None and "alpha" in metrics.get("fusion", {}):  # a blend, not the logit alone
-            blend = Reranker({"kind": "blended", "alpha": metrics["fusion"]["alpha"]}, model)  # the run's formula
+            blend = Reranker(
+                {"kind": "blended", "alpha": metrics["fusion"]["alpha"]}, model
+            )  # the run's formula
             fused = [blend.combine(c, s["first_stage_scores"]) for c, s in zip(ce_test, data.test_samples)]
             test["fused_ndcg@10"] = rank_metrics(data.test_samples, fused)[PRIMARY]
         metrics["test"] = test

@@ -17,14 +17,19 @@ import numpy as np
 from core.training.beta import fit_beta  # noqa: F401 - the old import path (core.training.rows.fit_beta)
 
 LISTWISE = ("lambda", "listnet", "residual")
-MAX_LISTS_PER_QUERY = 8  # lists anchored per query (highest grades first): more are near-copies that only cost time
+MAX_LISTS_PER_QUERY = (
+    8  # lists anchored per query (highest grades first): more are near-copies that only cost time
+)
 
 
-def bce_rows(query: str, pos: list[str], negs: list[str], grades: list[float], top_grade: float) -> list[dict[str, Any]]:
+def bce_rows(
+    query: str, pos: list[str], negs: list[str], grades: list[float], top_grade: float
+) -> list[dict[str, Any]]:
     """Labelled pairs; a graded positive's label is its grade / the project's top grade (a soft BCE target)."""
     top = max(1.0, float(top_grade))
-    return ([{"query": query, "passage": p, "label": round(min(1.0, g / top), 4)} for p, g in zip(pos, grades)]
-            + [{"query": query, "passage": n, "label": 0.0} for n in negs])
+    return [
+        {"query": query, "passage": p, "label": round(min(1.0, g / top), 4)} for p, g in zip(pos, grades)
+    ] + [{"query": query, "passage": n, "label": 0.0} for n in negs]
 
 
 def mnrl_rows(query: str, pos: list[str], negs: list[str], negatives_per_row: int) -> list[dict[str, Any]]:
@@ -33,20 +38,30 @@ def mnrl_rows(query: str, pos: list[str], negs: list[str], negatives_per_row: in
     rows = []
     for i, p in enumerate(pos):
         row = {"query": query, "positive": p}
-        mine = negs[i * per:(i + 1) * per]
+        mine = negs[i * per : (i + 1) * per]
         for j in range(min(per, negatives_per_row)):
             row[f"negative_{j + 1}"] = mine[j] if j < len(mine) else negs[j % len(negs)]
         rows.append(row)
     return rows
 
 
-def list_rows(query: str, pos: list[str], grades: list[float], negs: list[str], hard: int, negatives_per_row: int,
-              rng: random.Random, hard_per_row: int | None = None) -> list[dict[str, Any]]:
+def list_rows(
+    query: str,
+    pos: list[str],
+    grades: list[float],
+    negs: list[str],
+    hard: int,
+    negatives_per_row: int,
+    rng: random.Random,
+    hard_per_row: int | None = None,
+) -> list[dict[str, Any]]:
     """One list per positive (at most MAX_LISTS_PER_QUERY, highest grades first): the positive, `hard_per_row` of the hard negatives (negs[:hard], taken in turn), and the
     rest sampled from the query's other negatives and its lower-graded positives (graded contrast); labels = grades.
     Every list has the same length, however many passages the query has."""
     hard_negs, others = negs[:hard], negs[hard:]
-    share = min(negatives_per_row, len(hard_negs), negatives_per_row if hard_per_row is None else hard_per_row)
+    share = min(
+        negatives_per_row, len(hard_negs), negatives_per_row if hard_per_row is None else hard_per_row
+    )
     order = sorted(range(len(pos)), key=lambda i: (-grades[i], rng.random()))[:MAX_LISTS_PER_QUERY]
     out = []
     for i, (p, g) in enumerate((pos[i], grades[i]) for i in sorted(order)):
@@ -62,9 +77,18 @@ def list_rows(query: str, pos: list[str], grades: list[float], negs: list[str], 
     return out
 
 
-def query_rows(loss: str, query: str, pos: list[str], negs: list[str], negatives_per_row: int,
-               rng: random.Random, grades: list[float] | None = None, hard: int = 0,
-               top_grade: float = 1.0, hard_per_row: int | None = None) -> list[dict[str, Any]]:
+def query_rows(
+    loss: str,
+    query: str,
+    pos: list[str],
+    negs: list[str],
+    negatives_per_row: int,
+    rng: random.Random,
+    grades: list[float] | None = None,
+    hard: int = 0,
+    top_grade: float = 1.0,
+    hard_per_row: int | None = None,
+) -> list[dict[str, Any]]:
     """One query's rows: labelled pairs (bce), (query, positive, negatives...) rows (mnrl) or bounded lists (listwise).
 
     `negs` holds the hard negatives first (`hard` of them), then the random and uploaded ones; `grades` are the

@@ -17,10 +17,23 @@ from sentence_transformers.base.sampler import DefaultBatchSampler
 class LengthGroupedBatchSampler(DefaultBatchSampler):
     """Shuffle, then sort chunks of 50 batches by length: similar lengths share a batch (less padding)."""
 
-    def __init__(self, dataset: Any, batch_size: int, drop_last: bool, valid_label_columns: Any = None,
-                 generator: Any = None, seed: int = 0) -> None:
-        super().__init__(dataset, batch_size=batch_size, drop_last=drop_last,
-                         valid_label_columns=valid_label_columns, generator=generator, seed=seed)
+    def __init__(
+        self,
+        dataset: Any,
+        batch_size: int,
+        drop_last: bool,
+        valid_label_columns: Any = None,
+        generator: Any = None,
+        seed: int = 0,
+    ) -> None:
+        super().__init__(
+            dataset,
+            batch_size=batch_size,
+            drop_last=drop_last,
+            valid_label_columns=valid_label_columns,
+            generator=generator,
+            seed=seed,
+        )
         cols = [c for c in dataset.column_names if c not in ("label", "labels")]
         self.lengths = [sum(len(str(row[c])) for c in cols) for row in dataset]
         self.epoch = 0
@@ -34,8 +47,8 @@ class LengthGroupedBatchSampler(DefaultBatchSampler):
         chunk = self.batch_size * 50
         batches = []
         for s in range(0, len(idx), chunk):
-            part = sorted(idx[s:s + chunk], key=lambda i: -self.lengths[i])
-            batches += [part[b:b + self.batch_size] for b in range(0, len(part), self.batch_size)]
+            part = sorted(idx[s : s + chunk], key=lambda i: -self.lengths[i])
+            batches += [part[b : b + self.batch_size] for b in range(0, len(part), self.batch_size)]
         if self.drop_last:
             batches = [b for b in batches if len(b) == self.batch_size]
         rng.shuffle(batches)

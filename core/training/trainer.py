@@ -20,10 +20,10 @@ from transformers import EarlyStoppingCallback
 from transformers.trainer_callback import PrinterCallback
 
 from core import models, store
+from core.runs.liveness import Heartbeat
 from core.runs.records import add_event, get_run, latest_checkpoint, run_folder, update_run
 from core.scoring.formulas import PRIMARY
 from core.training import budget, continued, device_args, snapshot
-from core.runs.liveness import Heartbeat
 from core.training.beta import source as beta_source
 from core.training.callbacks import StoreProgress
 from core.training.config import ConfigError, TrainConfig
@@ -56,8 +56,15 @@ def execute(conn: sqlite3.Connection, run_id: str) -> dict[str, Any]:
         if beat:
             beat.__enter__()
         if main:
-            update_run(conn, run_id, status="running", pid=os.getpid(), error=None, heartbeat_at=store.now(),
-                       progress={"phase": "preparing data"})
+            update_run(
+                conn,
+                run_id,
+                status="running",
+                pid=os.getpid(),
+                error=None,
+                heartbeat_at=store.now(),
+                progress={"phase": "preparing data"},
+            )
             add_event(conn, run_id, "message", {"text": f"Started (pid {os.getpid()})."})
         result = train(conn, run, run_folder(conn, run_id), workspace, state)
         if main:
@@ -84,26 +91,42 @@ def _record_end(conn: sqlite3.Connection, run_id: str, state: dict[str, Any], re
     progress = get_run(conn, run_id)["progress"]
     if state.get("cancelled"):
         update_run(conn, run_id, status="cancelled", pid=None, progress={**progress, "phase": "cancelled"})
-        add_event(conn, run_id, "message", {"text": "Cancelled; a checkpoint was saved, Resume continues from it."})
+        add_event(
+            conn, run_id, "message", {"text": "Cancelled; a checkpoint was saved, Resume continues from it."}
+        )
     else:
-        update_run(conn, run_id, status="completed", pid=None, metrics=result["metrics"], model_dir=result["model_dir"],
-                   progress={**progress, "phase": "completed", "eta_s": 0})
+        update_run(
+            conn,
+            run_id,
+            status="completed",
+            pid=None,
+            metrics=result["metrics"],
+            model_dir=result["model_dir"],
+            progress={**progress, "phase": "completed", "eta_s": 0},
+        )
         add_event(conn, run_id, "message", {"text": "Completed: model saved to " + result["model_dir"]})
 
 
 def failure_reason(exc: BaseException) -> str:
     """The sentence a failed run shows: what went wrong and, for memory, what to change."""
     text = f"{type(exc).__name__}: {exc}"
-    if isinstance(exc, MemoryError) or "out of memory" in str(exc).lower() or "DefaultCPUAllocator" in str(exc):
-        return ("Out of memory: " + str(exc)[:300] + " — lower the batch size or max length "
-                "(or pick the BCE loss, which needs less memory than in-batch losses).")
+    if (
+        isinstance(exc, MemoryError)
+        or "out of memory" in str(exc).lower()
+        or "DefaultCPUAllocator" in str(exc)
+    ):
+        return (
+            "Out of memory: " + str(exc)[:300] + " — lower the batch size or max length "
+            "(or pick the BCE loss, which needs less memory than in-batch losses)."
+        )
     if isinstance(exc, (ConfigError, models.ModelError)):
         return str(exc)
     return text[:1000]
 
 
-def run_data(conn: sqlite3.Connection, run: dict[str, Any], cfg: TrainConfig, folder: Path,
-             workspace: Path) -> TrainingData:
+def run_data(
+    conn: sqlite3.Connection, run: dict[str, Any], cfg: TrainConfig, folder: Path, workspace: Path
+) -> TrainingData:
     """The run's data: its frozen snapshot when it has one (resume), else built from the project and frozen."""
     data = snapshot.load(folder, cfg)
     resumed = data is not None
@@ -114,12 +137,24 @@ def run_data(conn: sqlite3.Connection, run: dict[str, Any], cfg: TrainConfig, fo
         if is_main():
             snapshot.save(folder, data, cfg)
     if is_main():
-        update_run(conn, run["id"], snapshot=data.snapshot,
-                   progress={"phase": "loading model", "evaluation": data.eval_source})
+        update_run(
+            conn,
+            run["id"],
+            snapshot=data.snapshot,
+            progress={"phase": "loading model", "evaluation": data.eval_source},
+        )
         if resumed:
-            add_event(conn, run["id"], "message", {"text": (
-                f"Using the run's data snapshot {data.snapshot['hash']} (frozen at its first start): judgements "
-                "made since then do not change this run's rows, validation split or beta.")})
+            add_event(
+                conn,
+                run["id"],
+                "message",
+                {
+                    "text": (
+                        f"Using the run's data snapshot {data.snapshot['hash']} (frozen at its first start): judgements "
+                        "made since then do not change this run's rows, validation split or beta."
+                    )
+                },
+            )
         add_event(conn, run["id"], "message", {"text": f"Data: {json.dumps(data.stats)}"})
         if data.eval_note:
             add_event(conn, run["id"], "message", {"text": data.eval_note})
@@ -138,14 +173,28 @@ def load_model(conn: sqlite3.Connection, run_id: str, cfg: TrainConfig, beta: fl
         torch.nn.init.zeros_(head.weight)  # a zero head: step 0 ranks exactly like the embedding model
         torch.nn.init.zeros_(head.bias)
     if is_main():
-        add_event(conn, run_id, "message", {"text": (
-            f"Residual over the embedding model: score = logit + {beta:g} x cosine ({beta_source(cfg.residual_beta)}); "
-            "at step 0 the reranker ranks exactly like the embedding model.")})
+        add_event(
+            conn,
+            run_id,
+            "message",
+            {
+                "text": (
+                    f"Residual over the embedding model: score = logit + {beta:g} x cosine ({beta_source(cfg.residual_beta)}); "
+                    "at step 0 the reranker ranks exactly like the embedding model."
+                )
+            },
+        )
     return model
 
 
-def plan_memory(conn: sqlite3.Connection, run_id: str, cfg: TrainConfig, data: TrainingData, workspace: Path,
-                state: dict[str, Any]) -> TrainConfig:
+def plan_memory(
+    conn: sqlite3.Connection,
+    run_id: str,
+    cfg: TrainConfig,
+    data: TrainingData,
+    workspace: Path,
+    state: dict[str, Any],
+) -> TrainConfig:
     """Estimate the run's peak memory and time before the model loads; on CPU a run that would not fit gets a smaller
     batch (recorded on the run) or is refused with the reason (ConfigError), never left to the kernel."""
     rows, longest = len(data.train_rows), int(max_pairs_per_row(data.train_rows))
@@ -157,7 +206,12 @@ def plan_memory(conn: sqlite3.Connection, run_id: str, cfg: TrainConfig, data: T
     if is_main():
         if fitted.batch_size != cfg.batch_size:
             update_run(conn, run_id, config=fitted.to_dict())
-        add_event(conn, run_id, "message", {"text": "Estimate: " + plan.text() + "".join(" " + n for n in plan.notes)})
+        add_event(
+            conn,
+            run_id,
+            "message",
+            {"text": "Estimate: " + plan.text() + "".join(" " + n for n in plan.notes)},
+        )
     return fitted
 
 
@@ -168,25 +222,47 @@ def schedule(cfg: TrainConfig, rows: int) -> tuple[int, int]:
     return total, max(1, min(cfg.eval_steps or steps_per_epoch, total))
 
 
-def training_arguments(cfg: TrainConfig, ckpt_dir: Path, evaluating: bool, eval_steps: int,
-                       hardware: dict[str, Any] | None = None) -> Any:
+def training_arguments(
+    cfg: TrainConfig,
+    ckpt_dir: Path,
+    evaluating: bool,
+    eval_steps: int,
+    hardware: dict[str, Any] | None = None,
+) -> Any:
     """sentence-transformers' arguments for this run (CPU or GPU, gloo or NCCL under torchrun); `hardware`
     (device_args.hardware_arguments) sets the device, mixed precision and micro-batch."""
     fresh = not is_trained(cfg.base_model)
-    lr_map = {r"classifier\.": cfg.learning_rate * cfg.head_lr_multiplier} if (fresh and cfg.head_lr_multiplier != 1) else None
+    lr_map = (
+        {r"classifier\.": cfg.learning_rate * cfg.head_lr_multiplier}
+        if (fresh and cfg.head_lr_multiplier != 1)
+        else None
+    )
     distributed = world_size() > 1
     cuda = torch.cuda.is_available()
     kwargs: dict[str, Any] = dict(
-        output_dir=str(ckpt_dir), num_train_epochs=cfg.epochs, max_steps=cfg.max_steps,
-        per_device_train_batch_size=cfg.batch_size, per_device_eval_batch_size=64,
-        learning_rate=cfg.learning_rate, learning_rate_mapping=lr_map,
+        output_dir=str(ckpt_dir),
+        num_train_epochs=cfg.epochs,
+        max_steps=cfg.max_steps,
+        per_device_train_batch_size=cfg.batch_size,
+        per_device_eval_batch_size=64,
+        learning_rate=cfg.learning_rate,
+        learning_rate_mapping=lr_map,
         warmup_steps=cfg.warmup_ratio,  # a float < 1 is a ratio of the total steps in transformers 5
-        seed=cfg.seed, eval_strategy="steps" if evaluating else "no", eval_steps=eval_steps,
-        save_strategy="steps", save_steps=eval_steps, save_total_limit=2,
+        seed=cfg.seed,
+        eval_strategy="steps" if evaluating else "no",
+        eval_steps=eval_steps,
+        save_strategy="steps",
+        save_steps=eval_steps,
+        save_total_limit=2,
         load_best_model_at_end=bool(evaluating and cfg.keep_best),
-        metric_for_best_model=f"eval_val_{PRIMARY}" if evaluating else None, greater_is_better=True,
-        logging_steps=max(1, min(10, eval_steps)), logging_first_step=True, dataloader_pin_memory=False,
-        report_to="none", disable_tqdm=True, use_cpu=not cuda,
+        metric_for_best_model=f"eval_val_{PRIMARY}" if evaluating else None,
+        greater_is_better=True,
+        logging_steps=max(1, min(10, eval_steps)),
+        logging_first_step=True,
+        dataloader_pin_memory=False,
+        report_to="none",
+        disable_tqdm=True,
+        use_cpu=not cuda,
         ddp_backend=("gloo" if not cuda else None) if distributed else None,
         ddp_find_unused_parameters=False if distributed else None,
         batch_sampler=LengthGroupedBatchSampler if cfg.grouped_batches else "batch_sampler",
@@ -195,10 +271,19 @@ def training_arguments(cfg: TrainConfig, ckpt_dir: Path, evaluating: bool, eval_
     return CrossEncoderTrainingArguments(**{**kwargs, **(hardware or {})})
 
 
-def make_trainer(conn: sqlite3.Connection, run_id: str, cfg: TrainConfig, data: TrainingData, model: Any,
-                 folder: Path, state: dict[str, Any]) -> tuple[Any, int]:
+def make_trainer(
+    conn: sqlite3.Connection,
+    run_id: str,
+    cfg: TrainConfig,
+    data: TrainingData,
+    model: Any,
+    folder: Path,
+    state: dict[str, Any],
+) -> tuple[Any, int]:
     """The CrossEncoderTrainer with the run's loss, evaluator and callbacks; returns it and the total steps."""
-    evaluator = RerankingEvaluator(data.eval_samples, data.residual_beta, "val") if data.eval_samples else None
+    evaluator = (
+        RerankingEvaluator(data.eval_samples, data.residual_beta, "val") if data.eval_samples else None
+    )
     total, eval_steps = schedule(cfg, len(data.train_rows))
     hardware = device_args.hardware_arguments(cfg, model, pairs_per_row(data.train_rows))
     args = training_arguments(cfg, folder / "checkpoints", evaluator is not None, eval_steps, hardware)
@@ -207,14 +292,21 @@ def make_trainer(conn: sqlite3.Connection, run_id: str, cfg: TrainConfig, data: 
     callbacks = [StoreProgress(conn, run_id, state)]
     if evaluator is not None and cfg.early_stopping_patience > 0:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=cfg.early_stopping_patience))
-    trainer = CrossEncoderTrainer(model=model, args=args, train_dataset=Dataset.from_list(data.train_rows),
-                                  loss=make_loss(model, cfg, data), evaluator=evaluator, callbacks=callbacks)
+    trainer = CrossEncoderTrainer(
+        model=model,
+        args=args,
+        train_dataset=Dataset.from_list(data.train_rows),
+        loss=make_loss(model, cfg, data),
+        evaluator=evaluator,
+        callbacks=callbacks,
+    )
     trainer.remove_callback(PrinterCallback)  # the store is the log; stdout stays one JSON line
     return trainer, total
 
 
-def train(conn: sqlite3.Connection, run: dict[str, Any], folder: Path, workspace: Path,
-          state: dict[str, Any]) -> dict[str, Any]:
+def train(
+    conn: sqlite3.Connection, run: dict[str, Any], folder: Path, workspace: Path, state: dict[str, Any]
+) -> dict[str, Any]:
     """Data, model, trainer, training (from the last checkpoint if any), final figures and the saved model."""
     run_id = run["id"]
     cfg = TrainConfig.from_dict(run["config"]).validate()
@@ -228,9 +320,14 @@ def train(conn: sqlite3.Connection, run: dict[str, Any], folder: Path, workspace
     if is_main():
         if resume:
             add_event(conn, run_id, "message", {"text": f"Resuming from {Path(resume).name}."})
-        update_run(conn, run_id, progress={"phase": "training", "step": 0, "total": total,
-                                           "evaluation": data.eval_source})
-    base_score = continued.base_validation(conn, run_id, cfg, trainer, bool(resume))  # a trained base, at step 0
+        update_run(
+            conn,
+            run_id,
+            progress={"phase": "training", "step": 0, "total": total, "evaluation": data.eval_source},
+        )
+    base_score = continued.base_validation(
+        conn, run_id, cfg, trainer, bool(resume)
+    )  # a trained base, at step 0
     t_train = time.time()
     out = trainer.train(resume_from_checkpoint=resume)
     seconds = time.time() - t_train
@@ -248,13 +345,19 @@ def train(conn: sqlite3.Connection, run: dict[str, Any], folder: Path, workspace
     return {"metrics": metrics, "model_dir": str(model_dir)}
 
 
-def _training_metrics(trainer: Any, out: Any, cfg: TrainConfig, data: TrainingData, seconds: float) -> dict[str, Any]:
+def _training_metrics(
+    trainer: Any, out: Any, cfg: TrainConfig, data: TrainingData, seconds: float
+) -> dict[str, Any]:
     """Loss, steps, speed, the evaluation source and the best checkpoint."""
     steps = int(trainer.state.global_step)
     metrics: dict[str, Any] = {
-        "train_loss": float(out.training_loss), "steps": steps, "train_seconds": round(seconds, 1),
+        "train_loss": float(out.training_loss),
+        "steps": steps,
+        "train_seconds": round(seconds, 1),
         "pairs_per_s": round(steps * cfg.batch_size * pairs_per_row(data.train_rows) / max(seconds, 1e-6), 2),
-        "evaluation": data.eval_source, "evaluation_note": data.eval_note, "candidates": data.stats["candidates"],
+        "evaluation": data.eval_source,
+        "evaluation_note": data.eval_note,
+        "candidates": data.stats["candidates"],
     }
     if trainer.state.best_metric is not None:
         metrics["best_step"] = _best_step(trainer)

@@ -1,0 +1,134 @@
+"""The Train page with AppTest: the form, the proposed loss, a rejected setting, launching (mocked) and the runs list."""
+
+from __future__ import annotations
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from core import store, training
+from core.runs import jobs
+from core.training import launch
+from tests.conftest import ROOT, seed_scifact
+
+PAGE = str(ROOT / "pages" / "train.py")
+
+
+def app(workspace, project_id: int, name: str = "scifact") -> AppTest:
+    at = AppTest.from_file(PAGE, default_timeout=120)
+    at.session_state["project_id"] = project_id
+    at.session_state["project_name"] = name
+    return at
+
+
+def test_form_renders_with_adaptive_defaults_and_proposed_loss(workspace, db):
+    pid = seed_scifact(db, n_train=60, n_test=10, n_extra=10)
+    at = app(workspace, pid).run()
+    assert not at.exception
+    assert at.selectbox(key="loss").value == "residual"  # the bundled encoder gets a new head
+    assert any("Proposed for this data" in c.value for c in at.caption)
+    defaults = training.default_config(store.project_counts(db, pid))
+    assert at.number_input(key="lr").value == pytest.approx(defaults.learning_rate)
+    assert at.number_input(key="warmup").value == pytest.approx(0.1)
+    assert at.checkbox(key="keep_best").value is True
+    assert any("No runs yet" in c.value for c in at.caption)
+
+
+def test_the_estimate_follows_the_values_being_edited(workspace, db):
+    pid = seed_scifact(db, n_train=60, n_test=10, n_extra=10)
+    at = app(workspace, pid).run()
+
+    def steps() -> int:
+        line = next(c.value for c in at.caption if c.value.startswith("Estimate with these settings"))
+        return int(line.split(" steps:")[0].rsplit(" ", 1)[-1])
+
+    before = steps()
+    at.number_input(key="epochs").set_value(float(at.number_input(key="epochs").value) * 2).run()
+    assert not at.exception
+    assert (
+        steps() >= 2 * before - 1
+    )  # twice the epochs, twice the steps (rounding aside), before pressing Train
+
+
+def test_out_of_range_learning_rate_is_refused_with_a_message(workspace, db, monkeypatch):
+    pid = seed_scifact(db, n_train=60, n_test=10, n_extra=10)
+    launched = []
+    monkeypatch.setattr(jobs, "_launch", lambda conn, run_id: launched.append(run_id) or 999999)
+    at = app(workspace, pid).run()
+    at.number_input(key="lr").set_value(3.0)
+    submit = next(b for b in at.button if b.label == "Train")
+    submit.click().run()
+    assert any("Learning rate 3 is out of range" in e.value for e in at.error)
+    assert launched == [] and launch.list_runs(db, pid) == []
+
+
+def test_train_button_submits_a_background_run_and_lists_it(workspace, db, monkeypatch):
+    pid = seed_scifact(db, n_train=60, n_test=10, n_extra=10)
+    launched = []
+    monkeypatch.setattr(jobs, "_launch", lambda conn, job_id: launched.append(job_id) or 0)
+    monkeypatch.setattr(jobs, "pid_alive", lambda pid: False)
+    at = app(workspace, pid).run()
+    next(b for b in at.button if b.label == "Train").click().run()
+    assert not at.exception
+    runs = launch.list_runs(db, pid)
+    started = jobs.list_jobs(db, pid, kind="train")
+    assert len(runs) == 1 and launched == [started[0]["id"]] and started[0]["run_id"] == runs[0]["id"]
+    assert runs[0]["config"]["learning_rate"] == pytest.approx(
+        training.default_config(store.project_counts(db, pid)).learning_rate
+    )
+    assert any(runs[0]["id"] in s.value for s in at.subheader)
+    assert at.dataframe[0].value["run"].tolist() == [runs[0]["id"]]
+
+
+def test_completed_run_that_loses_to_the_first_stage_says_so(workspace, db):
+    pid = seed_scifact(db, n_train=60, n_test=10, n_extra=10)
+    run_id = training.create_run(db, pid, training.TrainConfig(), status="completed")
+    training.update_run(
+        db,
+        run_id,
+        metrics={
+            "validation": {
+                "ndcg@10": 0.41,
+                "mrr@10": 0.3,
+                "first_stage_ndcg@10": 0.66,
+                "first_stage_mrr@10": 0.6,
+            },
+            "fusion": {"alpha": 0.3, "validation_ndcg@10": 0.68},
+        },
+        progress={"phase": "completed", "step": 10, "total": 10},
+    )
+    training.add_event(db, run_id, "loss", {"loss": 0.9}, 1)
+    training.add_event(
+        db, run_id, "eval", {"val_ndcg@10": 0.41, "val_mrr@10": 0.3, "val_base_ndcg@10": 0.66}, 10
+    )
+    at = app(workspace, pid).run()
+    assert not at.exception
+    warning = " ".join(w.value for w in at.warning)
+    assert (
+        "does NOT beat the first stage" in warning and "0.410 vs 0.660" in warning and "alpha 0.3" in warning
+    )
+    assert [b.label for b in at.button if b.label in ("Cancel", "Resume")] == []
+
+
+def test_a_run_that_chose_on_the_test_set_says_so(workspace, db):
+    """Issue 14: figures chosen with test labels carry that label on the page."""
+    pid = seed_scifact(db, n_train=60, n_test=10, n_extra=10)
+    run_id = training.create_run(db, pid, training.TrainConfig(validation="test"), status="completed")
+    training.update_run(
+        db,
+        run_id,
+        metrics={
+            "evaluation": "test",
+            "test_labels_used_for": ["checkpoint", "early stopping", "validation figures"],
+            "validation": {
+                "ndcg@10": 0.71,
+                "mrr@10": 0.6,
+                "first_stage_ndcg@10": 0.66,
+                "first_stage_mrr@10": 0.6,
+            },
+        },
+        progress={"phase": "completed", "step": 10, "total": 10},
+    )
+    at = app(workspace, pid).run()
+    assert not at.exception
+    shown = " ".join(s.value for s in at.success)
+    assert "on the test set" in shown and "Test labels were used for: checkpoint, early stopping" in shown
