@@ -19,7 +19,8 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from core import models
-from core.progress import Cancelled, Progress, noop
+from core.errors import Cancelled, UserError
+from core.progress import Progress, noop
 
 BUNDLED_HUB_ID = "sentence-transformers/all-MiniLM-L6-v2"
 RUN_FILE = "studio_run.json"  # a run's model folder (core.training.model_card)
@@ -28,7 +29,7 @@ SPEC_FILE = "rerank_spec.json"  # an exported bundle (core.export.bundle / core.
 HUB_HOST = ("huggingface.co", 443)
 
 
-class DownloadError(RuntimeError):
+class DownloadError(UserError):
     """A model that cannot be downloaded, with the reason and what to do instead."""
 
 
@@ -281,7 +282,7 @@ def download_job(
     progress: Progress,
     should_cancel: Callable[[], bool],
 ) -> dict[str, Any]:
-    """Background job adapter (kind "download", core.runs.kinds): download args["repo_id"] into the cache."""
+    """Background job adapter (kind "download", listed in core.queue): download args["repo_id"] into the cache."""
 
     def report(fraction: float, message: str) -> None:
         if should_cancel():

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from core import models
+from core.errors import StudioError
 from core.store import cache_dir, text_hash
 
 Progress = Callable[[int, int], None]  # (done, total)
@@ -57,7 +58,7 @@ class EmbeddingCache:
 Encoder = Callable[[list[str]], np.ndarray]
 
 
-class FastPathUnavailable(RuntimeError):
+class FastPathUnavailable(StudioError):
     """The ONNX path could not be built for this model; embed_texts falls back to torch."""
 
 

@@ -8,6 +8,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from core.errors import UserError
+
 if TYPE_CHECKING:  # heavy imports stay lazy so the CLI and pages start fast
     from sentence_transformers import CrossEncoder, SentenceTransformer
 
@@ -19,7 +21,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 _lock = threading.Lock()
 
 
-class ModelError(ValueError):
+class ModelError(UserError):
     """A model choice that cannot be loaded, with what was expected and what was found."""
 
 

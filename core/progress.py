@@ -31,7 +31,3 @@ def counted(progress: Progress | None, message: str) -> Callable[[int, int], Non
         outer(done / total if total else 1.0, message)
 
     return inner
-
-
-class Cancelled(RuntimeError):
-    """Raised from inside a Progress call when the person asked the step to stop."""

@@ -9,7 +9,7 @@ from typing import Any
 
 import streamlit as st
 
-from core import estimates
+from core import estimates, queue
 from core.markdown import escape_markdown
 from core.runs import jobs
 
@@ -53,7 +53,7 @@ def latest(conn: sqlite3.Connection, project: int, kinds: tuple[str, ...]) -> di
 def sidebar_status(conn: sqlite3.Connection, project: int | None) -> None:
     """Every page's sidebar: the project's running and queued jobs; also reaps dead jobs and moves the queue."""
     try:
-        jobs.reap_and_dispatch(conn)
+        queue.reap_and_dispatch(conn)
         active = jobs.active_jobs(conn)
     except sqlite3.Error:
         return  # a busy database: the next poll tries again
@@ -141,7 +141,7 @@ def job_panel(
                     icon=":material/warning:",
                 )
             if st.button("Start it again", key=f"{key}_retry_{j['id']}", icon=":material/replay:"):
-                jobs.retry_job(conn, j["id"])
+                queue.retry(conn, j["id"])
                 st.rerun()
     return j
 
@@ -149,7 +149,7 @@ def job_panel(
 def submit(conn: sqlite3.Connection, project: int, kind: str, args: dict[str, Any]) -> int | None:
     """Queue a job from a button; says why not when it cannot be queued."""
     try:
-        job_id = jobs.submit_job(conn, project, kind, args)
+        job_id = queue.submit(conn, project, kind, args)
     except (jobs.JobError, TypeError, ValueError) as exc:
         st.error(escape_markdown(exc))
         return None

@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from core.errors import UserError
+
 Ranking = list[tuple[str, float]]  # (passage key, score), best first
 
 FIRST_STAGES = {
@@ -37,7 +39,7 @@ RANDOM_HEAD_NOTE = (
 )
 
 
-class EvaluationError(ValueError):
+class EvaluationError(UserError):
     """An evaluation request a person must change (no test set, unfinished run, bad file, unsafe path)."""
 
 

@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from core import models, store
+from core.errors import UserError
 from core.progress import Progress, noop
 from core.runs import records
 from core.scoring.reranker import SPEC_FILE, Reranker, run_folder_spec, sha256_of
@@ -54,7 +55,7 @@ _SKIP = (
 )
 
 
-class BundleError(ValueError):
+class BundleError(UserError):
     """An export that cannot be written (destination taken, run unusable, check failed)."""
 
 

@@ -15,12 +15,14 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+from core.errors import UserError
+
 MAX_BODY = 1 << 20  # 1 MiB
 MAX_DOCUMENTS = 1000
 MAX_TEXT = 100_000  # characters per document or query
 
 
-class RequestError(ValueError):
+class RequestError(UserError):
     """A request the server refuses, with the HTTP status and a message that says what was expected."""
 
     def __init__(self, status: int, message: str, kind: str = "invalid_request") -> None:

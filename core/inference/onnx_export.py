@@ -16,6 +16,8 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from core.errors import UserError
+
 EXPORT_VERSION = 1  # bump when the exported graph changes, so old cache entries are not reused
 OPSET = 17
 KINDS = ("embed", "cross")
@@ -27,7 +29,7 @@ _built: dict[
 ] = {}  # export key -> a file built in this process (another workspace's copy is reused)
 
 
-class OnnxUnsupported(ValueError):
+class OnnxUnsupported(UserError):
     """A model the ONNX path cannot reproduce exactly (extra modules, other pooling): callers fall back to torch."""
 
 

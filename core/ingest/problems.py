@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from core.errors import UserError
+
 MAX_LISTED = 200  # problems kept for display; the rest are counted
 
 
@@ -54,7 +56,7 @@ class Problem:
         }
 
 
-class IngestError(ValueError):
+class IngestError(UserError):
     """Input that cannot be imported; carries every problem found, the first one's file/row/column on top."""
 
     def __init__(self, problems: Problem | list[Problem], total: int | None = None):

@@ -6,7 +6,6 @@ from core.mining.miner import library_mine, mine
 from core.mining.params import (
     CROSS_ENCODER_PAIRS_PER_SECOND,
     PRESETS,
-    MiningCancelled,
     MiningError,
     MiningParams,
     preset,
@@ -20,7 +19,6 @@ __all__ = [
     "CROSS_ENCODER_PAIRS_PER_SECOND",
     "PRESETS",
     "CachedEncoder",
-    "MiningCancelled",
     "MiningError",
     "MiningParams",
     "Plan",

@@ -15,8 +15,9 @@ from typing import Any
 import numpy as np
 
 from core import models, store
+from core.errors import Cancelled
 from core.mining.encoder import CachedEncoder
-from core.mining.params import MiningCancelled, MiningParams
+from core.mining.params import MiningParams
 from core.mining.plan import Plan, cross_encoder_cost, plan
 from core.mining.results import save_run
 from core.mining.risk import run_risk
@@ -243,7 +244,7 @@ def mine(
     except BaseException as exc:
         status = (
             "cancelled"
-            if isinstance(exc, (MiningCancelled, KeyboardInterrupt))
+            if isinstance(exc, (Cancelled, KeyboardInterrupt))
             or type(exc).__name__ in ("StopException", "RerunException")
             else "failed"
         )

@@ -7,16 +7,13 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from core import models
+from core.errors import UserError
 
 CROSS_ENCODER_PAIRS_PER_SECOND = 35.0  # bundled-size cross-encoder on 2 CPU threads
 
 
-class MiningError(ValueError):
+class MiningError(UserError):
     """A mining request that cannot run, said before any work starts."""
-
-
-class MiningCancelled(RuntimeError):
-    """Raised by a progress callback to stop a run; the previous negatives stay as they were."""
 
 
 @dataclass

@@ -85,5 +85,5 @@ def close_stale_runs(conn: sqlite3.Connection, project: int | None = None, grace
 
 
 def close_after_job_death(conn: sqlite3.Connection, project: int) -> list[int]:
-    """The job runner's hook (core.runs.kinds.STOPPED) for a dead mining job: its miner may be dying still."""
+    """The mining job kind's tidy-up (core.mining.job.KIND) for a dead mining job: its miner may be dying still."""
     return close_stale_runs(conn, project, grace_s=DEATH_GRACE_S)

@@ -18,11 +18,12 @@ from typing import Any
 import numpy as np
 
 from core import store
+from core.errors import UserError
 
 FORMAT = 1  # bump when the encoding changes: older files are then recomputed
 
 
-class CacheFormatError(ValueError):
+class CacheFormatError(UserError):
     """A cache file that does not hold what this module writes (foreign, tampered or from an older version)."""
 
 

@@ -1,7 +1,7 @@
 """The quality report as a background job left it on disk: read it back without ever computing it.
 
 A page that must stay instant (the overview, the Quality page while its job runs) asks here; computing is the
-quality job's work (core.runs.kinds.quality -> core.quality.analyse, which writes the same cache entry).
+quality job's work (core.quality.job.quality -> core.quality.report.analyse, which writes the same cache entry).
 """
 
 from __future__ import annotations

@@ -8,13 +8,14 @@ from dataclasses import replace
 from typing import Any
 
 from core import store
+from core.errors import UserError
 from core.review.counts import STATUSES
 from core.review.queue import ORDERS, QueueFilter, last_judgement
 
 REVIEW_ORIGIN = "review"  # pairs rows created when a candidate is marked relevant (a false negative)
 
 
-class ConflictError(RuntimeError):
+class ConflictError(UserError):
     """Someone (another tab, another reviewer) changed this candidate since it was shown: nothing was written."""
 
 

@@ -21,8 +21,9 @@ from pathlib import Path
 from typing import Any
 
 from core import store
+from core.errors import UserError
 from core.runs import records
-from core.runs.kinds import KINDS, after_death
+from core.runs.kinds import DeathHook
 from core.runs.liveness import (
     HEARTBEAT_TIMEOUT_S,
     adopt,
@@ -41,7 +42,7 @@ RETRYABLE = ("failed", "cancelled", "interrupted")
 SUPERVISOR_GRACE_S = 3.0
 
 
-class JobError(ValueError):
+class JobError(UserError):
     """A job request that cannot be honoured (unknown job or kind, wrong state), said plainly."""
 
 
@@ -105,10 +106,9 @@ def submit_job(
     kind: str,
     args: dict[str, Any] | None = None,
     run_id: str | None = None,
+    after_death: DeathHook | None = None,
 ) -> int:
-    """Queue a job and start it if nothing else runs; returns its id."""
-    if kind not in KINDS:
-        raise JobError(f"Unknown job kind {kind!r}; known: {', '.join(KINDS)}.")
+    """Queue a job and start it if nothing else runs; returns its id (core.queue.submit checks the kind first)."""
     text = json.dumps(args or {})  # refuses what a process could not receive
     with store.transaction(conn):
         job_id = int(
@@ -117,7 +117,7 @@ def submit_job(
                 (project, kind, text, run_id, store.now()),
             ).lastrowid
         )
-    dispatch(conn)
+    dispatch(conn, after_death)
     return job_id
 
 
@@ -158,9 +158,9 @@ def _busy(conn: sqlite3.Connection) -> bool:
     return False
 
 
-def dispatch(conn: sqlite3.Connection) -> int | None:
+def dispatch(conn: sqlite3.Connection, after_death: DeathHook | None = None) -> int | None:
     """Start the oldest queued job if nothing holds the machine; returns the started job's id."""
-    reap(conn)
+    reap(conn, after_death)
     with store.transaction(conn):
         if _busy(conn):
             return None
@@ -243,8 +243,10 @@ def _wait_closed(conn: sqlite3.Connection, sql: str, key: Any, seconds: float) -
     return False
 
 
-def reap(conn: sqlite3.Connection) -> list[int]:
-    """Close running jobs (and runs) whose process is gone or silent too long, with the likely cause."""
+def reap(conn: sqlite3.Connection, after_death: DeathHook | None = None) -> list[int]:
+    """Close running jobs (and runs) whose process is gone or silent too long, with the likely cause.
+
+    `after_death` (core.queue's) lets the job's domain tidy what its process left half-done."""
     closed = []
     for r in conn.execute("SELECT * FROM jobs WHERE status = 'running'").fetchall():
         alive = pid_alive(r["pid"]) if r["pid"] else age_s(r["started_at"]) < HEARTBEAT_TIMEOUT_S
@@ -253,7 +255,7 @@ def reap(conn: sqlite3.Connection) -> list[int]:
         if alive and not stale:
             if asked and time.time() - asked > CANCEL_GRACE_S:
                 terminate(r["pid"])
-                if finish(conn, r["id"], "cancelled"):
+                if finish(conn, r["id"], "cancelled") and after_death:
                     after_death(conn, r["kind"], r["project_id"])
                 if r["run_id"]:
                     fail_run(conn, r["run_id"], "", cancelled=True)
@@ -268,7 +270,8 @@ def reap(conn: sqlite3.Connection) -> list[int]:
         reason = f"process died: {cause}"
         if finish(conn, r["id"], "cancelled" if asked else status, error=None if asked else reason):
             closed.append(r["id"])
-            after_death(conn, r["kind"], r["project_id"])
+            if after_death:
+                after_death(conn, r["kind"], r["project_id"])
         if r["run_id"]:
             fail_run(conn, r["run_id"], reason, cancelled=bool(asked))
     _reap_runs(conn)
@@ -303,10 +306,10 @@ def _reap_runs(conn: sqlite3.Connection) -> None:
         fail_run(conn, r["id"], f"process died: {cause}", cancelled=bool(r["cancel_requested"]))
 
 
-def reap_and_dispatch(conn: sqlite3.Connection) -> dict[str, Any]:
+def reap_and_dispatch(conn: sqlite3.Connection, after_death: DeathHook | None = None) -> dict[str, Any]:
     """What a page calls while it polls (and the studio once at start-up): close dead jobs, start the next."""
-    closed = reap(conn)
-    return {"closed": closed, "started": dispatch(conn)}
+    closed = reap(conn, after_death)
+    return {"closed": closed, "started": dispatch(conn, after_death)}
 
 
 def job_of_run(conn: sqlite3.Connection, run_id: str) -> dict[str, Any] | None:
@@ -340,7 +343,7 @@ def cancel_job(conn: sqlite3.Connection, job_id: int) -> str:
     return "cancelled" if j["status"] == "queued" else "cancelling"
 
 
-def retry_job(conn: sqlite3.Connection, job_id: int) -> int:
+def retry_job(conn: sqlite3.Connection, job_id: int, after_death: DeathHook | None = None) -> int:
     """Queue a failed, cancelled or interrupted job again (a training run continues from its last checkpoint)."""
     j = job(conn, job_id)
     if j["status"] not in RETRYABLE:
@@ -359,23 +362,28 @@ def retry_job(conn: sqlite3.Connection, job_id: int) -> int:
                 "updated_at = ? WHERE id = ?",
                 (store.now(), j["run_id"]),
             )
-    dispatch(conn)
+    dispatch(conn, after_death)
     return job_id
 
 
 def wait_job(
-    conn: sqlite3.Connection, job_id: int, timeout: float = 600, every: float = 0.5
+    conn: sqlite3.Connection,
+    job_id: int,
+    timeout: float = 600,
+    every: float = 0.5,
+    after_death: DeathHook | None = None,
 ) -> dict[str, Any]:
     """Block until a job leaves queued/running (scripts and tests)."""
 
     def fetch() -> dict[str, Any]:
-        reap_and_dispatch(conn)
+        reap_and_dispatch(conn, after_death)
         return job(conn, job_id)
 
     return settled(fetch, f"Job {job_id}", timeout, every)
 
 
 def settled(fetch: Callable[[], dict[str, Any]], what: str, timeout: float, every: float) -> dict[str, Any]:
+    """Poll `fetch` until its item leaves queued/running; TimeoutError after `timeout` seconds."""
     deadline = time.time() + timeout
     item = fetch()
     while item["status"] in ACTIVE:

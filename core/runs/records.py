@@ -10,11 +10,12 @@ from pathlib import Path
 from typing import Any
 
 from core import store
+from core.errors import UserError
 
 JSON_COLUMNS = ("config", "snapshot", "metrics", "progress")
 
 
-class RunError(ValueError):
+class RunError(UserError):
     """A run that does not exist, belongs elsewhere, or cannot be used the way it was asked for."""
 
 

@@ -17,8 +17,9 @@ import time
 from typing import Any
 
 from core import store
-from core.progress import Cancelled
-from core.runs import jobs, kinds, records
+from core.errors import Cancelled
+from core.runs import jobs, records
+from core.runs.kinds import Adapter, DeathHook
 from core.runs.liveness import Heartbeat, describe_exit
 
 WRITE_EVERY_S = 0.5
@@ -60,18 +61,16 @@ def should_cancel_for(conn: sqlite3.Connection, job_id: int) -> Any:
     return should_cancel
 
 
-def work(conn: sqlite3.Connection, job_id: int) -> dict[str, Any]:
-    """Run the job's kind in this process and close the job: completed, cancelled or failed (with the reason)."""
+def work(conn: sqlite3.Connection, job_id: int, adapter: Adapter) -> dict[str, Any]:
+    """Run the job's adapter in this process and close the job: completed, cancelled or failed (with the reason)."""
     j = jobs.job(conn, job_id)
     should_cancel = should_cancel_for(conn, job_id)
     try:
         with Heartbeat(store.workspace_of(conn), "jobs", job_id):
-            result = kinds.resolve(j["kind"])(
-                conn, j["project_id"], j["args"], JobProgress(conn, job_id), should_cancel
-            )
+            result = adapter(conn, j["project_id"], j["args"], JobProgress(conn, job_id), should_cancel)
         jobs.finish(conn, job_id, "completed", result=result)
     except BaseException as exc:  # noqa: BLE001 - every failure is recorded on this job only
-        stopped = isinstance(exc, Cancelled) or type(exc).__name__.endswith("Cancelled") or should_cancel()
+        stopped = isinstance(exc, Cancelled) or should_cancel()
         reason = None if stopped else f"{type(exc).__name__}: {exc}"[:1000]
         jobs.finish(conn, job_id, "cancelled" if stopped else "failed", error=reason)
         if not stopped:
@@ -79,7 +78,7 @@ def work(conn: sqlite3.Connection, job_id: int) -> dict[str, Any]:
     return {"job_id": job_id, "status": jobs.job(conn, job_id)["status"]}
 
 
-def supervise(conn: sqlite3.Connection, job_id: int) -> dict[str, Any]:
+def supervise(conn: sqlite3.Connection, job_id: int, after_death: DeathHook | None = None) -> dict[str, Any]:
     """Run the worker as a child; if it dies without closing the job, close it with the cause; start the next."""
     attempt = jobs.job(conn, job_id)["attempts"]
     child = subprocess.Popen(
@@ -103,10 +102,12 @@ def supervise(conn: sqlite3.Connection, job_id: int) -> dict[str, Any]:
         _record_run_death(
             conn, j["run_id"], f"process died: {describe_exit(code)}", bool(j["cancel_requested"])
         )
-    if code != 0:  # the worker may have died before its own clean-up (a mining row left 'running')
-        kinds.after_death(conn, j["kind"], j["project_id"])
+    if (
+        code != 0 and after_death
+    ):  # the worker may have died before its own clean-up (a mining row left 'running')
+        after_death(conn, j["kind"], j["project_id"])
     try:
-        jobs.dispatch(conn)
+        jobs.dispatch(conn, after_death)
     except Exception as exc:  # noqa: BLE001 - the queue is also advanced by every page poll
         print(f"could not start the next queued job: {exc}", file=sys.stderr)
     return {"job_id": job_id, "status": jobs.job(conn, job_id)["status"], "exit_code": code}
@@ -142,25 +143,3 @@ def _record_run_death(conn: sqlite3.Connection, run_id: str, reason: str, cancel
     ):
         records.update_run(conn, run_id, error=reason)
         records.add_event(conn, run_id, "error", {"text": reason})
-
-
-# --- CLI --------------------------------------------------------------------------------------
-
-
-def cli_arguments(parser: Any) -> None:
-    """`python -m core job --id N` (the studio starts these; `--work` is the supervised child)."""
-    parser.add_argument("--id", type=int, required=True, help="the job's id in the workspace's jobs table")
-    parser.add_argument("--work", action="store_true", help="internal: run the job in this very process")
-
-
-def cli_main(args: Any) -> dict[str, Any] | None:
-    """Supervise (or, with --work, run) one job; exits non-zero with a JSON error line when the job failed."""
-    conn = store.connect()
-    try:
-        out = work(conn, args.id) if args.work else supervise(conn, args.id)
-        if out["status"] == "failed":
-            print(json.dumps({"error": jobs.job(conn, args.id)["error"], "job_id": args.id}), file=sys.stderr)
-            raise SystemExit(1)
-        return out
-    finally:
-        conn.close()

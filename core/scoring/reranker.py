@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from core.errors import UserError
 from core.scoring.formulas import FUSION_FILE, RESIDUAL, fused_scores, residual_score
 
 SPEC_FILE = "rerank_spec.json"  # a bundle's machine-readable scoring spec
@@ -38,7 +39,7 @@ Progress = Callable[[float, str], None]
 Embed = Callable[[list[str], str], np.ndarray]  # (texts, embedding model path) -> normalized vectors
 
 
-class RerankerError(ValueError):
+class RerankerError(UserError):
     """A folder that is neither a run's model folder nor a bundle, or a spec that cannot be honoured."""
 
 

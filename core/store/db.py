@@ -10,11 +10,12 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
+from core.errors import StudioError
 from core.store.paths import workspace_dir
 from core.store.schema import DB_NAME, MIGRATIONS, SCHEMA_VERSION
 
 
-class StoreError(RuntimeError):
+class StoreError(StudioError):
     """A workspace problem a person can act on (unwritable folder, full disk, newer schema)."""
 
 

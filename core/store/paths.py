@@ -7,10 +7,12 @@ import os
 import re
 from pathlib import Path
 
+from core.errors import UserError
+
 UPLOAD_NAME_CHARS = 80
 
 
-class UnsafePathError(ValueError):
+class UnsafePathError(UserError):
     """An export name that would write outside the workspace's exports folder."""
 
 

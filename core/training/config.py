@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from core import models
+from core.errors import UserError
 
 LOSSES = {
     "bce": "Binary cross-entropy with pos_weight (labelled pairs)",
@@ -35,7 +36,7 @@ DATA_FIELDS = (
 )
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError):
     """A training setting a person must change, with the allowed range."""
 
 

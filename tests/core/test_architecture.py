@@ -61,10 +61,11 @@ def test_classes_are_defined_at_module_level_and_no_globals_tricks():
 
 
 def _imports(path: Path, module: str) -> set[str]:
-    """core modules imported at module level (top-level statements only: lazy imports inside functions are allowed)."""
+    """core modules a module reaches: imports at any depth (inside functions too) and dotted
+    `importlib.import_module("core....")` strings, so a lazy import cannot hide a circle."""
     out: set[str] = set()
     package = module if path.name == "__init__.py" else module.rpartition(".")[0]
-    for node in ast.parse(path.read_text()).body:
+    for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.Import):
             out |= {a.name for a in node.names if a.name.startswith("core")}
         elif isinstance(node, ast.ImportFrom):
@@ -75,16 +76,54 @@ def _imports(path: Path, module: str) -> set[str]:
             if base.startswith("core"):
                 out.add(base)
                 out |= {f"{base}.{a.name}" for a in node.names}
+        elif (
+            isinstance(node, ast.Call)
+            and getattr(node.func, "attr", getattr(node.func, "id", "")) == "import_module"
+        ):
+            arg = node.args[0] if node.args else None
+            if isinstance(arg, ast.Constant) and str(arg.value).startswith("core"):
+                out.add(str(arg.value))
+            elif isinstance(arg, ast.JoinedStr):  # f"core.training.{name}": the package it reaches into
+                head = arg.values[0]
+                if isinstance(head, ast.Constant) and str(head.value).startswith("core"):
+                    out.add(str(head.value).rstrip("."))
     return out
 
 
-def test_no_import_cycles_between_core_modules():
+def _known(target: str, modules: dict[str, Path]) -> str | None:
+    """The module a dotted name lands in (a name imported from a module counts as that module)."""
+    while target and target not in modules:
+        target = target.rpartition(".")[0]
+    return target or None
+
+
+def _graph() -> dict[str, set[str]]:
     modules = {_module_name(p): p for p in _core_files()}
     graph = {}
     for name, path in modules.items():
-        targets = {t for t in _imports(path, name) if t in modules and t != name}
-        # importing a submodule does not import its parent package's siblings: keep edges as written
-        graph[name] = targets
+        targets = {_known(t, modules) for t in _imports(path, name)}
+        graph[name] = {t for t in targets if t and t != name and t != "core"}
+    return graph
+
+
+def test_the_import_graph_counts_lazy_imports_and_import_module_strings(tmp_path):
+    """The cycle check below sees what a function-level import or an import_module string reaches."""
+    probe = tmp_path / "probe.py"
+    probe.write_text(
+        "import importlib\n"
+        "def f():\n    from core.training import trainer\n"
+        "def g():\n    return importlib.import_module('core.mining.miner')\n"
+        "def h(name):\n    return importlib.import_module(f'core.quality.{name}')\n"
+    )
+    assert _imports(probe, "core.runs.probe") >= {
+        "core.training.trainer",
+        "core.mining.miner",
+        "core.quality",
+    }
+
+
+def test_no_import_cycles_between_core_modules():
+    graph = _graph()
     cycles: list[list[str]] = []
     state: dict[str, int] = {}
 
@@ -148,3 +187,30 @@ def test_pages_hold_no_sql_and_call_no_private_core_function():
                 ):
                     bad.append(f"{path.name}:{node.lineno} SQL text")
     assert not bad, "\n".join(bad)
+
+
+def test_packages_point_one_way():
+    """Between core's packages (runs, training, mining, ...) imports form no circle at all, lazy ones included."""
+    top = {}
+    for name, targets in _graph().items():
+        for t in targets:
+            a, b = name.split(".")[1], t.split(".")[1]
+            if a != b:
+                top.setdefault(a, set()).add(b)
+    order: list[str] = []
+    state: dict[str, int] = {}
+
+    def visit(node: str, path: list[str]) -> None:
+        state[node] = 1
+        for nxt in sorted(top.get(node, ())):
+            assert state.get(nxt) != 1, "packages import in a circle: " + " -> ".join([*path, node, nxt])
+            if nxt not in state:
+                visit(nxt, [*path, node])
+        state[node] = 2
+        order.append(node)
+
+    for name in sorted(top):
+        if name not in state:
+            visit(name, [])
+    assert order.index("runs") < order.index("training") and "runs" not in top.get("store", set())
+    assert not top.get("runs", set()) - {"errors", "progress", "store"}, "core.runs must know no domain package"

@@ -15,7 +15,7 @@ import time
 import psutil
 import pytest
 
-from core import progress, store
+from core import progress, queue, store
 from core.runs import jobs, liveness, records
 from tests.conftest import ROOT, seed_scifact, wait_until
 
@@ -92,13 +92,13 @@ def test_a_job_left_running_by_a_dead_process_is_interrupted_and_can_start_again
             "VALUES (?, 'mine', 'running', ?, ?, ?, ?)",
             (pid, gone.pid, store.now(), store.now(), store.now()),
         ).lastrowid
-    assert jobs.reap_and_dispatch(conn)["closed"] == [job_id]
+    assert queue.reap_and_dispatch(conn)["closed"] == [job_id]
     j = jobs.job(conn, job_id)
     assert j["status"] == "interrupted" and "process died" in j["error"] and "unknown" in j["error"]
-    assert jobs.retry_job(conn, job_id) == job_id
+    assert queue.retry(conn, job_id) == job_id
     assert jobs.job(conn, job_id)["status"] == "running" and jobs.job(conn, job_id)["attempts"] == 1
     with pytest.raises(jobs.JobError, match="Unknown job kind"):
-        jobs.submit_job(conn, pid, "nap", {})
+        queue.submit(conn, pid, "nap", {})
 
 
 def test_a_supervisor_leaves_alone_a_job_that_was_resumed_before_it_looked(small, monkeypatch):
@@ -126,7 +126,7 @@ def test_a_supervisor_leaves_alone_a_job_that_was_resumed_before_it_looked(small
         def wait(self):
             jobs.finish(conn, job_id, "cancelled")
             records.update_run(conn, run_id, status="cancelled")
-            assert jobs.retry_job(conn, job_id) == job_id
+            assert queue.retry(conn, job_id) == job_id
             records.update_run(conn, run_id, status="running")
             return 0
 
@@ -140,7 +140,7 @@ def test_a_supervisor_leaves_alone_a_job_that_was_resumed_before_it_looked(small
 def test_an_uploaded_test_set_reaches_the_evaluate_job_as_a_kept_file(small, tmp_path):
     """Issue 15 follow-up: job args are JSON, so the upload is kept in the workspace and the job reads it back."""
     from core import evaluation
-    from core.runs import kinds
+    from core.evaluation import job as evaluation_job
 
     conn, pid = small
     test = evaluation.project_test_set(conn, pid)
@@ -166,14 +166,14 @@ def test_an_uploaded_test_set_reaches_the_evaluate_job_as_a_kept_file(small, tmp
         "n_bootstrap": 20,
     }
     json.dumps(args)  # what a job row can carry
-    result = kinds.evaluate(conn, pid, args, progress.noop, lambda: False)
+    result = evaluation_job.evaluate(conn, pid, args, progress.noop, lambda: False)
     stored = evaluation.load_evaluation(conn, result["evaluation_id"])
     assert stored["params"]["test_set"] == "odd name?.csv" and stored["params"]["queries"] == 1
     assert stored["realistic"]["first_stage"]["mean"]["mrr@10"] == pytest.approx(1 / 3)
     outside = tmp_path / "elsewhere.csv"
     outside.write_bytes(data)
     with pytest.raises(ValueError, match="not an upload kept"):
-        kinds.evaluate(conn, pid, {**args, "test_file": str(outside)}, progress.noop, lambda: False)
+        evaluation_job.evaluate(conn, pid, {**args, "test_file": str(outside)}, progress.noop, lambda: False)
 
 
 # --- real job processes ------------------------------------------------------------------------
@@ -181,9 +181,9 @@ def test_an_uploaded_test_set_reaches_the_evaluate_job_as_a_kept_file(small, tmp
 
 def test_mine_jobs_run_without_a_page_one_at_a_time(small):
     conn, pid = small
-    first = jobs.submit_job(conn, pid, "mine", MINE)
-    second = jobs.submit_job(conn, pid, "mine", MINE)
-    third = jobs.submit_job(conn, pid, "mine", MINE)
+    first = queue.submit(conn, pid, "mine", MINE)
+    second = queue.submit(conn, pid, "mine", MINE)
+    third = queue.submit(conn, pid, "mine", MINE)
     assert [jobs.job(conn, j)["status"] for j in (first, second, third)] == ["running", "queued", "queued"]
     assert jobs.cancel_job(conn, third) == "cancelled"  # a queued job is cancelled at once
     assert [j["id"] for j in jobs.active_jobs(conn, pid)] == [first, second]
@@ -205,10 +205,10 @@ def test_mine_jobs_run_without_a_page_one_at_a_time(small):
 
 def test_cancel_stops_a_running_job_at_its_next_progress_report(small):
     conn, pid = small
-    job_id = jobs.submit_job(conn, pid, "mine", MINE)
+    job_id = queue.submit(conn, pid, "mine", MINE)
     wait_until(lambda: jobs.job(conn, job_id)["message"] not in ("Starting.", "Queued."), 120, "progress")
     assert jobs.cancel_job(conn, job_id) == "cancelling"
-    j = jobs.wait_job(conn, job_id, timeout=60)
+    j = queue.wait(conn, job_id, timeout=60)
     assert j["status"] == "cancelled" and not j["error"]
     with pytest.raises(jobs.JobError, match="only a queued or running job"):
         jobs.cancel_job(conn, job_id)
@@ -227,7 +227,7 @@ def mining_row(conn, project: int):
 
 def test_a_killed_worker_is_marked_failed_with_its_cause_and_can_be_retried(small):
     conn, pid = small
-    job_id = jobs.submit_job(conn, pid, "mine", MINE)
+    job_id = queue.submit(conn, pid, "mine", MINE)
     worker = worker_pid(job_id, conn)
     row = mining_row(conn, pid)
     os.kill(worker, signal.SIGKILL)
@@ -250,20 +250,20 @@ def test_a_killed_worker_is_marked_failed_with_its_cause_and_can_be_retried(smal
         conn.execute("SELECT count(*) FROM negatives WHERE mining_run_id = ?", (row["id"],)).fetchone()[0]
         == 0
     )
-    jobs.retry_job(conn, job_id)
-    j = jobs.wait_job(conn, job_id, timeout=180)
+    queue.retry(conn, job_id)
+    j = queue.wait(conn, job_id, timeout=180)
     assert j["status"] == "completed" and j["attempts"] == 2, j["error"]
 
 
 def test_a_killed_job_group_is_reaped_by_the_next_poll(small):
     conn, pid = small
-    job_id = jobs.submit_job(conn, pid, "mine", MINE)
+    job_id = queue.submit(conn, pid, "mine", MINE)
     supervisor = jobs.job(conn, job_id)["pid"]
     worker_pid(job_id, conn)
     row = mining_row(conn, pid)
     os.killpg(supervisor, signal.SIGKILL)  # nobody is left to say what happened
     wait_until(lambda: not liveness.pid_alive(supervisor), 10, "the job to die")
-    assert jobs.reap_and_dispatch(conn)["closed"] == [job_id]
+    assert queue.reap_and_dispatch(conn)["closed"] == [job_id]
     j = jobs.job(conn, job_id)
     assert (
         j["status"] == "failed" and j["error"] == f"process died: {liveness.KILLED}"

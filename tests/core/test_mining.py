@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from core import mining, models, store
+from core.errors import Cancelled
 from tests.conftest import load_scifact, seed_scifact
 
 # --- shared helpers (bench/mining.py uses them too) -----------------------------------------------------
@@ -201,9 +202,9 @@ def test_remining_keeps_judged_and_failures_keep_everything(mined_db):
 
     def cancel_while_saving(fraction, message):
         if message == "saving":
-            raise mining.MiningCancelled("user pressed stop")
+            raise Cancelled("user pressed stop")
 
-    with pytest.raises(mining.MiningCancelled):
+    with pytest.raises(Cancelled):
         mining.mine(conn, pid, mining.MiningParams(num_negatives=2), progress=cancel_while_saving)
     assert negatives(conn, pid) == snapshot
     assert mining.latest_run(conn, pid)["status"] == "cancelled"

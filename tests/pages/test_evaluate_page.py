@@ -8,7 +8,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from core import evaluation as ev
-from core import models, store
+from core import models, queue, store
 from core.runs import jobs
 from tests.conftest import ROOT, seed_scifact
 
@@ -108,7 +108,7 @@ def test_evaluate_button_runs_and_stores_a_new_evaluation(stored):
     at.button(key="eval_go").click().run()
     assert not at.exception
     job = jobs.list_jobs(db, pid, "evaluate")[0]  # evaluating is a background job
-    assert jobs.wait_job(db, job["id"], timeout=300)["status"] == "completed"
+    assert queue.wait(db, job["id"], timeout=300)["status"] == "completed"
     at.run()
     assert not at.exception and not [e.value for e in at.error if "NOT beat" not in e.value]
     rows = ev.list_evaluations(db, pid)
@@ -188,7 +188,7 @@ def test_an_uploaded_test_set_is_evaluated_as_a_background_job(stored):
     assert job["args"]["test_file"].startswith(str(kept)) and job["args"]["test_file"].endswith(
         "-my_tests.csv"
     )
-    done = jobs.wait_job(db, job["id"], timeout=300)
+    done = queue.wait(db, job["id"], timeout=300)
     assert done["status"] == "completed", done["error"]
     newest = ev.list_evaluations(db, pid)[0]
     assert (

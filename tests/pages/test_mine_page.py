@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from core import mining
+from core import mining, queue
 from core.runs import jobs
 
 APP = str(Path(__file__).resolve().parents[2] / "app.py")
@@ -38,7 +38,7 @@ def test_mine_button_stores_negatives(at, scifact_project):
     at.button(key="mine_run").click().run()
     assert not at.exception and not at.error
     job = jobs.list_jobs(conn, pid, "mine")[0]  # mining runs as a background job
-    assert jobs.wait_job(conn, job["id"], timeout=300)["status"] == "completed"
+    assert queue.wait(conn, job["id"], timeout=300)["status"] == "completed"
     at.run()
     assert not at.exception and not at.error
     run = mining.latest_run(conn, pid)
