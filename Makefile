@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 PORT ?= 8501
 ADDRESS ?= 127.0.0.1
 
-.PHONY: setup run test browser bench clean
+.PHONY: setup run test lint browser bench clean
 
 $(STAMP): requirements.lock
 	$(PYTHON) -m venv $(VENV)
@@ -33,7 +33,13 @@ run: setup
 	$(PY) -m streamlit run app.py --server.address $(ADDRESS) --server.port $(PORT) \
 	  --server.headless false --server.showEmailPrompt false --browser.gatherUsageStats false --server.fileWatcherType $(WATCH)
 
-test: setup browser
+# The linters and the type checker run first: a style or type error fails `make test` (and so CI) in seconds.
+lint: setup
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+	$(PY) -m mypy
+
+test: setup browser lint
 	HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false $(PY) -m pytest $(PYTEST_ARGS)
 
 bench: setup

@@ -84,7 +84,7 @@ def prepare(args: argparse.Namespace, workspace: Path) -> Path:
     if args.shape == "scifact":
         return data
     sys.path.insert(0, str(ROOT))
-    from core.sample_shapes import build_graded
+    from sample_shapes import build_graded
 
     folder = workspace / "graded-shape"
     build_graded(data, folder, queries=args.queries, per_query=200, test_queries=args.test_queries)

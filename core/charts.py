@@ -210,7 +210,8 @@ def eval_metric_figure(rows: list[dict[str, Any]], metric: str = "ndcg@10") -> g
                 arrayminus=[r["mean"] - r["ci"][0] for r in rows],
             ),
             marker_color=[
-                {"first_stage": "#BAB0AC", "component": "#A0CBE8"}.get(r.get("kind"), "#4C78A8") for r in rows
+                {"first_stage": "#BAB0AC", "component": "#A0CBE8"}.get(str(r.get("kind")), "#4C78A8")
+                for r in rows
             ],
             hovertemplate="%{x:.4f}<extra></extra>",
         )

@@ -83,14 +83,14 @@ def build(
         for line in fh:
             if json.loads(line)["_id"] in wanted:
                 out.write(line if line.endswith("\n") else line + "\n")
-    counts = {}
+    counts: dict[str, int] = {}
     for split, qs in (("train", chosen_train), ("test", chosen_test)):
         with open(target / "qrels" / f"{split}.tsv", "w", encoding="utf-8", newline="") as out:
             out.write("query-id\tcorpus-id\tscore\n")
-            rows = [(q, d, s) for q in qs for d, s in qrels[split][q]]
-            for q, d, s in rows:
+            judged = [(q, d, s) for q in qs for d, s in qrels[split][q]]
+            for q, d, s in judged:
                 out.write(f"{q}\t{d}\t{s}\n")
-        counts[f"{split}_queries"], counts[f"{split}_pairs"] = len(qs), len(rows)
+        counts[f"{split}_queries"], counts[f"{split}_pairs"] = len(qs), len(judged)
     counts["corpus"] = len(pool)
     counts["bytes"] = sum(p.stat().st_size for p in target.rglob("*") if p.is_file())
     return counts

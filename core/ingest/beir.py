@@ -110,7 +110,7 @@ def _qrels(p: ImportPass, path: Path, file: str, queries: dict[str, str]) -> lis
         else:  # no header: the first line is data
             names = ["query-id", "corpus-id", "score"]
             row = 0
-            reader = chain([header], reader)
+            reader = chain([header], reader)  # type: ignore[assignment]  # a reader is any row iterator
         for values in reader:
             row += 1
             if values and "".join(values).strip():

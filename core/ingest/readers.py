@@ -31,7 +31,7 @@ class _BadBytes:
 BAD_BYTES = _BadBytes()
 
 
-def _mark_bad_bytes(exc: UnicodeDecodeError) -> tuple[str, int]:
+def _mark_bad_bytes(exc: UnicodeError) -> tuple[str | bytes, int]:
     """surrogateescape that also counts."""
     BAD_BYTES.count += 1
     return codecs.lookup_error("surrogateescape")(exc)
@@ -121,7 +121,7 @@ class CsvReader(TableReader):
         counts = {d: first.count(d) for d in (",", ";", "\t", "|")}
         if counts[","]:
             return ","
-        best = max(counts, key=counts.get)
+        best = max(counts, key=lambda d: counts[d])
         return best if counts[best] else ","
 
     def rows(self) -> Iterator[tuple[int, dict[str, Any]]]:

@@ -37,7 +37,9 @@ def _execute(
         share = 0.8 if spec.test else 1.0
         import_table(p, spec.train, spec.name, spec.columns, "train", 0.0, share)
         if spec.test is not None:
-            import_table(p, spec.test, spec.test_label, spec.test_columns, "test", share, 1 - share)
+            import_table(
+                p, spec.test, spec.test_label or spec.test.name, spec.test_columns, "test", share, 1 - share
+            )
     if spec.test_fraction:
         p.pairs.split_off(spec.test_fraction, spec.seed)
     p.writer.set_grades(p.pairs.grade_updates)

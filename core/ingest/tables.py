@@ -63,6 +63,7 @@ def _record(p: ImportPass, file: str, row: int, record: dict[str, Any], m: Colum
 
 
 def _labelled_items(p: ImportPass, file: str, row: int, record: dict[str, Any], m: ColumnMap) -> list[Item]:
+    assert m.label and m.passage  # the labelled shape names both columns
     try:
         label: float | None = parse_label(record.get(m.label))
     except ValueError as exc:
@@ -74,6 +75,7 @@ def _labelled_items(p: ImportPass, file: str, row: int, record: dict[str, Any], 
 
 def _listed_items(p: ImportPass, file: str, row: int, record: dict[str, Any], m: ColumnMap) -> list[Item]:
     items: list[Item] = []
+    assert m.positive  # the pairs, triplets and multi shapes name a positive column
     for text in as_list(record.get(m.positive)) or [""]:
         passage = p.texts(text, file, row, m.positive, "positive passage")
         if passage is not None:

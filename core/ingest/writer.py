@@ -21,6 +21,13 @@ class Writer:
         self.pairs: list[tuple] = []
 
     @property
+    def db(self) -> sqlite3.Connection:
+        """The connection written to (a writer made for a dry run has none and never writes)."""
+        if self.conn is None:
+            raise RuntimeError("A dry-run import writer has no connection to write to.")
+        return self.conn
+
+    @property
     def active(self) -> bool:
         """Rows are kept for writing (a dry run, or a blocked import, keeps none)."""
         return self.write and not self.log.blocked
@@ -28,11 +35,11 @@ class Writer:
     def start_import(self, filename: str, split: str) -> None:
         """The imports row every written pair points at."""
         if self.write:
-            cur = self.conn.execute(
+            cur = self.db.execute(
                 "INSERT INTO imports (project_id, created_at, filename, split, summary) VALUES (?, ?, ?, ?, '{}')",
                 (self.project, store.now(), filename, split),
             )
-            self.import_id = int(cur.lastrowid)
+            self.import_id = store.inserted_id(cur)
 
     def passage(self, pid: int, text: str, h: str, doc_id: str | None, source: str) -> None:
         """A new passage row."""
@@ -60,7 +67,7 @@ class Writer:
             self.queries.clear()
             self.pairs.clear()
             return
-        c = self.conn
+        c = self.db
         if self.passages:
             c.executemany(
                 "INSERT INTO passages (id, project_id, text, hash, doc_id, source) VALUES (?, ?, ?, ?, ?, ?)",
@@ -85,13 +92,13 @@ class Writer:
         """Queries split off as the test set."""
         if self.active and query_ids:
             self.flush()
-            self.conn.executemany("UPDATE queries SET split = 'test' WHERE id = ?", [(i,) for i in query_ids])
+            self.db.executemany("UPDATE queries SET split = 'test' WHERE id = ?", [(i,) for i in query_ids])
 
     def set_grades(self, grades: dict[tuple[int, int], float]) -> None:
         """Raise repeated pairs to their highest grade."""
         if self.active and grades:
             self.flush()
-            self.conn.executemany(
+            self.db.executemany(
                 "UPDATE pairs SET label = ? WHERE query_id = ? AND passage_id = ?",
                 [(lab, q, p) for (q, p), lab in grades.items()],
             )
@@ -99,4 +106,4 @@ class Writer:
     def save_summary(self, summary_json: str) -> None:
         """The import's summary, stored with its row."""
         if self.write and self.import_id is not None:
-            self.conn.execute("UPDATE imports SET summary = ? WHERE id = ?", (summary_json, self.import_id))
+            self.db.execute("UPDATE imports SET summary = ? WHERE id = ?", (summary_json, self.import_id))

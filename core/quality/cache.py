@@ -117,7 +117,7 @@ def save(folder: Path, name: str, value: Any) -> None:
     npz, meta = folder / f"{name}.npz", folder / f"{name}.json"
     tmp_npz = folder / f".{name}.npz.tmp"
     with open(tmp_npz, "wb") as fh:
-        np.savez(fh, **arrays)
+        np.savez(fh, **arrays)  # type: ignore[arg-type]  # numpy types **kwds as the allow_pickle flag
     tmp_npz.replace(npz)
     tmp_meta = folder / f".{name}.json.tmp"
     tmp_meta.write_text(json.dumps(tree, default=_plain, ensure_ascii=False), encoding="utf-8")

@@ -63,7 +63,7 @@ def cluster_table(side: TextSide, groups: list[list[int]], limit: int = 200) -> 
 def leakage(report: QualityReport, threshold: float) -> list[dict[str, Any]]:
     """Test queries within `threshold` of a training query: the test set would reward memorising them."""
     q = report.queries
-    if q.cross_neighbour is None:
+    if q.cross_neighbour is None or q.cross_similarity is None:
         return []
     rows = np.flatnonzero((q.group == "test") & (q.cross_similarity >= threshold) & (q.cross_neighbour >= 0))
     rows = rows[np.argsort(-q.cross_similarity[rows], kind="stable")]

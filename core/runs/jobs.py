@@ -90,7 +90,8 @@ def list_jobs(
     conn: sqlite3.Connection, project: int, kind: str | None = None, limit: int = 20
 ) -> list[dict[str, Any]]:
     """A project's latest jobs (optionally of one kind), newest first."""
-    sql, params = "SELECT * FROM jobs WHERE project_id = ?", [project]
+    sql = "SELECT * FROM jobs WHERE project_id = ?"
+    params: list[Any] = [project]
     if kind:
         sql, params = sql + " AND kind = ?", [project, kind]
     rows = conn.execute(sql + " ORDER BY id DESC LIMIT ?", [*params, limit]).fetchall()
@@ -111,11 +112,11 @@ def submit_job(
     """Queue a job and start it if nothing else runs; returns its id (core.queue.submit checks the kind first)."""
     text = json.dumps(args or {})  # refuses what a process could not receive
     with store.transaction(conn):
-        job_id = int(
+        job_id = store.inserted_id(
             conn.execute(
                 "INSERT INTO jobs (project_id, kind, args, run_id, created_at, message) VALUES (?, ?, ?, ?, ?, 'Queued.')",
                 (project, kind, text, run_id, store.now()),
-            ).lastrowid
+            )
         )
     dispatch(conn, after_death)
     return job_id

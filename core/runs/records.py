@@ -82,7 +82,8 @@ def run_events(conn: sqlite3.Connection, run_id: str, since_event: int = 0) -> l
 
 def list_runs(conn: sqlite3.Connection, project: int, status: str | None = None) -> list[dict[str, Any]]:
     """A project's runs (optionally only one status), newest first, JSON columns decoded."""
-    sql, params = "SELECT * FROM runs WHERE project_id = ?", [project]
+    sql = "SELECT * FROM runs WHERE project_id = ?"
+    params: list[Any] = [project]
     if status is not None:
         sql += " AND status = ?"
         params.append(status)

@@ -117,12 +117,12 @@ def train_in_foreground(conn: sqlite3.Connection, project: int, run_id: str) -> 
     """`python -m core train --project`: train a run now (outside the queue) in a supervised child, so a run the
     kernel kills is recorded as failed with its cause and the CLI exits non-zero with a JSON error line."""
     with store.transaction(conn):
-        job_id = int(
+        job_id = store.inserted_id(
             conn.execute(
                 "INSERT INTO jobs (project_id, kind, args, run_id, status, pid, created_at, started_at, heartbeat_at, "
                 "attempts, message) VALUES (?, 'train', ?, ?, 'running', NULL, ?, ?, ?, 1, 'Started from the command line.')",
                 (project, json.dumps({"run_id": run_id}), run_id, store.now(), store.now(), store.now()),
-            ).lastrowid
+            )
         )
     supervise(conn, job_id)
     run = records.get_run(conn, run_id)

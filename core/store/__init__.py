@@ -1,6 +1,6 @@
 """The workspace store (SQLite + folders); `from core import store; store.connect()` keeps working."""
 
-from core.store.db import StoreError, connect, now, text_hash, transaction, workspace_of
+from core.store.db import StoreError, connect, inserted_id, now, text_hash, transaction, workspace_of
 from core.store.paths import (
     UnsafePathError,
     cache_dir,
@@ -41,6 +41,7 @@ __all__ = [
     "UnsafePathError",
     "cache_dir",
     "connect",
+    "inserted_id",
     "create_project",
     "data_version",
     "delete_project",

@@ -117,3 +117,10 @@ def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
             if isinstance(exc, sqlite3.OperationalError):
                 raise StoreError(f"Could not save to the workspace: {exc}") from exc
             raise
+
+
+def inserted_id(cursor: sqlite3.Cursor) -> int:
+    """The id an INSERT just gave its row (sqlite3 types lastrowid as optional; after an INSERT it is set)."""
+    if cursor.lastrowid is None:
+        raise StoreError("The insert returned no row id.")
+    return int(cursor.lastrowid)

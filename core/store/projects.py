@@ -6,7 +6,7 @@ import json
 import sqlite3
 from typing import Any
 
-from core.store.db import now, transaction
+from core.store.db import inserted_id, now, transaction
 
 
 def _clean_name(name: str) -> str:
@@ -24,7 +24,7 @@ def create_project(conn: sqlite3.Connection, name: str) -> int:
         if existing:
             raise ValueError(f"A project named {name!r} already exists.")
         cur = conn.execute("INSERT INTO projects (name, created_at) VALUES (?, ?)", (name, now()))
-        return int(cur.lastrowid)
+        return inserted_id(cur)
 
 
 def project_in_transaction(conn: sqlite3.Connection, project: int | str) -> tuple[int, str]:
@@ -40,7 +40,7 @@ def project_in_transaction(conn: sqlite3.Connection, project: int | str) -> tupl
     if row:
         return int(row[0]), name
     cur = conn.execute("INSERT INTO projects (name, created_at) VALUES (?, ?)", (name, now()))
-    return int(cur.lastrowid), name
+    return inserted_id(cur), name
 
 
 def get_or_create_project(conn: sqlite3.Connection, name: str) -> int:

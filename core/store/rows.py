@@ -5,7 +5,7 @@ from __future__ import annotations
 import sqlite3
 from typing import Any
 
-from core.store.db import text_hash
+from core.store.db import inserted_id, text_hash
 
 
 def fetch_pairs(conn: sqlite3.Connection, project: int, split: str = "train") -> list[dict[str, Any]]:
@@ -68,7 +68,7 @@ def upsert_passages(
                 "INSERT INTO passages (project_id, text, hash, doc_id, source) VALUES (?, ?, ?, ?, ?)",
                 (project, text, h, doc_id, source),
             )
-            ids.append(int(cur.lastrowid))
+            ids.append(inserted_id(cur))
         else:
             ids.append(int(row["id"]))
     return ids
@@ -92,7 +92,7 @@ def upsert_query(
         "INSERT INTO queries (project_id, text, hash, qid, split) VALUES (?, ?, ?, ?, ?)",
         (project, text, h, qid, split),
     )
-    return int(cur.lastrowid)
+    return inserted_id(cur)
 
 
 def insert_pairs(

@@ -213,4 +213,6 @@ def test_packages_point_one_way():
         if name not in state:
             visit(name, [])
     assert order.index("runs") < order.index("training") and "runs" not in top.get("store", set())
-    assert not top.get("runs", set()) - {"errors", "progress", "store"}, "core.runs must know no domain package"
+    assert not top.get("runs", set()) - {"errors", "progress", "store"}, (
+        "core.runs must know no domain package"
+    )

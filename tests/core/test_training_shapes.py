@@ -19,8 +19,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from bench.sample_shapes import build_graded
 from core import models
-from core.sample_shapes import build_graded
 from core.training import budget, cli, defaults
 from core.training import rows as rowshape
 from core.training.beta import fit_beta, gain_targets, log_likelihood
