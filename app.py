@@ -5,8 +5,8 @@ from __future__ import annotations
 import streamlit as st
 
 from core import store
-from pages._common import back_to_overview, conn
-from pages._jobs import sidebar_status
+from ui.common import back_to_overview, conn
+from ui.job_panel import sidebar_status
 
 st.set_page_config(page_title="Rerank Studio", page_icon=":material/sort:", layout="wide")
 

@@ -158,7 +158,8 @@ def build(n_pairs: int) -> Path:
 
 def page_computation(ws: Path) -> dict:
     """What the Quality page computes on first open: the report (cold caches) and every view it draws."""
-    from core import charts, quality, store
+    from core import quality, store
+    from ui import charts
 
     shutil.rmtree(store.cache_dir(ws) / "quality", ignore_errors=True)  # token counts and report: cold
     t0 = time.perf_counter()

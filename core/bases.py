@@ -21,11 +21,9 @@ from tqdm.auto import tqdm
 from core import models
 from core.errors import Cancelled, UserError
 from core.progress import Progress, noop
+from core.scoring.files import FUSION_FILE, RUN_FILE, SPEC_FILE
 
 BUNDLED_HUB_ID = "sentence-transformers/all-MiniLM-L6-v2"
-RUN_FILE = "studio_run.json"  # a run's model folder (core.training.model_card)
-FUSION_FILE = "studio_fusion.json"
-SPEC_FILE = "rerank_spec.json"  # an exported bundle (core.export.bundle / core.scoring.reranker)
 HUB_HOST = ("huggingface.co", 443)
 
 

@@ -12,7 +12,7 @@ import streamlit as st
 from core import ingest, sample, store
 from core.ingest.cleaning import RULE_LABELS, RULES, CleaningOptions
 from core.markdown import escape_markdown
-from pages._common import conn, project, project_name
+from ui.common import conn, project, project_name
 
 NONE = "—"
 CLEAN_ORDER = ("html", "urls", "control", "symbols", "whitespace")

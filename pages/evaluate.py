@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import streamlit as st
 
-from core import charts, estimates, evaluation, models, review, store
+from core import estimates, evaluation, models, review, store
 from core.export import bundle, onnx
 from core.markdown import escape_markdown as md
 from core.runs import records
 from core.scoring import playground
-from pages._common import conn, project, project_name
-from pages._jobs import estimate_caption, job_panel, latest, submit
+from ui import charts
+from ui.common import conn, project, project_name
+from ui.job_panel import estimate_caption, job_panel, latest, submit
 
 st.title("Evaluate")
 db = conn()

@@ -7,11 +7,12 @@ from dataclasses import asdict
 import pandas as pd
 import streamlit as st
 
-from core import charts, estimates, mining, models, store
+from core import estimates, mining, models, store
 from core.markdown import escape_markdown
 from core.runs import jobs
-from pages._common import conn, project, project_name
-from pages._jobs import estimate_caption, job_panel, latest, submit
+from ui import charts
+from ui.common import conn, project, project_name
+from ui.job_panel import estimate_caption, job_panel, latest, submit
 
 db = conn()
 st.title("Mine")

@@ -7,7 +7,7 @@ import streamlit as st
 
 from core import estimates, overview, store
 from core.markdown import escape_markdown
-from pages._common import conn, project_name
+from ui.common import conn, project_name
 
 PAGE = {
     "data": "pages/data.py",

@@ -6,12 +6,13 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from core import charts, estimates, models, quality, store
+from core import estimates, models, quality, store
 from core.markdown import escape_markdown
 from core.quality.stored import cached_report, latest_report, report_key
 from core.runs import jobs
-from pages._common import conn, project, project_name
-from pages._jobs import estimate_caption, job_panel, submit
+from ui import charts
+from ui.common import conn, project, project_name
+from ui.job_panel import estimate_caption, job_panel, submit
 
 ICONS = {
     "pass": ":green[:material/check_circle:]",

@@ -13,7 +13,7 @@ from core import review
 from core.markdown import escape_markdown
 from core.review import ConflictError, QueueFilter, dataset_export
 from core.review.evidence import highlight, query_terms, risk_reasons
-from pages._common import conn, project, project_name
+from ui.common import conn, project, project_name
 
 KEYS = {"negative": "J", "relevant": "K", "skipped": "S", "undo": "U", "previous": "P", "next": "N"}
 STATE_LABELS = {

@@ -6,10 +6,12 @@ import json
 
 import streamlit as st
 
-from core import charts, models, store, training
+from core import models, store, training
+from core.runs import records
 from core.training import launch
-from pages._base_picker import base_picker
-from pages._common import conn, project, project_name
+from ui import charts
+from ui.base_picker import base_picker
+from ui.common import conn, project, project_name
 
 db = conn()
 pid = project()
@@ -286,7 +288,7 @@ table = [
 ]
 st.dataframe(table, hide_index=True, width="stretch")
 with st.expander("Config, data snapshot and metrics of the watched run"):
-    run = training.get_run(db, chosen)
+    run = records.get_run(db, chosen)
     st.json(
         {
             "config": run["config"],

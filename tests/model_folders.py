@@ -15,7 +15,7 @@ def make_model_folder(
     import torch
 
     from core import models
-    from core.scoring.formulas import FUSION_FILE
+    from core.scoring.files import FUSION_FILE
 
     torch.manual_seed(seed)
     ce = models.load_cross_encoder(models.BUNDLED, max_length=MAX_LENGTH)

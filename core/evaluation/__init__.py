@@ -3,7 +3,7 @@
 Realistic figures (the reranker sees only the first stage's top-k) and oracle figures (every relevant passage among
 the candidates) are kept apart everywhere; a run that used test labels for a choice carries that label on every
 figure it touches. Metrics follow trec_eval (core.scoring.metrics). `from core import evaluation; evaluation.X`
-re-exports the public API of the submodules below.
+names core.evaluation's own public API, grouped by the file that defines it.
 """
 
 from core.evaluation.common import (
@@ -36,8 +36,6 @@ from core.evaluation.statistics import best_threshold, bootstrap_ci, paired_test
 from core.evaluation.stored import list_evaluations, load_evaluation, save_evaluation
 from core.evaluation.systems import base_is_random, evaluable_runs, run_fusion, run_test_labels
 from core.evaluation.testsets import TestSet, project_test_set, read_test_file
-from core.scoring.first_stage import bm25_scores, bm25_search, embedding_scores, embedding_search
-from core.scoring.metrics import average_precision, metric_names, mrr_at, ndcg_at, query_metrics, recall_at
 
 __all__ = [
     "FILE_ORACLE_NOTE",
@@ -50,14 +48,9 @@ __all__ = [
     "EvaluationError",
     "Ranking",
     "TestSet",
-    "average_precision",
     "base_is_random",
     "best_threshold",
-    "bm25_scores",
-    "bm25_search",
     "bootstrap_ci",
-    "embedding_scores",
-    "embedding_search",
     "evaluable_runs",
     "evaluate",
     "figures_kind",
@@ -66,19 +59,14 @@ __all__ = [
     "list_evaluations",
     "load_evaluation",
     "main_figures",
-    "metric_names",
     "missed_relevant",
-    "mrr_at",
-    "ndcg_at",
     "paired_test",
     "per_query_csv",
     "per_query_deltas",
     "predict_pairs",
     "project_test_set",
-    "query_metrics",
     "query_movement",
     "read_test_file",
-    "recall_at",
     "report_markdown",
     "results_table",
     "run_fusion",

@@ -11,7 +11,8 @@ from typing import Any
 from core import models
 from core.evaluation.common import RANDOM_HEAD_NOTE, EvaluationError, test_labels_note
 from core.runs import records
-from core.scoring.formulas import FUSION_FILE, RESIDUAL
+from core.scoring.files import FUSION_FILE
+from core.scoring.formulas import RESIDUAL
 
 
 def evaluable_runs(

@@ -8,7 +8,6 @@ import numpy as np
 
 from core.scoring.metrics import rank_metrics
 
-FUSION_FILE = "studio_fusion.json"  # the model folder's record of how its score is formed
 RESIDUAL = "residual"  # a run trained as logit + beta x embedding cosine
 PRIMARY = "ndcg@10"  # the metric that chooses checkpoints and fusion weights
 

@@ -22,7 +22,8 @@ from typing import Any
 import numpy as np
 
 from core.errors import UserError
-from core.scoring.formulas import FUSION_FILE, RESIDUAL, fused_scores, residual_score
+from core.scoring.files import FUSION_FILE
+from core.scoring.formulas import RESIDUAL, fused_scores, residual_score
 
 SPEC_FILE = "rerank_spec.json"  # a bundle's machine-readable scoring spec
 SPEC_FORMAT = "rerank-studio-spec/1"

@@ -3,9 +3,9 @@
 The job writes everything a page needs (progress, loss, evaluation, messages) to `runs` / `run_events`, so the
 page only polls. The same code runs headless (`python -m core train --project NAME`) and under torchrun.
 
-Light names (settings, data, presenters) are imported here; names that need torch or sentence-transformers
-(the trainer, losses, evaluator, sampler, callbacks) load on first use, so a page that only shows runs stays fast.
-Tests that monkeypatch must patch the submodule that uses a name (e.g. `core.training.candidates.first_stage`).
+This facade names core.training's own public API, grouped by the file that defines it. Light names are imported
+here; names that need torch or sentence-transformers load on first use (PEP 562), so a page that only shows runs
+stays fast. Tests that monkeypatch must patch the submodule that uses a name.
 """
 
 from __future__ import annotations
@@ -16,12 +16,8 @@ from typing import Any
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from core.runs.records import add_event, get_run, latest_checkpoint, run_folder, update_run  # noqa: E402
-from core.scoring.formulas import FUSION_FILE, PRIMARY, RESIDUAL, fused_scores, residual_score  # noqa: E402
-from core.scoring.metrics import rank_metrics  # noqa: E402
 from core.training import budget  # noqa: E402
 from core.training.beta import fit_beta  # noqa: E402
-from core.training.cli import cli_arguments, cli_main  # noqa: E402
 from core.training.config import LOSSES, VALIDATION, ConfigError, TrainConfig, check_base_model  # noqa: E402
 from core.training.data import TrainingData, build_data  # noqa: E402
 from core.training.defaults import default_config, is_trained, project_defaults, propose_loss  # noqa: E402
@@ -29,9 +25,7 @@ from core.training.presenters import curves, test_label_note, verdict  # noqa: E
 from core.training.rows import add_priors  # noqa: E402
 from core.training.run_record import create_run  # noqa: E402
 
-_latest_checkpoint = latest_checkpoint  # the old name, still used by core/jobs.py and tests/test_faults.py
-
-# name -> submodule, imported on first access (they import torch / sentence-transformers / transformers)
+# heavy name -> the submodule that defines it, imported on first access (torch, sentence-transformers)
 _LAZY = {
     "execute": "trainer",
     "train_project": "trainer",
@@ -61,36 +55,23 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
-    "FUSION_FILE",
     "LOSSES",
-    "PRIMARY",
-    "RESIDUAL",
     "VALIDATION",
     "ConfigError",
     "TrainConfig",
     "TrainingData",
-    "add_event",
     "add_priors",
+    "budget",
     "build_data",
     "check_base_model",
-    "cli_arguments",
-    "cli_main",
     "create_run",
     "curves",
-    "budget",
     "default_config",
     "fit_beta",
-    "project_defaults",
-    "fused_scores",
-    "get_run",
     "is_trained",
-    "latest_checkpoint",
+    "project_defaults",
     "propose_loss",
-    "rank_metrics",
-    "residual_score",
-    "run_folder",
     "test_label_note",
-    "update_run",
     "verdict",
     *_LAZY,
 ]

@@ -6,7 +6,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from core.scoring.formulas import FUSION_FILE, RESIDUAL
+from core.scoring.files import FUSION_FILE, RUN_FILE
+from core.scoring.formulas import RESIDUAL
 from core.training.config import TrainConfig
 from core.training.data import TrainingData
 
@@ -80,7 +81,7 @@ def save_model(
     readme = model_dir / "README.md"
     head = readme.read_text() if readme.exists() else "# Cross-encoder reranker\n"
     readme.write_text(head + "\n".join(card_lines(cfg, data, metrics)))
-    (model_dir / "studio_run.json").write_text(
+    (model_dir / RUN_FILE).write_text(
         json.dumps(
             {"config": cfg.to_dict(), "snapshot": data.snapshot, "metrics": metrics}, indent=2, default=float
         )

@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from core.scoring.formulas import FUSION_FILE, PRIMARY, RESIDUAL
+from core.scoring.files import FUSION_FILE
+from core.scoring.formulas import PRIMARY, RESIDUAL
 
 
 def curves(events: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:

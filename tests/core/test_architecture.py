@@ -159,7 +159,9 @@ def test_core_never_imports_streamlit():
 
 def test_pages_hold_no_sql_and_call_no_private_core_function():
     bad = []
-    for path in sorted((ROOT / "pages").glob("*.py")) + [ROOT / "app.py"]:
+    for path in (
+        sorted((ROOT / "pages").glob("*.py")) + sorted((ROOT / "ui").glob("*.py")) + [ROOT / "app.py"]
+    ):
         tree = ast.parse(path.read_text())
         for node in ast.walk(tree):
             if isinstance(node, ast.Attribute) and node.attr in ("execute", "executemany", "executescript"):
@@ -216,3 +218,18 @@ def test_packages_point_one_way():
     assert not top.get("runs", set()) - {"errors", "progress", "store"}, (
         "core.runs must know no domain package"
     )
+
+
+def test_core_never_reaches_the_ui_side():
+    """core is usable from a script: it imports neither ui/ nor pages/ (figures and widgets live there)."""
+    bad = []
+    for path in _core_files():
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else []
+            names += [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            bad += [
+                f"{path.relative_to(ROOT)}:{node.lineno} {n}"
+                for n in names
+                if n.split(".")[0] in ("ui", "pages")
+            ]
+    assert not bad, "\n".join(bad)

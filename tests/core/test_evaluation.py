@@ -10,6 +10,7 @@ import pytest
 
 from core import evaluation as ev
 from core import models, store
+from core.scoring import first_stage, metrics
 from tests.conftest import load_scifact, seed_scifact
 
 pytrec_eval = pytest.importorskip("pytrec_eval")
@@ -31,8 +32,8 @@ def scifact_runs(tmp_path_factory):
     )
     corpus = {d: sf["corpus"][d] for d in corpus_ids}
     texts = [sf["queries"][q] for q in qids]
-    bm25 = ev.bm25_search(corpus, texts, 30)
-    emb = ev.embedding_search(corpus, texts, 30, workspace=tmp_path_factory.mktemp("emb"))
+    bm25 = first_stage.bm25_search(corpus, texts, 30)
+    emb = first_stage.embedding_search(corpus, texts, 30, workspace=tmp_path_factory.mktemp("emb"))
     graded = {}
     for q, b, e in zip(qids, bm25, emb):
         g = {d: 2.0 for d in sf["qrels"]["test"][q]}
@@ -76,18 +77,18 @@ def test_metrics_match_pytrec_eval(scifact_runs, system, labels):
     rr = _trec(run, qrels, {"recip_rank"}, depth=10)
     for q in scifact_runs["qids"]:
         ranking = [d for d, _ in run[q]]
-        assert ev.ndcg_at(ranking, qrels[q], 10) == pytest.approx(ref[q]["ndcg_cut_10"], abs=1e-6)
-        assert ev.average_precision(ranking, qrels[q]) == pytest.approx(ref[q]["map"], abs=1e-6)
-        assert ev.recall_at(ranking, qrels[q], 10) == pytest.approx(ref[q]["recall_10"], abs=1e-6)
-        assert ev.recall_at(ranking, qrels[q], 20) == pytest.approx(ref[q]["recall_20"], abs=1e-6)
-        assert ev.mrr_at(ranking, qrels[q], 10) == pytest.approx(rr[q]["recip_rank"], abs=1e-6)
-    mean = np.mean([ev.ndcg_at([d for d, _ in run[q]], qrels[q]) for q in scifact_runs["qids"]])
+        assert metrics.ndcg_at(ranking, qrels[q], 10) == pytest.approx(ref[q]["ndcg_cut_10"], abs=1e-6)
+        assert metrics.average_precision(ranking, qrels[q]) == pytest.approx(ref[q]["map"], abs=1e-6)
+        assert metrics.recall_at(ranking, qrels[q], 10) == pytest.approx(ref[q]["recall_10"], abs=1e-6)
+        assert metrics.recall_at(ranking, qrels[q], 20) == pytest.approx(ref[q]["recall_20"], abs=1e-6)
+        assert metrics.mrr_at(ranking, qrels[q], 10) == pytest.approx(rr[q]["recip_rank"], abs=1e-6)
+    mean = np.mean([metrics.ndcg_at([d for d, _ in run[q]], qrels[q]) for q in scifact_runs["qids"]])
     assert 0.4 < mean < 0.95  # real retrieval on a small corpus, not a degenerate run
 
 
 def test_bootstrap_is_seeded_and_contains_the_mean(scifact_runs):
     values = [
-        ev.ndcg_at([d for d, _ in scifact_runs["bm25"][q]], scifact_runs["binary"][q])
+        metrics.ndcg_at([d for d, _ in scifact_runs["bm25"][q]], scifact_runs["binary"][q])
         for q in scifact_runs["qids"]
     ]
     lo, hi = ev.bootstrap_ci(values, seed=3)
@@ -100,14 +101,14 @@ def test_bootstrap_is_seeded_and_contains_the_mean(scifact_runs):
 
 def test_paired_test_is_sane(scifact_runs):
     qids, qrels = scifact_runs["qids"], scifact_runs["binary"]
-    bm25 = [ev.ndcg_at([d for d, _ in scifact_runs["bm25"][q]], qrels[q]) for q in qids]
+    bm25 = [metrics.ndcg_at([d for d, _ in scifact_runs["bm25"][q]], qrels[q]) for q in qids]
     same = ev.paired_test(bm25, list(bm25))
     assert same["p_value"] == 1.0 and same["mean_diff"] == 0.0
     # a clearly better system: the relevant passages moved to the top of the BM25 list
     ideal = []
     for q in qids:
         ranking = [d for d, _ in scifact_runs["bm25"][q]]
-        ideal.append(ev.ndcg_at(sorted(ranking, key=lambda d: -qrels[q].get(d, 0)), qrels[q]))
+        ideal.append(metrics.ndcg_at(sorted(ranking, key=lambda d: -qrels[q].get(d, 0)), qrels[q]))
     better = ev.paired_test(bm25, ideal)
     # (the bundled sample corpus is small: BM25 already ranks most relevant passages first, few queries can gain)
     assert (
@@ -118,7 +119,7 @@ def test_paired_test_is_sane(scifact_runs):
     )
     assert ev.paired_test(ideal, bm25)["mean_diff"] == pytest.approx(-better["mean_diff"])
     # two real systems: p is a probability and the direction matches the means
-    emb = [ev.ndcg_at([d for d, _ in scifact_runs["embedding"][q]], qrels[q]) for q in qids]
+    emb = [metrics.ndcg_at([d for d, _ in scifact_runs["embedding"][q]], qrels[q]) for q in qids]
     t = ev.paired_test(bm25, emb, n=2000)
     assert 0 < t["p_value"] <= 1 and np.sign(t["mean_diff"]) == np.sign(np.mean(emb) - np.mean(bm25))
 

@@ -11,6 +11,7 @@ import pytest
 from playwright.sync_api import expect
 
 from core import store
+from core.runs import records
 from tests.conftest import StudioServer, load_scifact, seed_scifact, wait_for_app, wait_until
 
 HEADING = re.compile(r"Candidate #(\d+)")
@@ -129,16 +130,15 @@ def test_killed_training_process_is_marked_failed_and_resumes_from_its_checkpoin
 
     from conftest import seed_scifact
 
-    from core import training
     from core.runs import jobs
     from core.training import launch
 
     pid = seed_scifact(db, n_train=24, n_test=6, n_extra=60)
     run_id = launch.submit(db, pid, tiny_train_config())
-    folder = training.run_folder(db, run_id) / "checkpoints"
+    folder = records.run_folder(db, run_id) / "checkpoints"
     # Wait for the first checkpoint, then SIGKILL the job: no handler, no clean-up, no last words.
-    wait_until(lambda: training._latest_checkpoint(folder), 240, what="the first checkpoint")
-    job_pid = training.get_run(db, run_id)["pid"]
+    wait_until(lambda: records.latest_checkpoint(folder), 240, what="the first checkpoint")
+    job_pid = records.get_run(db, run_id)["pid"]
     assert job_pid and jobs.pid_alive(job_pid)
     os.kill(job_pid, signal.SIGKILL)
     wait_until(lambda: not jobs.pid_alive(job_pid), 10, what="the job to die")
@@ -154,7 +154,7 @@ def test_killed_training_process_is_marked_failed_and_resumes_from_its_checkpoin
     texts = [e["data"].get("text", "") for e in launch.poll(db, run_id)["events"]]
     assert any(t.startswith("Resuming from checkpoint-") for t in texts), texts
     assert run["metrics"]["steps"] == 6
-    assert (training.run_folder(db, run_id) / "model" / "model.safetensors").is_file()
+    assert (records.run_folder(db, run_id) / "model" / "model.safetensors").is_file()
     assert [r["id"] for r in launch.list_runs(db, pid)] == [run_id]
 
 
@@ -163,7 +163,7 @@ def test_killed_training_process_is_marked_failed_and_resumes_from_its_checkpoin
 
 def seed_desk(conn, name: str = "scifact", n_train: int = 12, per_query: int = 4) -> int:
     """A small project with mined-looking candidates (real SciFact passages that are not the query's positives)."""
-    from test_review import seed_negatives
+    from tests.core.test_review import seed_negatives
 
     pid = seed_scifact(conn, name, n_train=n_train, n_test=4, n_extra=60)
     seed_negatives(conn, pid, per_query=per_query)
@@ -341,17 +341,16 @@ def completed_run_with_model(conn, pid, model_dir):
         if f.is_file() and f.stat().st_size < 2_000_000:
             shutil.copy(f, model_dir / f.name)
     run_id = training.create_run(conn, pid, training.TrainConfig(), status="completed")
-    training.update_run(conn, run_id, model_dir=str(model_dir))
+    records.update_run(conn, run_id, model_dir=str(model_dir))
     return run_id
 
 
 def test_model_export_refuses_paths_outside_the_workspace(scifact_project, workspace, tmp_path):
-    from core import training
     from core.export import bundle
 
     conn, pid = scifact_project
     outside = escape_setup(workspace, tmp_path)
-    run_id = completed_run_with_model(conn, pid, training.run_folder(conn, "x").parent / "r1" / "model")
+    run_id = completed_run_with_model(conn, pid, records.run_folder(conn, "x").parent / "r1" / "model")
     for name in ESCAPES:
         with pytest.raises(ValueError, match=r"not allowed|outside"):
             bundle.destination(conn, name, run_id, explicit=False)

@@ -40,9 +40,8 @@ def test_rank_metrics_uses_graded_gains_like_evaluation() -> None:
 
 
 def test_training_validation_uses_the_shared_rank_metrics() -> None:
-    from core import training
 
-    assert training.rank_metrics([GRADED], [SCORES])["ndcg@10"] == pytest.approx(
+    assert metrics.rank_metrics([GRADED], [SCORES])["ndcg@10"] == pytest.approx(
         metrics.ndcg_at(["a", "c", "d", "b"], GRADED["gains"], 10)
     )
 

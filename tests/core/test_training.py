@@ -13,6 +13,8 @@ import pytest
 
 from core import review, store, training
 from core.runs import jobs, records
+from core.scoring import files
+from core.scoring import metrics as scoring_metrics
 from core.training import ConfigError, TrainConfig, candidates, cli, launch, snapshot
 from tests.conftest import ROOT, seed_scifact, wait_until
 
@@ -265,7 +267,7 @@ def test_training_learns_keeps_best_and_records_everything(scifact_project):
     run_id, metrics = training.train_project(
         db, pid, tiny(max_steps=16, eval_steps=4, hard_negatives=1, random_negatives=1, learning_rate=1e-4)
     )
-    run = training.get_run(db, run_id)
+    run = records.get_run(db, run_id)
     assert run["status"] == "completed", run["error"]
     losses = [
         json.loads(r[0])["loss"]
@@ -296,9 +298,7 @@ def test_training_learns_keeps_best_and_records_everything(scifact_project):
     assert run["progress"]["step"] == 16 and run["progress"]["total"] == 16
     assert "test" in metrics and 0 <= metrics["test"]["ndcg@10"] <= 1
     if "fusion" in metrics:  # recorded for the evaluation page only when it wins on validation
-        assert (
-            json.loads((model_dir / training.FUSION_FILE).read_text())["alpha"] == metrics["fusion"]["alpha"]
-        )
+        assert json.loads((model_dir / files.FUSION_FILE).read_text())["alpha"] == metrics["fusion"]["alpha"]
         assert metrics["fusion"]["validation_ndcg@10"] > metrics["validation"]["ndcg@10"]
     from core import models
 
@@ -348,9 +348,7 @@ def test_cancel_then_resume_continues_from_the_checkpoint_on_the_runs_snapshot(s
         validation="split",
     )
     run_id = launch.submit(db, pid, cfg)
-    wait_until(
-        lambda: (training.get_run(db, run_id)["progress"].get("step") or 0) >= 2, 180, "training steps"
-    )
+    wait_until(lambda: (records.get_run(db, run_id)["progress"].get("step") or 0) >= 2, 180, "training steps")
     assert launch.cancel(db, run_id) == "cancelling"
     run = wait_until(
         lambda: (r := launch.poll(db, run_id))["status"] != "running" and r, 120, "the run to stop"
@@ -362,7 +360,7 @@ def test_cancel_then_resume_continues_from_the_checkpoint_on_the_runs_snapshot(s
     assert 2 <= stopped_at < 40
     with pytest.raises(ValueError, match="only a queued or running run can be cancelled"):
         launch.cancel(db, run_id)
-    first = training.get_run(db, run_id)["snapshot"]
+    first = records.get_run(db, run_id)["snapshot"]
     frozen = snapshot.load(records.run_folder(db, run_id), TrainConfig.from_dict(run["config"]))
     split = [s["query"] for s in frozen.eval_samples]
     # a reviewer judges a candidate between cancel and resume: the project now has one more training query
@@ -372,8 +370,8 @@ def test_cancel_then_resume_continues_from_the_checkpoint_on_the_runs_snapshot(s
     assert rebuilt.stats["train_queries"] + rebuilt.stats["validation_queries"] == before + 1
     assert rebuilt.snapshot["hash"] != first["hash"]
     # a short remaining schedule: same run, fewer total steps keeps the test fast
-    config = training.get_run(db, run_id)["config"]
-    training.update_run(db, run_id, config={**config, "max_steps": stopped_at + 4})
+    config = records.get_run(db, run_id)["config"]
+    records.update_run(db, run_id, config={**config, "max_steps": stopped_at + 4})
     launch.resume(db, run_id)
     run = launch.wait(db, run_id, timeout=240)
     assert run["status"] == "completed", run.get("error")
@@ -401,7 +399,7 @@ def test_validating_on_the_test_set_only_when_asked_and_then_labelled(db):
     """Issue 14: when a person chooses the test set, the run says which choices its labels made."""
     pid = seed_scifact(db, "asked", n_train=8, n_test=5, n_extra=20)
     run_id, metrics = training.train_project(db, pid, tiny(validation="test", max_steps=2, eval_steps=2))
-    run = training.get_run(db, run_id)
+    run = records.get_run(db, run_id)
     assert run["status"] == "completed", run["error"]
     assert (
         metrics["evaluation"] == "test" and "test" not in metrics
@@ -417,10 +415,10 @@ def test_killed_job_is_detected_and_a_queued_run_waits_its_turn(scifact_project)
     db, pid = scifact_project
     first = launch.submit(db, pid, tiny(max_steps=200, validation="none"))
     second = launch.submit(db, pid, tiny(max_steps=2, validation="none"))
-    assert training.get_run(db, second)["status"] == "queued"  # one heavy job at a time
-    job_pid = wait_until(lambda: training.get_run(db, first)["pid"], 30, "the job's pid")
+    assert records.get_run(db, second)["status"] == "queued"  # one heavy job at a time
+    job_pid = wait_until(lambda: records.get_run(db, first)["pid"], 30, "the job's pid")
     wait_until(
-        lambda: (training.get_run(db, first)["progress"].get("step") or 0) >= 1, 180, "training to start"
+        lambda: (records.get_run(db, first)["progress"].get("step") or 0) >= 1, 180, "training to start"
     )
     os.killpg(os.getpgid(job_pid), signal.SIGKILL)
     wait_until(lambda: not jobs.pid_alive(job_pid), 10, "the job to die")
@@ -429,7 +427,7 @@ def test_killed_job_is_detected_and_a_queued_run_waits_its_turn(scifact_project)
     # the dead run freed the machine: the queued one starts and finishes
     done = launch.wait(db, second, timeout=200)
     assert done["status"] == "completed", done.get("error")
-    assert training.get_run(db, first)["status"] == "failed"  # no other run touched
+    assert records.get_run(db, first)["status"] == "failed"  # no other run touched
 
 
 def test_a_failure_marks_only_that_run_failed(scifact_project, tmp_path):
@@ -533,13 +531,13 @@ def test_residual_run_starts_at_the_embedding_ranking_learns_and_is_evaluated_as
     torch.nn.init.zeros_(model.model.classifier.weight)
     torch.nn.init.zeros_(model.model.classifier.bias)
     at_start = training.make_residual_evaluator(data.eval_samples, beta, "val")(model)
-    first = training.rank_metrics(
+    first = scoring_metrics.rank_metrics(
         data.eval_samples, [np.asarray(s["first_stage_scores"]) for s in data.eval_samples]
     )
     assert at_start["val_ndcg@10"] == pytest.approx(first["ndcg@10"], abs=1e-9)
 
     run_id, metrics = training.train_project(db, pid, cfg)
-    run = training.get_run(db, run_id)
+    run = records.get_run(db, run_id)
     assert run["status"] == "completed", run["error"]
     losses = [
         json.loads(r[0])["loss"]
@@ -551,7 +549,7 @@ def test_residual_run_starts_at_the_embedding_ranking_learns_and_is_evaluated_as
     assert metrics["fusion"]["method"] == "residual" and metrics["fusion"]["beta"] == beta
     assert 0 <= metrics["validation"]["cross_encoder_alone_ndcg@10"] <= 1
     model_dir = Path(run["model_dir"])
-    assert json.loads((model_dir / training.FUSION_FILE).read_text())["beta"] == beta
+    assert json.loads((model_dir / files.FUSION_FILE).read_text())["beta"] == beta
     assert (
         "+ " in (model_dir / "README.md").read_text() and "x cosine" in (model_dir / "README.md").read_text()
     )

@@ -161,7 +161,7 @@ def test_names_reach_markdown_escaped(workspace, tmp_path):
 
 
 def test_beir_folder_with_dangling_qrels_imports_when_skipping(workspace, tmp_path):
-    from tests.test_ingest import _beir_with_dangling_ids
+    from tests.core.test_ingest import _beir_with_dangling_ids
 
     folder, _ = _beir_with_dangling_ids(tmp_path)
     conn = store.connect(workspace)

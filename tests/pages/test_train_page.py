@@ -6,7 +6,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from core import store, training
-from core.runs import jobs
+from core.runs import jobs, records
 from core.training import launch
 from tests.conftest import ROOT, seed_scifact
 
@@ -82,7 +82,7 @@ def test_train_button_submits_a_background_run_and_lists_it(workspace, db, monke
 def test_completed_run_that_loses_to_the_first_stage_says_so(workspace, db):
     pid = seed_scifact(db, n_train=60, n_test=10, n_extra=10)
     run_id = training.create_run(db, pid, training.TrainConfig(), status="completed")
-    training.update_run(
+    records.update_run(
         db,
         run_id,
         metrics={
@@ -96,8 +96,8 @@ def test_completed_run_that_loses_to_the_first_stage_says_so(workspace, db):
         },
         progress={"phase": "completed", "step": 10, "total": 10},
     )
-    training.add_event(db, run_id, "loss", {"loss": 0.9}, 1)
-    training.add_event(
+    records.add_event(db, run_id, "loss", {"loss": 0.9}, 1)
+    records.add_event(
         db, run_id, "eval", {"val_ndcg@10": 0.41, "val_mrr@10": 0.3, "val_base_ndcg@10": 0.66}, 10
     )
     at = app(workspace, pid).run()
@@ -113,7 +113,7 @@ def test_a_run_that_chose_on_the_test_set_says_so(workspace, db):
     """Issue 14: figures chosen with test labels carry that label on the page."""
     pid = seed_scifact(db, n_train=60, n_test=10, n_extra=10)
     run_id = training.create_run(db, pid, training.TrainConfig(validation="test"), status="completed")
-    training.update_run(
+    records.update_run(
         db,
         run_id,
         metrics={

@@ -10,7 +10,7 @@ import streamlit as st
 from core import bases, models
 from core.markdown import escape_markdown as md
 from core.runs import records
-from pages import _jobs
+from ui import job_panel
 
 BASE_KINDS = {
     "bundled": f"{models.BUNDLED_LABEL} as a new one-logit cross-encoder",
@@ -75,7 +75,7 @@ def _hub(db: sqlite3.Connection, pid: int) -> str:
             f"{md(repo_id)} is available on this machine (no network needed).", icon=":material/check_circle:"
         )
         return repo_id
-    job = _jobs.job_panel(db, pid, ("download",), key="base_download")
+    job = job_panel.job_panel(db, pid, ("download",), key="base_download")
     if job and job["status"] == "completed" and job["args"].get("repo_id") == repo_id:
         return repo_id
     if not hub_reachable():
@@ -86,7 +86,7 @@ def _hub(db: sqlite3.Connection, pid: int) -> str:
     st.caption(f"{md(repo_id)} is not in the local cache yet{size}.")
     busy = bool(job and job["status"] in ("queued", "running"))
     if st.button(f"Download {repo_id}", key="base_download_go", icon=":material/download:", disabled=busy):
-        if _jobs.submit(db, pid, "download", {"repo_id": repo_id}) is not None:
+        if job_panel.submit(db, pid, "download", {"repo_id": repo_id}) is not None:
             st.rerun()
     return ""
 
