@@ -5,6 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from core import store
+from core.errors import StudioError
 from ui.common import back_to_overview, conn
 from ui.job_panel import sidebar_status
 
@@ -49,7 +50,7 @@ def project_picker() -> None:
             if st.button("Create", key="create_project"):
                 try:
                     store.create_project(db, new_name)
-                except ValueError as exc:
+                except StudioError as exc:
                     st.error(str(exc))
                 else:
                     st.session_state["project_name"] = new_name.strip()

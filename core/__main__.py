@@ -8,6 +8,8 @@ import json
 import os
 import sys
 
+from core.errors import StudioError
+
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 # command -> module; each module defines `cli_arguments(parser)` and `cli_main(args) -> dict`.
@@ -38,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         result = modules[args.command].cli_main(args)
-    except (ValueError, RuntimeError, OSError) as exc:
+    except (StudioError, OSError) as exc:  # the studio's own errors and file trouble; anything else is a bug
         print(json.dumps({"error": str(exc), "type": type(exc).__name__}), file=sys.stderr)
         return 2
     if result is not None:

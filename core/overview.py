@@ -11,6 +11,7 @@ from typing import Any
 from core import store
 from core.evaluation import ORACLE, figures_kind, list_evaluations, load_evaluation, main_figures
 from core.runs import jobs, records
+from core.runs.job_row import Job
 
 STEPS = {
     "data": "Data",
@@ -52,30 +53,30 @@ class NextAction:
     why: str
 
 
-def _latest_jobs(conn: sqlite3.Connection, project: int) -> dict[str, dict[str, Any]]:
+def _latest_jobs(conn: sqlite3.Connection, project: int) -> dict[str, Job]:
     """The newest job of each step (a running one wins over a newer finished one)."""
-    latest: dict[str, dict[str, Any]] = {}
+    latest: dict[str, Job] = {}
     for j in jobs.list_jobs(conn, project, limit=40):  # newest first
-        step = JOB_STEP.get(j["kind"])
+        step = JOB_STEP.get(j.kind)
         if step and (
-            step not in latest or (j["status"] in jobs.ACTIVE and latest[step]["status"] not in jobs.ACTIVE)
+            step not in latest or (j.status in jobs.ACTIVE and latest[step].status not in jobs.ACTIVE)
         ):
             latest[step] = j
     return latest
 
 
-def _job_note(j: dict[str, Any] | None) -> tuple[str, str] | None:
+def _job_note(j: Job | None) -> tuple[str, str] | None:
     """('running' | 'attention', words) for an active or stopped job; None for none or a finished one."""
     if not j:
         return None
-    if j["status"] == "running":
-        return "running", f"running ({(j.get('fraction') or 0):.0%}: {j.get('message') or 'working'})"
-    if j["status"] == "queued":
+    if j.status == "running":
+        return "running", f"running ({(j.fraction or 0):.0%}: {j.message or 'working'})"
+    if j.status == "queued":
         return "running", "queued behind another job"
-    if j["status"] in STOPPED:
+    if j.status in STOPPED:
         return (
             "attention",
-            f"the last {j['kind']} job {j['status']}: {j.get('error') or 'no reason recorded'}",
+            f"the last {j.kind} job {j.status}: {j.error or 'no reason recorded'}",
         )
     return None
 
@@ -94,7 +95,7 @@ def _data(counts: dict[str, int]) -> Step:
     return Step("data", STEPS["data"], "done", summary, counts)
 
 
-def _mine(counts: dict[str, int], j: dict[str, Any] | None) -> Step:
+def _mine(counts: dict[str, int], j: Job | None) -> Step:
     note = _job_note(j)
     n = counts["negatives"]
     summary = f"{n:,} mined negatives." if n else "No negatives mined yet."
@@ -136,7 +137,7 @@ def _review(c: dict[str, int]) -> Step:
     return Step("review", STEPS["review"], "todo", summary + f" Judge at least the {target} riskiest.", c)
 
 
-def _quality(checks: list[Any] | None, current: bool, j: dict[str, Any] | None, has_pairs: bool) -> Step:
+def _quality(checks: list[Any] | None, current: bool, j: Job | None, has_pairs: bool) -> Step:
     note = _job_note(j)
     open_ = [c for c in checks or [] if c.state != "pass"]
     counts = {
@@ -195,9 +196,7 @@ def _train(conn: sqlite3.Connection, project: int, has_pairs: bool) -> Step:
     return Step("train", STEPS["train"], "todo", "No trained run yet.", counts)
 
 
-def _evaluate(
-    conn: sqlite3.Connection, project: int, counts: dict[str, int], j: dict[str, Any] | None
-) -> Step:
+def _evaluate(conn: sqlite3.Connection, project: int, counts: dict[str, int], j: Job | None) -> Step:
     note = _job_note(j)
     stored = list_evaluations(conn, project)
     done_runs = records.list_runs(conn, project, status="completed")

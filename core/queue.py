@@ -16,6 +16,7 @@ from core.evaluation import job as evaluation_job
 from core.mining import job as mining_job
 from core.quality import job as quality_job
 from core.runs import jobs, worker
+from core.runs.job_row import Job
 from core.runs.kinds import JobKind
 from core.training import job as training_job
 
@@ -64,7 +65,7 @@ def retry(conn: sqlite3.Connection, job_id: int) -> int:
     return jobs.retry_job(conn, job_id, after_death)
 
 
-def wait(conn: sqlite3.Connection, job_id: int, timeout: float = 600, every: float = 0.5) -> dict[str, Any]:
+def wait(conn: sqlite3.Connection, job_id: int, timeout: float = 600, every: float = 0.5) -> Job:
     """Block until a job leaves queued/running (scripts and tests)."""
     return jobs.wait_job(conn, job_id, timeout, every, after_death)
 
@@ -83,11 +84,11 @@ def cli_main(args: Any) -> dict[str, Any] | None:
     conn = store.connect()
     try:
         if args.work:
-            out = worker.work(conn, args.id, kind_of(jobs.job(conn, args.id)["kind"]).run)
+            out = worker.work(conn, args.id, kind_of(jobs.job(conn, args.id).kind).run)
         else:
             out = worker.supervise(conn, args.id, after_death)
         if out["status"] == "failed":
-            print(json.dumps({"error": jobs.job(conn, args.id)["error"], "job_id": args.id}), file=sys.stderr)
+            print(json.dumps({"error": jobs.job(conn, args.id).error, "job_id": args.id}), file=sys.stderr)
             raise SystemExit(1)
         return out
     finally:

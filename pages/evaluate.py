@@ -100,7 +100,7 @@ with st.container(border=True):
             "No completed training run yet: train one on the Train page. You can still measure the first stage."
         )
     last_job = latest(db, pid, ("evaluate",))
-    busy = last_job is not None and last_job["status"] in ("queued", "running")
+    busy = last_job is not None and last_job.status in ("queued", "running")
     workspace = store.workspace_of(db)
     lengths = [
         int(r["config"].get("max_length") or estimates.REFERENCE_LENGTH) for r in runs if r["id"] in chosen
@@ -151,11 +151,11 @@ if go:  # a background job: leaving the page, a reload or a restart does not los
 finished = job_panel(db, pid, ("evaluate",), key="eval")
 if (
     finished is not None
-    and finished["status"] == "completed"
-    and st.session_state.get("eval_job_seen") != finished["id"]
+    and finished.status == "completed"
+    and st.session_state.get("eval_job_seen") != finished.id
 ):
-    st.session_state["eval_job_seen"] = finished["id"]  # show the new evaluation once, not the last picked
-    new_id = (finished["result"] or {}).get("evaluation_id")
+    st.session_state["eval_job_seen"] = finished.id  # show the new evaluation once, not the last picked
+    new_id = (finished.result or {}).get("evaluation_id")
     if new_id:
         st.session_state["eval_id"] = st.session_state["eval_pick"] = new_id
 

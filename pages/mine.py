@@ -8,6 +8,7 @@ import pandas as pd
 import streamlit as st
 
 from core import estimates, mining, models, store
+from core.errors import StudioError
 from core.markdown import escape_markdown
 from core.runs import jobs
 from ui import charts
@@ -180,7 +181,7 @@ params = mining.MiningParams(
 # --- check, then mine --------------------------------------------------------------------------------------
 try:
     plan = mining.plan(db, pid, params, extra_path)
-except ValueError as exc:  # MiningError and ModelError: said before any work
+except StudioError as exc:  # MiningError and ModelError: said before any work
     st.error(escape_markdown(exc), icon=":material/error:")
     st.stop()
 st.caption(
@@ -202,7 +203,7 @@ estimate = estimates.embedding(workspace, len(plan.pool_texts) + len(plan.query_
 if cost["pairs"]:
     estimate = estimates.combine(estimate, estimates.scoring(workspace, cost["pairs"]))
 last = latest(db, pid, ("mine",))
-busy = last is not None and last["status"] in jobs.ACTIVE
+busy = last is not None and last.status in jobs.ACTIVE
 with st.container(horizontal=True, vertical_alignment="center"):
     if st.button(
         "Mine",
@@ -217,12 +218,12 @@ with st.container(horizontal=True, vertical_alignment="center"):
             st.rerun()
     estimate_caption(estimate)
 last = job_panel(db, pid, ("mine",), key="mine")
-busy = last is not None and last["status"] in jobs.ACTIVE
-if last is not None and last["status"] == "completed" and (last["result"] or {}).get("stats"):
-    done = last["result"]["stats"]
+busy = last is not None and last.status in jobs.ACTIVE
+if last is not None and last.status == "completed" and (last.result or {}).get("stats"):
+    done = last.result["stats"]
     st.success(
         f"Mined {done['hard_negatives']:,} hard and {done['random_negatives']:,} random negatives in "
-        f"{done['seconds']['total']:.1f} s ({last['finished_at'][:19].replace('T', ' ')} UTC).",
+        f"{done['seconds']['total']:.1f} s ({(last.finished_at or '')[:19].replace('T', ' ')} UTC).",
         icon=":material/check_circle:",
     )
 

@@ -7,6 +7,7 @@ import pandas as pd
 import streamlit as st
 
 from core import estimates, models, quality, store
+from core.errors import StudioError
 from core.markdown import escape_markdown
 from core.quality.stored import cached_report, latest_report, report_key
 from core.runs import jobs
@@ -61,16 +62,16 @@ def compute() -> quality.QualityReport | None:
     a restart does not lose it, and this page never computes it itself."""
     try:
         report = cached_report(db, pid, **options)
-    except (models.ModelError, ValueError) as exc:
+    except StudioError as exc:
         st.error(escape_markdown(exc))
         return None
     if report is not None:
         return report
     last = job_panel(db, pid, ("quality",), key="quality")
-    if last is not None and last["status"] in jobs.ACTIVE:
+    if last is not None and last.status in jobs.ACTIVE:
         return None
     key = report_key(db, pid, **options)
-    stale = latest_report(db, pid) is not None and (last is None or last["status"] == "completed")
+    stale = latest_report(db, pid) is not None and (last is None or last.status == "completed")
     if (
         stale and st.session_state.get("quality_auto") != key
     ):  # analysed before: again, for the data as it is now
@@ -304,12 +305,12 @@ if len(cut_rows):
         estimate_caption(estimates.embedding(workspace, windows_of(cut_rows)))
     snippet_job = job_panel(db, pid, ("snippets",), key="quality_snippets")
     found = []
-    if snippet_job is not None and snippet_job["status"] == "completed":
+    if snippet_job is not None and snippet_job.status == "completed":
         found = [
             quality.Snippet(**{**d, "window": tuple(d["window"])})
-            for d in (snippet_job["result"] or {}).get("snippets", [])
+            for d in (snippet_job.result or {}).get("snippets", [])
         ]
-        if st.session_state.get("quality_accept_job") == snippet_job["id"]:
+        if st.session_state.get("quality_accept_job") == snippet_job.id:
             st.session_state.pop("quality_accept_job")
             done = quality.accept_snippets(db, pid, found)
             st.session_state["quality_flash"] = f"Shortened {done:,} pairs to their best snippet."

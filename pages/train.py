@@ -7,6 +7,7 @@ import json
 import streamlit as st
 
 from core import models, store, training
+from core.errors import StudioError
 from core.runs import records
 from core.training import launch
 from ui import charts
@@ -44,7 +45,7 @@ try:
         training.check_base_model(base)
     found, reasons = measured_defaults(pid, store.data_version(db, pid), base or models.BUNDLED, shape)
     defaults = training.TrainConfig.from_dict(found)
-except (training.ConfigError, models.ModelError) as exc:
+except StudioError as exc:
     st.error(str(exc))
     defaults = training.default_config(counts, models.BUNDLED, shape)
 fresh = kind == "bundled" or not training.is_trained(base)
@@ -174,8 +175,9 @@ with st.container(border=True):  # not a form: the estimate under it follows eve
         fusion=fusion,
     )
     try:
+        cfg.validate()  # an invalid value is said as such, before any arithmetic on it
         estimate = training.budget.for_project(cfg, counts, store.workspace_of(db)).text()
-    except (training.ConfigError, ValueError, ZeroDivisionError) as exc:
+    except StudioError as exc:
         estimate = f"not available ({exc})"
     st.caption(
         f"Estimate with these settings: {estimate} — a run that would not fit in memory gets a smaller batch, "
@@ -191,7 +193,7 @@ if submitted and kind != "bundled" and not base:
 elif submitted:
     try:
         run_id = launch.submit(db, pid, cfg)
-    except (training.ConfigError, models.ModelError, ValueError) as exc:
+    except StudioError as exc:
         st.error(f"Cannot start: {exc}")
     else:
         st.session_state["train_run"] = run_id

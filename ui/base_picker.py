@@ -76,7 +76,7 @@ def _hub(db: sqlite3.Connection, pid: int) -> str:
         )
         return repo_id
     job = job_panel.job_panel(db, pid, ("download",), key="base_download")
-    if job and job["status"] == "completed" and job["args"].get("repo_id") == repo_id:
+    if job and job.status == "completed" and job.args.get("repo_id") == repo_id:
         return repo_id
     if not hub_reachable():
         st.warning(md(bases.offline_message(repo_id)), icon=":material/cloud_off:")
@@ -84,7 +84,7 @@ def _hub(db: sqlite3.Connection, pid: int) -> str:
     known = bases.entry(repo_id)
     size = f" (about {known.size_mb:,} MB)" if known else ""
     st.caption(f"{md(repo_id)} is not in the local cache yet{size}.")
-    busy = bool(job and job["status"] in ("queued", "running"))
+    busy = bool(job and job.status in ("queued", "running"))
     if st.button(f"Download {repo_id}", key="base_download_go", icon=":material/download:", disabled=busy):
         if job_panel.submit(db, pid, "download", {"repo_id": repo_id}) is not None:
             st.rerun()

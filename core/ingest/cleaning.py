@@ -11,6 +11,8 @@ import re
 from collections import Counter
 from dataclasses import asdict, dataclass, fields
 
+from core.errors import UserError
+
 RULES: tuple[str, ...] = ("control", "html", "urls", "symbols", "whitespace")
 RULE_LABELS: dict[str, str] = {
     "html": "Strip HTML tags and entities",
@@ -38,7 +40,7 @@ class CleaningOptions:
             names = [n for n in (p.strip() for p in names.split(",")) if n]
         unknown = [n for n in names if n not in RULES]
         if unknown:
-            raise ValueError(f"Unknown cleaning rule(s): {', '.join(unknown)}. Known: {', '.join(RULES)}.")
+            raise UserError(f"Unknown cleaning rule(s): {', '.join(unknown)}. Known: {', '.join(RULES)}.")
         return cls(**{rule: rule in names for rule in RULES})
 
     @classmethod

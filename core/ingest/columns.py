@@ -6,6 +6,7 @@ import re
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from core.errors import UserError
 from core.ingest.labels import parse_label
 from core.ingest.problems import IngestError, Problem
 
@@ -148,18 +149,18 @@ class ColumnMap:
             key, sep, value = item.partition("=")
             key = key.strip().lower()
             if not sep or not value.strip():
-                raise ValueError(f"--column-map: expected ROLE=COLUMN, got {item!r}.")
+                raise UserError(f"--column-map: expected ROLE=COLUMN, got {item!r}.")
             if key in ("negative", "negatives"):
                 parts["negatives"] += [v.strip() for v in value.split("|") if v.strip()]
             elif key in ("query", "positive", "passage", "label"):
                 parts[key] = value.strip()
             else:
-                raise ValueError(
+                raise UserError(
                     f"--column-map: unknown role {key!r}; roles are query, positive, passage, "
                     "label, negatives."
                 )
         if "query" not in parts:
-            raise ValueError("--column-map needs query=COLUMN.")
+            raise UserError("--column-map needs query=COLUMN.")
         return cls(**parts)
 
     def validate(self, columns: list[str], file: str) -> None:

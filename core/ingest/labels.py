@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from core.errors import UserError
 from core.ingest.problems import short
 
 
@@ -22,18 +23,18 @@ def parse_label(value: Any) -> float:
         if low in ("false", "no"):
             return 0.0
         if not text:
-            raise ValueError("the label is empty; use 0 (not relevant) or 1 (relevant), or a graded number.")
+            raise UserError("the label is empty; use 0 (not relevant) or 1 (relevant), or a graded number.")
         try:
             number = float(text)
         except ValueError:
-            raise ValueError(
+            raise UserError(
                 f"the label {short(text, 40)!r} is not a number; use 0/1 or a graded "
                 "relevance (0, 1, 2, ...)."
             ) from None
     if math.isnan(number) or math.isinf(number):
-        raise ValueError("the label is not a finite number.")
+        raise UserError("the label is not a finite number.")
     if number < 0:
-        raise ValueError(f"the label {number:g} is negative; labels are 0 (not relevant) or above.")
+        raise UserError(f"the label {number:g} is negative; labels are 0 (not relevant) or above.")
     return number
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from core.errors import UserError
 from core.ingest.cleaning import CleaningOptions
 from core.ingest.columns import ColumnMap
 
@@ -29,9 +30,9 @@ class ImportSpec:
         self.train = Path(self.train)
         self.test = Path(self.test) if self.test else None
         if not 0 <= self.test_fraction < 1:
-            raise ValueError("the test fraction must be at least 0 and below 1.")
+            raise UserError("the test fraction must be at least 0 and below 1.")
         if self.test is not None and self.test_fraction:
-            raise ValueError("choose one way to get a test set: a test file or a split fraction, not both.")
+            raise UserError("choose one way to get a test set: a test file or a split fraction, not both.")
 
     @property
     def name(self) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sqlite3
 
 from core import store
+from core.errors import StudioError
 from core.ingest.problems import ProblemLog
 
 BATCH = 5_000
@@ -24,7 +25,7 @@ class Writer:
     def db(self) -> sqlite3.Connection:
         """The connection written to (a writer made for a dry run has none and never writes)."""
         if self.conn is None:
-            raise RuntimeError("A dry-run import writer has no connection to write to.")
+            raise StudioError("A dry-run import writer has no connection to write to.")
         return self.conn
 
     @property

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from core import models, store
+from core.errors import UserError
 from core.progress import Progress, counted, noop, scaled
 from core.quality.cache import cache_folder, cached, data_fingerprint, digest
 from core.quality.sides import TextSide, build_side
@@ -341,7 +342,7 @@ def analyse(
     Models and length left out are the project's choice (`model_choice`), the same ones `report_key` assumes."""
     embed_model, train_model, max_length = model_choice(conn, project, embed_model, train_model, max_length)
     if max_length < 8:
-        raise ValueError(f"max_length must be at least 8 tokens, got {max_length}.")
+        raise UserError(f"max_length must be at least 8 tokens, got {max_length}.")
     workspace = workspace or store.workspace_of(conn)
     key = report_key(conn, project, embed_model, train_model, max_length)
     if key in _MEMO:

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from core import models, store
+from core.errors import UserError
 from core.progress import Progress, counted, noop, scaled
 from core.quality.report import QualityReport
 from core.quality.tokens import token_counts
@@ -164,7 +165,7 @@ def _accept_one(conn: sqlite3.Connection, project: int, s: Snippet) -> bool:
         "SELECT passage_id, query_id FROM pairs WHERE id = ? AND project_id = ?", (s.pair_id, project)
     ).fetchone()
     if row is None:
-        raise ValueError(f"Pair {s.pair_id} is not in this project (was it deleted?).")
+        raise UserError(f"Pair {s.pair_id} is not in this project (was it deleted?).")
     if conn.execute("SELECT 1 FROM snippets WHERE pair_id = ?", (s.pair_id,)).fetchone():
         return False  # already shortened; revert first to choose another window
     original = conn.execute("SELECT doc_id FROM passages WHERE id = ?", (row["passage_id"],)).fetchone()

@@ -18,11 +18,12 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from core import store
 from core.errors import UserError
 from core.runs import records
+from core.runs.job_row import Job, decode
 from core.runs.kinds import DeathHook
 from core.runs.liveness import (
     HEARTBEAT_TIMEOUT_S,
@@ -37,6 +38,7 @@ from core.runs.liveness import (
 
 ROOT = Path(__file__).resolve().parents[2]
 CANCEL_GRACE_S = 60.0
+T = TypeVar("T")
 ACTIVE = ("queued", "running")
 RETRYABLE = ("failed", "cancelled", "interrupted")
 SUPERVISOR_GRACE_S = 3.0
@@ -49,53 +51,32 @@ class JobError(UserError):
 # --- reading ----------------------------------------------------------------------------------
 
 
-def _decode(conn: sqlite3.Connection, row: sqlite3.Row) -> dict[str, Any]:
-    out = dict(row)
-    out["args"], out["result"] = json.loads(out["args"] or "{}"), json.loads(out["result"] or "{}")
-    out["alive"] = out["status"] == "running" and pid_alive(out["pid"])
-    if out["run_id"] and out["status"] == "running":  # a training run writes its own progress: mirror it
-        prog = json.loads(
-            conn.execute("SELECT progress FROM runs WHERE id = ?", (out["run_id"],)).fetchone()[0] or "{}"
-        )
-        if prog.get("total"):
-            out["fraction"] = min(1.0, (prog.get("step") or 0) / prog["total"])
-            out["message"] = (
-                f"{prog.get('phase', 'training')}: step {prog.get('step') or 0} of {prog['total']}"
-            )
-            out["eta_s"] = prog.get("eta_s")
-        elif prog.get("phase"):
-            out["message"] = prog["phase"]
-    return out
-
-
-def job(conn: sqlite3.Connection, job_id: int) -> dict[str, Any]:
+def job(conn: sqlite3.Connection, job_id: int) -> Job:
     """One job with args/result decoded and `alive`; JobError when there is none."""
     row = conn.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
     if row is None:
         raise JobError(f"No job {job_id} in this workspace.")
-    return _decode(conn, row)
+    return decode(conn, row)
 
 
-def active_jobs(conn: sqlite3.Connection, project: int | None = None) -> list[dict[str, Any]]:
+def active_jobs(conn: sqlite3.Connection, project: int | None = None) -> list[Job]:
     """Running and queued jobs (of one project, or all), running first, then in queue order."""
     sql = "SELECT * FROM jobs WHERE status IN ('queued', 'running')"
     params: list[Any] = []
     if project is not None:
         sql, params = sql + " AND project_id = ?", [project]
     rows = conn.execute(sql + " ORDER BY status = 'queued', id", params).fetchall()
-    return [_decode(conn, r) for r in rows]
+    return [decode(conn, r) for r in rows]
 
 
-def list_jobs(
-    conn: sqlite3.Connection, project: int, kind: str | None = None, limit: int = 20
-) -> list[dict[str, Any]]:
+def list_jobs(conn: sqlite3.Connection, project: int, kind: str | None = None, limit: int = 20) -> list[Job]:
     """A project's latest jobs (optionally of one kind), newest first."""
     sql = "SELECT * FROM jobs WHERE project_id = ?"
     params: list[Any] = [project]
     if kind:
         sql, params = sql + " AND kind = ?", [project, kind]
     rows = conn.execute(sql + " ORDER BY id DESC LIMIT ?", [*params, limit]).fetchall()
-    return [_decode(conn, r) for r in rows]
+    return [decode(conn, r) for r in rows]
 
 
 # --- the queue --------------------------------------------------------------------------------
@@ -313,43 +294,43 @@ def reap_and_dispatch(conn: sqlite3.Connection, after_death: DeathHook | None = 
     return {"closed": closed, "started": dispatch(conn, after_death)}
 
 
-def job_of_run(conn: sqlite3.Connection, run_id: str) -> dict[str, Any] | None:
+def job_of_run(conn: sqlite3.Connection, run_id: str) -> Job | None:
     """The latest job that ran (or queues) a training run, if any."""
     row = conn.execute("SELECT * FROM jobs WHERE run_id = ? ORDER BY id DESC LIMIT 1", (run_id,)).fetchone()
-    return _decode(conn, row) if row else None
+    return decode(conn, row) if row else None
 
 
 def cancel_job(conn: sqlite3.Connection, job_id: int) -> str:
     """Stop a job: a queued one at once ('cancelled'); a running one at its next progress report ('cancelling'),
     terminated if it has not stopped within CANCEL_GRACE_S."""
     j = job(conn, job_id)
-    if j["status"] not in ACTIVE:
-        raise JobError(f"Job {job_id} is {j['status']}; only a queued or running job can be cancelled.")
+    if j.status not in ACTIVE:
+        raise JobError(f"Job {job_id} is {j.status}; only a queued or running job can be cancelled.")
     with store.transaction(conn):
         conn.execute(
             "UPDATE jobs SET cancel_requested = ?, message = 'Cancel requested.' WHERE id = ?",
             (int(time.time()), job_id),
         )
-        if j["status"] == "queued":
+        if j.status == "queued":
             conn.execute(
                 "UPDATE jobs SET status = 'cancelled', finished_at = ?, message = 'Cancelled before it "
                 "started.' WHERE id = ?",
                 (store.now(), job_id),
             )
-        if j["run_id"]:
+        if j.run_id:
             conn.execute(
                 "UPDATE runs SET cancel_requested = 1, updated_at = ? WHERE id = ?",
-                (store.now(), j["run_id"]),
+                (store.now(), j.run_id),
             )
-    return "cancelled" if j["status"] == "queued" else "cancelling"
+    return "cancelled" if j.status == "queued" else "cancelling"
 
 
 def retry_job(conn: sqlite3.Connection, job_id: int, after_death: DeathHook | None = None) -> int:
     """Queue a failed, cancelled or interrupted job again (a training run continues from its last checkpoint)."""
     j = job(conn, job_id)
-    if j["status"] not in RETRYABLE:
+    if j.status not in RETRYABLE:
         raise JobError(
-            f"Job {job_id} is {j['status']}; only a failed, cancelled or interrupted job can be retried."
+            f"Job {job_id} is {j.status}; only a failed, cancelled or interrupted job can be retried."
         )
     with store.transaction(conn):
         conn.execute(
@@ -357,11 +338,11 @@ def retry_job(conn: sqlite3.Connection, job_id: int, after_death: DeathHook | No
             "pid = NULL, finished_at = NULL, result = '{}', message = 'Queued again.' WHERE id = ?",
             (job_id,),
         )
-        if j["run_id"]:
+        if j.run_id:
             conn.execute(
                 "UPDATE runs SET status = 'queued', cancel_requested = 0, error = NULL, pid = NULL, "
                 "updated_at = ? WHERE id = ?",
-                (store.now(), j["run_id"]),
+                (store.now(), j.run_id),
             )
     dispatch(conn, after_death)
     return job_id
@@ -373,23 +354,23 @@ def wait_job(
     timeout: float = 600,
     every: float = 0.5,
     after_death: DeathHook | None = None,
-) -> dict[str, Any]:
+) -> Job:
     """Block until a job leaves queued/running (scripts and tests)."""
 
-    def fetch() -> dict[str, Any]:
+    def fetch() -> Job:
         reap_and_dispatch(conn, after_death)
         return job(conn, job_id)
 
-    return settled(fetch, f"Job {job_id}", timeout, every)
+    return settled(fetch, lambda j: j.status, f"Job {job_id}", timeout, every)
 
 
-def settled(fetch: Callable[[], dict[str, Any]], what: str, timeout: float, every: float) -> dict[str, Any]:
+def settled(fetch: Callable[[], T], status: Callable[[T], str], what: str, timeout: float, every: float) -> T:
     """Poll `fetch` until its item leaves queued/running; TimeoutError after `timeout` seconds."""
     deadline = time.time() + timeout
     item = fetch()
-    while item["status"] in ACTIVE:
+    while status(item) in ACTIVE:
         if time.time() > deadline:
-            raise TimeoutError(f"{what} still {item['status']} after {timeout} s.")
+            raise TimeoutError(f"{what} still {status(item)} after {timeout} s.")
         time.sleep(every)
         item = fetch()
     return item

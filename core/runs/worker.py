@@ -17,7 +17,7 @@ import time
 from typing import Any
 
 from core import store
-from core.errors import Cancelled
+from core.errors import Cancelled, StudioError
 from core.runs import jobs, records
 from core.runs.kinds import Adapter, DeathHook
 from core.runs.liveness import Heartbeat, describe_exit
@@ -67,20 +67,20 @@ def work(conn: sqlite3.Connection, job_id: int, adapter: Adapter) -> dict[str, A
     should_cancel = should_cancel_for(conn, job_id)
     try:
         with Heartbeat(store.workspace_of(conn), "jobs", job_id):
-            result = adapter(conn, j["project_id"], j["args"], JobProgress(conn, job_id), should_cancel)
+            result = adapter(conn, j.project_id, j.args, JobProgress(conn, job_id), should_cancel)
         jobs.finish(conn, job_id, "completed", result=result)
     except BaseException as exc:  # noqa: BLE001 - every failure is recorded on this job only
         stopped = isinstance(exc, Cancelled) or should_cancel()
         reason = None if stopped else f"{type(exc).__name__}: {exc}"[:1000]
         jobs.finish(conn, job_id, "cancelled" if stopped else "failed", error=reason)
         if not stopped:
-            raise RuntimeError(reason) from exc
-    return {"job_id": job_id, "status": jobs.job(conn, job_id)["status"]}
+            raise StudioError(reason) from exc
+    return {"job_id": job_id, "status": jobs.job(conn, job_id).status}
 
 
 def supervise(conn: sqlite3.Connection, job_id: int, after_death: DeathHook | None = None) -> dict[str, Any]:
     """Run the worker as a child; if it dies without closing the job, close it with the cause; start the next."""
-    attempt = jobs.job(conn, job_id)["attempts"]
+    attempt = jobs.job(conn, job_id).attempts
     child = subprocess.Popen(
         [sys.executable, "-m", "core", "job", "--id", str(job_id), "--work"], stdout=sys.stderr
     )
@@ -88,29 +88,25 @@ def supervise(conn: sqlite3.Connection, job_id: int, after_death: DeathHook | No
     signal.signal(signal.SIGTERM, lambda signum, frame: child.send_signal(signal.SIGTERM))
     code = child.wait()
     j = jobs.job(conn, job_id)
-    if (
-        j["attempts"] != attempt
-    ):  # closed by its worker, then queued again (a resume) and started by another one
+    if j.attempts != attempt:  # closed by its worker, then queued again (a resume) and started by another one
         return {"job_id": job_id, "status": "superseded", "exit_code": code}
-    if j["status"] == "running":
+    if j.status == "running":
         reason = f"process died: {describe_exit(code)}"
-        asked = bool(j["cancel_requested"])
+        asked = bool(j.cancel_requested)
         jobs.finish(conn, job_id, "cancelled" if asked else "failed", error=None if asked else reason)
-        if j["run_id"]:
-            _record_run_death(conn, j["run_id"], reason, asked)
-    elif j["run_id"] and code != 0:
-        _record_run_death(
-            conn, j["run_id"], f"process died: {describe_exit(code)}", bool(j["cancel_requested"])
-        )
+        if j.run_id:
+            _record_run_death(conn, j.run_id, reason, asked)
+    elif j.run_id and code != 0:
+        _record_run_death(conn, j.run_id, f"process died: {describe_exit(code)}", bool(j.cancel_requested))
     if (
         code != 0 and after_death
     ):  # the worker may have died before its own clean-up (a mining row left 'running')
-        after_death(conn, j["kind"], j["project_id"])
+        after_death(conn, j.kind, j.project_id)
     try:
         jobs.dispatch(conn, after_death)
     except Exception as exc:  # noqa: BLE001 - the queue is also advanced by every page poll
         print(f"could not start the next queued job: {exc}", file=sys.stderr)
-    return {"job_id": job_id, "status": jobs.job(conn, job_id)["status"], "exit_code": code}
+    return {"job_id": job_id, "status": jobs.job(conn, job_id).status, "exit_code": code}
 
 
 def train_in_foreground(conn: sqlite3.Connection, project: int, run_id: str) -> dict[str, Any]:
@@ -127,7 +123,7 @@ def train_in_foreground(conn: sqlite3.Connection, project: int, run_id: str) -> 
     supervise(conn, job_id)
     run = records.get_run(conn, run_id)
     if run["status"] == "failed":
-        raise RuntimeError(f"Run {run_id} failed: {run['error']}")
+        raise StudioError(f"Run {run_id} failed: {run['error']}")
     return {"run_id": run_id, "status": run["status"], "metrics": run["metrics"]}
 
 

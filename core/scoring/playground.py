@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from core import store
+from core.errors import UserError
 from core.runs import records
 from core.scoring.first_stage import bm25_search, embedding_search
 from core.scoring.reranker import Reranker
@@ -36,10 +37,10 @@ def try_query(
     """{"first_stage": [items], "runs": {run_id: [items]}}; an item: id, text, score, rank, positive, moved (up > 0)."""
     query = (query or "").strip()
     if not query:
-        raise ValueError("Type a query to try.")
+        raise UserError("Type a query to try.")
     corpus = {str(p["id"]): p["text"] for p in store.fetch_passages(conn, project)}  # keys as evaluation uses
     if not corpus:
-        raise ValueError("The project has no passages to search.")
+        raise UserError("The project has no passages to search.")
     search = (
         bm25_search
         if first_stage == "bm25"

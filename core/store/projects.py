@@ -6,13 +6,14 @@ import json
 import sqlite3
 from typing import Any
 
+from core.errors import UserError
 from core.store.db import inserted_id, now, transaction
 
 
 def _clean_name(name: str) -> str:
     name = name.strip()
     if not name:
-        raise ValueError("A project needs a name.")
+        raise UserError("A project needs a name.")
     return name
 
 
@@ -22,7 +23,7 @@ def create_project(conn: sqlite3.Connection, name: str) -> int:
     with transaction(conn):
         existing = conn.execute("SELECT id FROM projects WHERE name = ?", (name,)).fetchone()
         if existing:
-            raise ValueError(f"A project named {name!r} already exists.")
+            raise UserError(f"A project named {name!r} already exists.")
         cur = conn.execute("INSERT INTO projects (name, created_at) VALUES (?, ?)", (name, now()))
         return inserted_id(cur)
 
@@ -33,7 +34,7 @@ def project_in_transaction(conn: sqlite3.Connection, project: int | str) -> tupl
     if isinstance(project, int):
         row = conn.execute("SELECT id, name FROM projects WHERE id = ?", (project,)).fetchone()
         if row is None:
-            raise ValueError(f"No project with id {project}.")
+            raise UserError(f"No project with id {project}.")
         return int(row[0]), row[1]
     name = _clean_name(project)
     row = conn.execute("SELECT id FROM projects WHERE name = ?", (name,)).fetchone()
@@ -54,7 +55,7 @@ def project_id(conn: sqlite3.Connection, name: str) -> int:
     row = conn.execute("SELECT id FROM projects WHERE name = ?", (name,)).fetchone()
     if row is None:
         names = [p["name"] for p in list_projects(conn)]
-        raise ValueError(f"No project named {name!r}. Projects: {', '.join(names) or 'none yet'}.")
+        raise UserError(f"No project named {name!r}. Projects: {', '.join(names) or 'none yet'}.")
     return int(row["id"])
 
 

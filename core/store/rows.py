@@ -5,6 +5,7 @@ from __future__ import annotations
 import sqlite3
 from typing import Any
 
+from core.errors import UserError
 from core.store.db import inserted_id, text_hash
 
 
@@ -84,7 +85,7 @@ def upsert_query(
     ).fetchone()
     if row is not None:
         if row["split"] != split:
-            raise ValueError(
+            raise UserError(
                 f"Query {text[:80]!r} is already in the {row['split']} set; a query cannot be on both sides."
             )
         return int(row["id"])

@@ -38,8 +38,8 @@ def cancel(conn: sqlite3.Connection, run_id: str) -> str:
         raise jobs.JobError(
             f"Run {run_id} is {run['status']}; only a queued or running run can be cancelled."
         )
-    if j and j["status"] in jobs.ACTIVE:
-        outcome = jobs.cancel_job(conn, j["id"])
+    if j and j.status in jobs.ACTIVE:
+        outcome = jobs.cancel_job(conn, j.id)
     else:
         outcome = "cancelled" if run["status"] == "queued" else "cancelling"
     if outcome == "cancelled":
@@ -67,9 +67,9 @@ def resume(conn: sqlite3.Connection, run_id: str) -> str:
         {"text": f"Resume queued from {Path(ckpt).name if ckpt else 'the start (no checkpoint)'}."},
     )
     j = jobs.job_of_run(conn, run_id)
-    if j and j["status"] in jobs.RETRYABLE:
-        jobs.retry_job(conn, j["id"])
-    elif not j or j["status"] == "completed":
+    if j and j.status in jobs.RETRYABLE:
+        jobs.retry_job(conn, j.id)
+    elif not j or j.status == "completed":
         jobs.submit_job(conn, run["project_id"], "train", {"run_id": run_id}, run_id=run_id)
     else:
         jobs.dispatch(conn)
@@ -83,4 +83,4 @@ def list_runs(conn: sqlite3.Connection, project: int) -> list[dict[str, Any]]:
 
 def wait(conn: sqlite3.Connection, run_id: str, timeout: float = 600, every: float = 1.0) -> dict[str, Any]:
     """Block until a run leaves queued/running (scripts and tests)."""
-    return jobs.settled(lambda: poll(conn, run_id), f"Run {run_id}", timeout, every)
+    return jobs.settled(lambda: poll(conn, run_id), lambda r: r["status"], f"Run {run_id}", timeout, every)

@@ -44,7 +44,7 @@ def test_jobs_outlive_the_page_and_a_restart(studio_server, page):
         page.get_by_role("button", name="Mine", exact=True).click()
         job = wait_until(
             lambda: next(
-                (j for j in jobs.list_jobs(conn, pid, "mine") if j["status"] == "running" and j["pid"]), None
+                (j for j in jobs.list_jobs(conn, pid, "mine") if j.status == "running" and j.pid), None
             ),
             60,
             "a running mining job",
@@ -53,7 +53,7 @@ def test_jobs_outlive_the_page_and_a_restart(studio_server, page):
             "about:blank"
         )  # the tab is closed with the machine: no old session reconnects to the new server
         server.kill()
-        os.killpg(job["pid"], signal.SIGKILL)  # the job's supervisor and worker: a machine restart takes both
+        os.killpg(job.pid, signal.SIGKILL)  # the job's supervisor and worker: a machine restart takes both
         server.start()
         assert count(conn, "negatives", pid) == 0  # nothing half-written
 
@@ -62,7 +62,7 @@ def test_jobs_outlive_the_page_and_a_restart(studio_server, page):
         expect(page.get_by_text(re.compile(r"Mining interrupted: process died"))).to_be_visible(
             timeout=30_000
         )
-        assert jobs.job(conn, job["id"])["status"] == "interrupted"
+        assert jobs.job(conn, job.id).status == "interrupted"
         page.get_by_role("button", name=re.compile("Start it again")).click()
         expect(page.get_by_text("Mining is running in the background")).to_be_visible(timeout=30_000)
         expect(page.get_by_test_id("stSidebar").get_by_text(re.compile(r"^Mining — "))).to_be_visible()
@@ -73,7 +73,7 @@ def test_jobs_outlive_the_page_and_a_restart(studio_server, page):
         go(page, "Review")
         go(page, "Mine")
         expect(page.get_by_text(MINED)).to_be_visible(timeout=240_000)
-        assert jobs.job(conn, job["id"])["status"] == "completed"
+        assert jobs.job(conn, job.id).status == "completed"
         assert count(conn, "negatives", pid) > 0
         go(page, "Review")
         expect(page.get_by_role("heading", name=re.compile(r"Candidate #\d+"))).to_be_visible(timeout=60_000)
@@ -86,6 +86,6 @@ def test_jobs_outlive_the_page_and_a_restart(studio_server, page):
         go(page, "Evaluate")
         expect(page.get_by_role("heading", name="Realistic figures")).to_be_visible(timeout=240_000)
         assert count(conn, "evaluations", pid) == 1
-        assert jobs.list_jobs(conn, pid, "evaluate")[0]["status"] == "completed"
+        assert jobs.list_jobs(conn, pid, "evaluate")[0].status == "completed"
     finally:
         conn.close()

@@ -26,7 +26,7 @@ def worker_pid(job_id: int, conn) -> int:
     """The supervised worker (the process doing the work) under a job's supervisor."""
 
     def child():
-        pid = jobs.job(conn, job_id)["pid"]
+        pid = jobs.job(conn, job_id).pid
         kids = psutil.Process(pid).children() if pid and psutil.pid_exists(pid) else []
         return kids[0].pid if kids else None
 
@@ -94,9 +94,9 @@ def test_a_job_left_running_by_a_dead_process_is_interrupted_and_can_start_again
         ).lastrowid
     assert queue.reap_and_dispatch(conn)["closed"] == [job_id]
     j = jobs.job(conn, job_id)
-    assert j["status"] == "interrupted" and "process died" in j["error"] and "unknown" in j["error"]
+    assert j.status == "interrupted" and "process died" in j.error and "unknown" in j.error
     assert queue.retry(conn, job_id) == job_id
-    assert jobs.job(conn, job_id)["status"] == "running" and jobs.job(conn, job_id)["attempts"] == 1
+    assert jobs.job(conn, job_id).status == "running" and jobs.job(conn, job_id).attempts == 1
     with pytest.raises(jobs.JobError, match="Unknown job kind"):
         queue.submit(conn, pid, "nap", {})
 
@@ -133,7 +133,7 @@ def test_a_supervisor_leaves_alone_a_job_that_was_resumed_before_it_looked(small
     monkeypatch.setattr(worker.subprocess, "Popen", ResumedWhileExiting)
     monkeypatch.setattr(worker.signal, "signal", lambda *a: None)
     assert worker.supervise(conn, job_id)["status"] == "superseded"
-    assert jobs.job(conn, job_id)["status"] == "running" and not jobs.job(conn, job_id)["error"]
+    assert jobs.job(conn, job_id).status == "running" and not jobs.job(conn, job_id).error
     assert records.get_run(conn, run_id)["status"] == "running"
 
 
@@ -184,32 +184,32 @@ def test_mine_jobs_run_without_a_page_one_at_a_time(small):
     first = queue.submit(conn, pid, "mine", MINE)
     second = queue.submit(conn, pid, "mine", MINE)
     third = queue.submit(conn, pid, "mine", MINE)
-    assert [jobs.job(conn, j)["status"] for j in (first, second, third)] == ["running", "queued", "queued"]
+    assert [jobs.job(conn, j).status for j in (first, second, third)] == ["running", "queued", "queued"]
     assert jobs.cancel_job(conn, third) == "cancelled"  # a queued job is cancelled at once
-    assert [j["id"] for j in jobs.active_jobs(conn, pid)] == [first, second]
+    assert [j.id for j in jobs.active_jobs(conn, pid)] == [first, second]
     # Nobody polls: the first job's own process starts the second when it ends.
     later = store.connect(store.workspace_of(conn))
     done = wait_until(
-        lambda: jobs.job(later, second)["status"] not in jobs.ACTIVE and jobs.job(later, second),
+        lambda: jobs.job(later, second).status not in jobs.ACTIVE and jobs.job(later, second),
         240,
         "both jobs",
     )
     one = jobs.job(later, first)
-    assert one["status"] == "completed" and done["status"] == "completed", (one["error"], done["error"])
-    assert one["fraction"] == 1.0 and one["result"]["stats"]
-    assert done["started_at"] >= one["finished_at"]  # the queue held the second until the first had ended
+    assert one.status == "completed" and done.status == "completed", (one.error, done.error)
+    assert one.fraction == 1.0 and one.result["stats"]
+    assert done.started_at >= one.finished_at  # the queue held the second until the first had ended
     assert conn.execute("SELECT count(*) FROM negatives WHERE project_id = ?", (pid,)).fetchone()[0] > 0
-    assert jobs.job(later, third)["status"] == "cancelled" and jobs.active_jobs(later) == []
+    assert jobs.job(later, third).status == "cancelled" and jobs.active_jobs(later) == []
     later.close()
 
 
 def test_cancel_stops_a_running_job_at_its_next_progress_report(small):
     conn, pid = small
     job_id = queue.submit(conn, pid, "mine", MINE)
-    wait_until(lambda: jobs.job(conn, job_id)["message"] not in ("Starting.", "Queued."), 120, "progress")
+    wait_until(lambda: jobs.job(conn, job_id).message not in ("Starting.", "Queued."), 120, "progress")
     assert jobs.cancel_job(conn, job_id) == "cancelling"
     j = queue.wait(conn, job_id, timeout=60)
-    assert j["status"] == "cancelled" and not j["error"]
+    assert j.status == "cancelled" and not j.error
     with pytest.raises(jobs.JobError, match="only a queued or running job"):
         jobs.cancel_job(conn, job_id)
 
@@ -232,11 +232,9 @@ def test_a_killed_worker_is_marked_failed_with_its_cause_and_can_be_retried(smal
     row = mining_row(conn, pid)
     os.kill(worker, signal.SIGKILL)
     t0 = time.time()
-    j = wait_until(
-        lambda: (r := jobs.job(conn, job_id))["status"] != "running" and r, 10, "the death recorded"
-    )
+    j = wait_until(lambda: (r := jobs.job(conn, job_id)).status != "running" and r, 10, "the death recorded")
     assert time.time() - t0 < 10
-    assert j["status"] == "failed" and j["error"] == f"process died: {liveness.KILLED}"
+    assert j.status == "failed" and j.error == f"process died: {liveness.KILLED}"
     # its mining row is closed by the supervisor (it was left 'running' forever), and nothing was half-written
     wait_until(
         lambda: (
@@ -252,13 +250,13 @@ def test_a_killed_worker_is_marked_failed_with_its_cause_and_can_be_retried(smal
     )
     queue.retry(conn, job_id)
     j = queue.wait(conn, job_id, timeout=180)
-    assert j["status"] == "completed" and j["attempts"] == 2, j["error"]
+    assert j.status == "completed" and j.attempts == 2, j.error
 
 
 def test_a_killed_job_group_is_reaped_by_the_next_poll(small):
     conn, pid = small
     job_id = queue.submit(conn, pid, "mine", MINE)
-    supervisor = jobs.job(conn, job_id)["pid"]
+    supervisor = jobs.job(conn, job_id).pid
     worker_pid(job_id, conn)
     row = mining_row(conn, pid)
     os.killpg(supervisor, signal.SIGKILL)  # nobody is left to say what happened
@@ -266,7 +264,7 @@ def test_a_killed_job_group_is_reaped_by_the_next_poll(small):
     assert queue.reap_and_dispatch(conn)["closed"] == [job_id]
     j = jobs.job(conn, job_id)
     assert (
-        j["status"] == "failed" and j["error"] == f"process died: {liveness.KILLED}"
+        j.status == "failed" and j.error == f"process died: {liveness.KILLED}"
     )  # we launched it: code known
     # the reap closes its mining row through the kind's hook (core.runs imports nothing of core.mining)
     assert (

@@ -108,7 +108,7 @@ def test_evaluate_button_runs_and_stores_a_new_evaluation(stored):
     at.button(key="eval_go").click().run()
     assert not at.exception
     job = jobs.list_jobs(db, pid, "evaluate")[0]  # evaluating is a background job
-    assert queue.wait(db, job["id"], timeout=300)["status"] == "completed"
+    assert queue.wait(db, job.id, timeout=300).status == "completed"
     at.run()
     assert not at.exception and not [e.value for e in at.error if "NOT beat" not in e.value]
     rows = ev.list_evaluations(db, pid)
@@ -184,16 +184,12 @@ def test_an_uploaded_test_set_is_evaluated_as_a_background_job(stored):
     assert not at.exception and not [e.value for e in at.error if "NOT beat" not in e.value]
     job = jobs.list_jobs(db, pid, "evaluate")[0]
     kept = store.uploads_dir(store.workspace_of(db))
-    assert job["args"]["test_name"] == "../my tests.csv" and job["args"]["first_stage"] == "file"
-    assert job["args"]["test_file"].startswith(str(kept)) and job["args"]["test_file"].endswith(
-        "-my_tests.csv"
-    )
-    done = queue.wait(db, job["id"], timeout=300)
-    assert done["status"] == "completed", done["error"]
+    assert job.args["test_name"] == "../my tests.csv" and job.args["first_stage"] == "file"
+    assert job.args["test_file"].startswith(str(kept)) and job.args["test_file"].endswith("-my_tests.csv")
+    done = queue.wait(db, job.id, timeout=300)
+    assert done.status == "completed", done.error
     newest = ev.list_evaluations(db, pid)[0]
-    assert (
-        newest["id"] == done["result"]["evaluation_id"] and newest["params"]["test_set"] == "../my tests.csv"
-    )
+    assert newest["id"] == done.result["evaluation_id"] and newest["params"]["test_set"] == "../my tests.csv"
     assert newest["params"]["queries"] == 3
     at.run()
     assert not at.exception and at.selectbox(key="eval_pick").value == newest["id"]

@@ -38,7 +38,7 @@ def test_mine_button_stores_negatives(at, scifact_project):
     at.button(key="mine_run").click().run()
     assert not at.exception and not at.error
     job = jobs.list_jobs(conn, pid, "mine")[0]  # mining runs as a background job
-    assert queue.wait(conn, job["id"], timeout=300)["status"] == "completed"
+    assert queue.wait(conn, job.id, timeout=300).status == "completed"
     at.run()
     assert not at.exception and not at.error
     run = mining.latest_run(conn, pid)

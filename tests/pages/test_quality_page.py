@@ -29,7 +29,7 @@ def at(db):
     assert not app.get("plotly_chart") and app.button(key="quality_analyse")
     app.button(key="quality_analyse").click().run()
     job = jobs.list_jobs(db, pid, "quality")[0]
-    assert queue.wait(db, job["id"], timeout=300)["status"] == "completed"
+    assert queue.wait(db, job.id, timeout=300).status == "completed"
     app.run()
     assert not app.exception, app.exception
     return app, db, pid
@@ -68,7 +68,7 @@ def test_plots_and_checklist_render(at):
 def settle(app, db, pid) -> None:
     """Wait for the quality jobs the page started (a change of the data re-analyses in the background)."""
     for j in jobs.active_jobs(db, pid):
-        queue.wait(db, j["id"], timeout=300)
+        queue.wait(db, j.id, timeout=300)
     app.run()
     assert not app.exception
 
@@ -82,7 +82,7 @@ def test_propose_and_accept_a_snippet(at):
     app.button(key="quality_propose").click().run()
     assert not app.exception
     job = jobs.list_jobs(db, pid, "snippets")[0]  # proposing is a background job too
-    assert queue.wait(db, job["id"], timeout=300)["status"] == "completed"
+    assert queue.wait(db, job.id, timeout=300).status == "completed"
     app.run()
     assert not app.exception
     pair_id = int(report.tokens.pair_id[longest[0]])
