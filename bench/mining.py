@@ -31,8 +31,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
-from scifact_data import read_beir as read_scifact  # noqa: E402 - the benches' one --data rule
 from scifact_data import scifact_dir  # noqa: E402
+
+from core.ingest.beir import read_raw as read_scifact  # noqa: E402 - the one raw BEIR reader
 
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "scifact"
 TARGETS = {"cold_vs_plain": ("<=", 1.05), "warm_vs_cold": ("<=", 0.05), "triage_top10_share": (">=", 0.8)}

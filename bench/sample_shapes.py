@@ -15,11 +15,12 @@ writes a BEIR folder whose shape differs the way real data often does, so the de
 
 from __future__ import annotations
 
-import csv
 import json
 import random
 from pathlib import Path
 from typing import Any
+
+from core.ingest.beir import read_raw
 
 GRADE_BANDS = ((9, 2), (30, 1))  # (how many BM25 neighbours, grade) after the relevant abstracts
 CONTEXT_WORDS = 200
@@ -27,25 +28,14 @@ CONTEXT_WORDS = 200
 
 def _read(source: Path) -> tuple[dict[str, str], dict[str, str], dict[str, dict[str, set[str]]]]:
     """(corpus id -> title. text, query id -> text, split -> query id -> relevant ids) of a BEIR SciFact folder."""
-    corpus, queries = {}, {}
-    with open(source / "corpus.jsonl", encoding="utf-8") as fh:
-        for line in fh:
-            d = json.loads(line)
-            corpus[d["_id"]] = (
-                (d.get("title", "") + ". " + d["text"]).strip(". ") if d.get("title") else d["text"]
-            )
-    with open(source / "queries.jsonl", encoding="utf-8") as fh:
-        for line in fh:
-            d = json.loads(line)
-            queries[d["_id"]] = d["text"].strip()
-    qrels: dict[str, dict[str, set[str]]] = {}
-    for split in ("train", "test"):
-        qrels[split] = {}
-        with open(source / "qrels" / f"{split}.tsv", encoding="utf-8", newline="") as fh:
-            for r in csv.DictReader(fh, delimiter="\t"):
-                if int(r["score"]) > 0:
-                    qrels[split].setdefault(r["query-id"], set()).add(r["corpus-id"])
-    return corpus, queries, qrels
+    raw = read_raw(source)
+    corpus = {d: t.strip(". ") for d, t in raw["corpus"].items()}
+    queries = {q: t.strip() for q, t in raw["queries"].items()}
+    qrels = {
+        split: {q: {d for d, g in docs.items() if g > 0} for q, docs in raw["qrels"][split].items()}
+        for split in ("train", "test")
+    }
+    return corpus, queries, {split: {q: ds for q, ds in qs.items() if ds} for split, qs in qrels.items()}
 
 
 def grade_query(relevant: set[str], ranked: list[str], per_query: int) -> dict[str, int]:

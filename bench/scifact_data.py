@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from pathlib import Path
@@ -41,24 +40,3 @@ def scifact_dir(data: Path | str | None = None) -> Path:
         sys.exit(f"SciFact data not found in {folder} (missing {', '.join(missing)}). {WHERE_TO_GET}")
     os.environ["SCIFACT_DIR"] = str(folder)
     return folder
-
-
-def read_beir(folder: Path) -> dict:
-    """corpus {id: text}, queries {id: text}, qrels {split: {qid: {did: score}}}: the benches' one reader, standard library only."""
-    corpus, queries, qrels = {}, {}, {}
-    with open(folder / "corpus.jsonl", encoding="utf-8") as fh:
-        for line in fh:
-            d = json.loads(line)
-            corpus[d["_id"]] = (d["title"] + ". " + d["text"]).strip() if d.get("title") else d["text"]
-    with open(folder / "queries.jsonl", encoding="utf-8") as fh:
-        for line in fh:
-            d = json.loads(line)
-            queries[d["_id"]] = d["text"]
-    for split in ("train", "test"):
-        qrels[split] = {}
-        with open(folder / "qrels" / f"{split}.tsv", encoding="utf-8") as fh:
-            next(fh)
-            for line in fh:
-                q, d, s = line.rstrip("\n").split("\t")
-                qrels[split].setdefault(q, {})[d] = int(s)
-    return {"corpus": corpus, "queries": queries, "qrels": qrels}

@@ -36,7 +36,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
-from scifact_data import read_beir  # noqa: E402 - the benches' one SciFact reader
+from core.ingest.beir import read_raw as read_beir  # noqa: E402 - the one raw BEIR reader
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")

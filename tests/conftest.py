@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from core.ingest.beir import read_raw
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
@@ -26,9 +28,7 @@ def load_scifact() -> dict:
             f"SciFact data not found at {SCIFACT}: the repository ships it in sample_data/scifact; "
             "SCIFACT_DIR may point at a BEIR SciFact folder (corpus.jsonl, queries.jsonl, qrels/)"
         )
-    from bench.scifact_data import read_beir  # the one stdlib SciFact reader, shared with the benches
-
-    return read_beir(SCIFACT)
+    return dict(read_raw(SCIFACT))
 
 
 def unrelated_doc() -> str:

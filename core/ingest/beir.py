@@ -8,8 +8,9 @@ are dropped and listed (file, row, column, id).
 from __future__ import annotations
 
 import csv
+import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypedDict
 
 from core.ingest.columns import norm
 from core.ingest.labels import parse_label
@@ -176,3 +177,33 @@ def _corpus(p: ImportPass, path: Path, file: str, needed: set[str]) -> dict[str,
     reader.close()
     p.flush()
     return docs
+
+
+class RawBeir(TypedDict):
+    """A BEIR folder exactly as its files say, for reference figures (benches, tests): no cleaning, no checks."""
+
+    corpus: dict[str, str]  # id -> "title. text" (or the text alone)
+    queries: dict[str, str]  # id -> text
+    qrels: dict[str, dict[str, dict[str, int]]]  # split -> query id -> corpus id -> grade
+
+
+def read_raw(folder: Path) -> RawBeir:
+    """Every split under qrels/ as the files have it: the one raw reader benches and tests compare the studio to."""
+    corpus, queries = {}, {}
+    with open(folder / "corpus.jsonl", encoding="utf-8") as fh:
+        for line in fh:
+            d = json.loads(line)
+            corpus[str(d["_id"])] = (d["title"] + ". " + d["text"]).strip() if d.get("title") else d["text"]
+    with open(folder / "queries.jsonl", encoding="utf-8") as fh:
+        for line in fh:
+            d = json.loads(line)
+            queries[str(d["_id"])] = d["text"]
+    qrels: dict[str, dict[str, dict[str, int]]] = {}
+    for path in sorted((folder / "qrels").glob("*.tsv")):
+        split = qrels.setdefault(path.stem, {})
+        with open(path, encoding="utf-8") as fh:
+            next(fh)
+            for line in fh:
+                q, d, s = line.rstrip("\n").split("\t")[:3]
+                split.setdefault(q, {})[d] = int(s)
+    return {"corpus": corpus, "queries": queries, "qrels": qrels}
