@@ -1,8 +1,9 @@
 """Ingest speed and memory: 100,000 labelled pairs from a CSV built out of the SciFact corpus (~160 MB).
 
-Prints one JSON line. `pairs`/`seconds`/`peak_rss_mb` are the 100k-pair CSV import (target < 15 s, < 1.5 GB);
-`unique` is a worst case for memory: a ~150 MB file in which every passage is different (nothing repeats, so
-no memo helps). Each import runs in a fresh child process so its peak RSS is its own.
+Prints one JSON line with its targets and exits 1 when one is missed. `pairs`/`seconds`/`peak_rss_mb` are the
+100k-pair CSV import. Targets: seconds < 15 per 100,000 pairs (scaled to --pairs) and peak RSS < 1.5 GB; `unique`
+is a worst case for memory, a ~150 MB file in which every passage is different (nothing repeats, so no memo
+helps), with the same memory target. Each import runs in a fresh child process so its peak RSS is its own.
 
     HF_HUB_OFFLINE=1 .venv/bin/python bench/ingest.py --data path/to/scifact [--pairs 100000] [--keep DIR]
 
@@ -27,6 +28,8 @@ from pathlib import Path
 from scifact_data import add_data_argument, scifact_dir  # noqa: E402  (bench/ is the script's folder)
 
 ROOT = Path(__file__).resolve().parents[1]
+SECONDS_PER_100K = 15.0  # target: import time per 100,000 pairs
+PEAK_RSS_MB = 1536.0  # target: peak RSS of one import (the 100k pairs, and the all-unique file)
 
 CHILD = """
 import json, sys, time, resource
@@ -149,7 +152,22 @@ def main() -> None:
         }
     result["load_avg_1m"] = round(os.getloadavg()[0], 2)  # other work on the machine slows the figures
     shutil.rmtree(tmp, ignore_errors=True)  # workspaces (and the files unless --keep)
+    result.update(judge(result, args.pairs))
     print(json.dumps(result))
+    if not all(result["met"].values()):
+        sys.exit(1)
+
+
+def judge(result: dict, pairs: int) -> dict:
+    """The targets (seconds scaled to the pairs asked for) and whether each was met."""
+    seconds = round(SECONDS_PER_100K * pairs / 100_000, 2)
+    met = {"seconds": result["seconds"] < seconds, "peak_rss_mb": result["peak_rss_mb"] < PEAK_RSS_MB}
+    if "unique" in result:
+        met["unique_peak_rss_mb"] = result["unique"]["peak_rss_mb"] < PEAK_RSS_MB
+    targets = {"seconds": f"< {seconds}", "peak_rss_mb": f"< {PEAK_RSS_MB:g}"}
+    if "unique" in result:
+        targets["unique_peak_rss_mb"] = f"< {PEAK_RSS_MB:g}"
+    return {"targets": targets, "met": met}
 
 
 if __name__ == "__main__":

@@ -30,6 +30,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # run as `python bench/mining.py`: the repository root holds `core`
 sys.path.insert(0, str(ROOT / "bench"))
 from scifact_data import scifact_dir  # noqa: E402
 

@@ -15,8 +15,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT))  # not tests/ itself: its tests/core package would shadow core
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 sys.path.insert(0, str(ROOT / "bench"))
 from scifact_data import scifact_dir  # noqa: E402 - the benches' one --data rule
@@ -26,9 +25,8 @@ from scifact_data import scifact_dir  # noqa: E402 - the benches' one --data rul
 _DATA = sys.argv[sys.argv.index("--data") + 1] if "--data" in sys.argv else None
 scifact_dir(_DATA or os.environ.get("SCIFACT_DIR") or ROOT.parent / "shared" / "data" / "scifact")
 
-from conftest import load_scifact  # noqa: E402 (real SciFact texts: BEIR SciFact, CC BY-NC 2.0)
-
 from core import review, store  # noqa: E402
+from tests.conftest import load_scifact  # noqa: E402 (real SciFact texts: BEIR SciFact, CC BY-NC 2.0)
 
 CANDIDATES = int(os.environ.get("BENCH_CANDIDATES", "100000"))
 JUDGEMENTS = int(os.environ.get("BENCH_JUDGEMENTS", "300"))

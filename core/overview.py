@@ -1,6 +1,6 @@
-"""Where a project stands on the path (data, mining, review, quality, training, evaluation) and the one thing
-to do next. Pure reads over the store, the job queue and the quality cache: nothing here computes a report or
-loads a model, so the overview page draws at once."""
+"""Where a project stands on the path (data, mining, review, quality, training, evaluation), the best run (picked
+on validation, never on test) and the one thing to do next. Pure reads over the store, the job queue and the
+quality cache: nothing here computes a report or loads a model, so the overview page draws at once."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from core import store
-from core.evaluation import ORACLE, figures_kind, list_evaluations, load_evaluation, main_figures
+from core.evaluation import Results, Verdict, list_evaluations, load_evaluation
 from core.runs import jobs, records
 from core.runs.job_row import Job
 
@@ -278,47 +278,105 @@ def next_action(path: list[Step]) -> NextAction:
     if path[0].state == "attention":
         return NextAction("data", "Add a test set", path[0].summary)
     return NextAction(
-        "evaluate", "Export the model", "Every step is done: ship the best run, or improve the data."
+        "evaluate",
+        "Export the model",
+        "Every step is done: ship the best run (picked on validation), or improve the data.",
     )
 
 
-def verdict(conn: sqlite3.Connection, project: int) -> dict[str, Any] | None:
-    """The best run's verdict from the newest evaluation with a run: level (success/warning/error/info) and text."""
-    for e in list_evaluations(conn, project)[:5]:
-        if not e["params"].get("run_ids"):
-            continue
-        res = load_evaluation(conn, e["id"])
-        figures, which = main_figures(res), figures_kind(res)
-        systems = {s["key"]: s for s in res["systems"]}
-        fs = figures["first_stage"]["mean"]["ndcg@10"]
-        best = None
-        for c in res["comparisons"]:
-            kind = systems.get(c["system"], {}).get("kind")
-            if c["reference"] != "first_stage" or kind in ("base", "component", "first_stage"):
-                continue
-            value = figures[c["system"]]["mean"]["ndcg@10"]
-            if best is None or value > best[0]:
-                best = (value, c, systems[c["system"]])
-        if best is None:
-            continue
-        value, c, sysinfo = best
-        text = (
-            f"{sysinfo['label']}: {which} NDCG@10 {value:.3f} vs first stage {fs:.3f} "
-            f"({c['mean_diff']:+.3f}, p = {c['p_value']:.3g}; evaluation #{e['id']})."
+@dataclass(frozen=True)
+class BestRun:
+    """The run the overview suggests shipping: picked on its own VALIDATION figures, never on test; its test
+    verdict (from the newest evaluation that includes it) is shown, not used to pick."""
+
+    run_id: str
+    picked_on: str  # how it was picked, in words (validation figures, or why there was no pick)
+    validation: float | None  # NDCG@10 of the score the run ships, on its validation slice
+    candidates: int  # runs with validation figures of their own, compared
+    verdict: Verdict | None  # the test verdict of the score it ships (None: not evaluated yet)
+    evaluation: int | None
+    notes: tuple[str, ...] = ()
+
+    @property
+    def level(self) -> str:
+        """How a page shows it: the test verdict's level, info when there is none yet."""
+        return self.verdict.level if self.verdict else "info"
+
+    @property
+    def head(self) -> str:
+        """Short words: the test verdict's head, or that the pick has no test figures yet."""
+        return self.verdict.head if self.verdict else "Not evaluated on the test set yet."
+
+    @property
+    def text(self) -> str:
+        """The pick and its test figures in one paragraph."""
+        test = (
+            f"On the test set (evaluation #{self.evaluation}): {self.verdict.sentence}"
+            if self.verdict
+            else "Evaluate it on the Evaluate page for its test figures."
         )
-        if which == ORACLE:
-            level, head = "info", "Oracle upper bound only."
-        elif value <= fs:
-            level, head = "error", "Does NOT beat the first stage."
-        elif c["p_value"] >= 0.05:
-            level, head = "warning", "Better on average, not significantly."
-        else:
-            level, head = "success", "Beats the first stage."
-        return {
-            "level": level,
-            "head": head,
-            "text": text,
-            "run_id": sysinfo.get("run_id"),
-            "evaluation": e["id"],
-        }
-    return None
+        return " ".join([self.picked_on, test, *self.notes])
+
+
+def shipped_validation(run: dict[str, Any]) -> float | None:
+    """NDCG@10 on the run's own validation slice of the score it ships (its blend when it keeps one); None when the
+    run has none, or when its 'validation' was the test set (those are test figures, not a basis for a pick)."""
+    metrics = run.get("metrics") or {}
+    val = metrics.get("validation") or {}
+    if (
+        metrics.get("evaluation") == "test"
+        or "validation figures" in (metrics.get("test_labels_used_for") or [])
+        or "ndcg@10" not in val
+    ):
+        return None
+    fusion = metrics.get("fusion") or {}
+    if "alpha" in fusion and "validation_ndcg@10" in fusion:
+        return float(fusion["validation_ndcg@10"])
+    return float(val["ndcg@10"])
+
+
+def _test_verdict(
+    conn: sqlite3.Connection, project: int, run: dict[str, Any]
+) -> tuple[Verdict | None, int | None]:
+    """The newest evaluation's verdict of the score the run ships (its blend when it keeps one)."""
+    key = f"run:{run['id']}"
+    for e in list_evaluations(conn, project):
+        if run["id"] not in (e["params"].get("run_ids") or []):
+            continue
+        r = Results.of(load_evaluation(conn, e["id"]))
+        shipped = f"{key}:fused" if r.has(f"{key}:fused") else key
+        v = r.verdict(shipped)
+        if v is not None:
+            return v, int(e["id"])
+    return None, None
+
+
+def best_run(conn: sqlite3.Connection, project: int) -> BestRun | None:
+    """The completed run with the highest validation NDCG@10 (of the score it ships), with its test verdict.
+
+    Test figures never make the pick: picking the best of several runs on test labels would report the luckiest
+    one. Without any run validated on its own slice, the newest completed run is shown, said as not a pick."""
+    done = records.list_runs(conn, project, status="completed")
+    if not done:
+        return None
+    scored = [(v, r) for r in done if (v := shipped_validation(r)) is not None]
+    notes: list[str] = []
+    if scored:
+        value, run = max(scored, key=lambda x: x[0])  # newest first: ties keep the newer run
+        picked = (
+            f"Run {run['id']}: the highest validation NDCG@10 of the score it ships ({value:.3f}"
+            + (f", best of {len(scored)} runs with validation figures" if len(scored) > 1 else "")
+            + "); picked on validation, never on test."
+        )
+        if len(scored) > 1 and len({(r.get("snapshot") or {}).get("hash") for _, r in scored}) > 1:
+            notes.append(
+                "The runs were trained on different data versions, so their validation slices differ."
+            )
+    else:
+        value, run = None, done[0]
+        picked = (
+            f"Run {run['id']} (the newest): no completed run has validation figures of its own (validation off, "
+            "or on the test set), so there is no pick to make without using test labels."
+        )
+    verdict, evaluation = _test_verdict(conn, project, run)
+    return BestRun(run["id"], picked, value, len(scored), verdict, evaluation, tuple(notes))

@@ -180,12 +180,12 @@ eval_id = st.selectbox(
     key="eval_pick",
 )
 res = evaluation.load_evaluation(db, eval_id)
+r = evaluation.Results.of(res)  # typed reading: systems, figures, comparisons, verdicts
 params = res["params"]
-systems = {s["key"]: s for s in res["systems"]}
-rerankers = [k for k, s in systems.items() if s["kind"] != "first_stage"]
+systems = {s.key: s for s in r.systems}
+rerankers = [k for k, s in systems.items() if s.kind != "first_stage"]
 
-which = evaluation.figures_kind(res)  # "oracle" when the candidates held every relevant passage
-main = res[which]
+which = r.which  # "oracle" when the candidates held every relevant passage
 used = params.get("test_labels_used_for") or []
 
 st.subheader("Verdict")
@@ -193,30 +193,26 @@ if which == evaluation.ORACLE:
     st.warning("No realistic verdict: " + md(evaluation.FILE_ORACLE_NOTE), icon=":material/warning:")
 if used:
     st.warning("Test labels used: " + md(evaluation.test_labels_note(used)), icon=":material/warning:")
-fs_value = main["first_stage"]["mean"]["ndcg@10"]
-for c in res["comparisons"]:
-    if c["reference"] != "first_stage" or systems[c["system"]]["kind"] in ("base", "component"):
-        continue  # a residual run's cross-encoder part is a correction, judged only as part of its run
-    value = main[c["system"]]["mean"]["ndcg@10"]
-    text = (
-        f"{md(systems[c['system']]['label'])}: {which} NDCG@10 {value:.3f} vs first stage {fs_value:.3f} "
-        f"({c['mean_diff']:+.3f}, p = {c['p_value']:.3g})."
+ICONS = {
+    "success": ":material/trending_up:",
+    "warning": ":material/help:",
+    "error": ":material/trending_down:",
+    "info": ":material/info:",
+}
+for v in r.verdicts():  # the one rule: beats only when the margin is positive AND significant
+    advice = (
+        " Use the first stage alone, or improve the data (review losses below) and train again."
+        if v.outcome == evaluation.LOSES
+        else ""
     )
-    if which == evaluation.ORACLE:
-        st.info("Oracle upper bound, not a realistic figure. " + text, icon=":material/info:")
-    elif value <= fs_value:
-        st.error(
-            "The model does NOT beat the first stage. " + text + " Use the first stage alone, or improve the "
-            "data (review losses below) and train again.",
-            icon=":material/trending_down:",
-        )
-    elif c["p_value"] >= 0.05:
-        st.warning("Better on average, but not significantly. " + text, icon=":material/help:")
-    else:
-        st.success("Beats the first stage. " + text, icon=":material/trending_up:")
-for s in res["systems"]:
-    for note in s.get("notes", []):
-        st.caption(f"{md(s['label'])}: {md(note)}")
+    getattr(st, v.level)(f"**{md(v.head)}** {md(v.sentence)}{advice}", icon=ICONS[v.level])
+if r.best_of_n_note():
+    st.warning(md(r.best_of_n_note()), icon=":material/casino:")
+for note in r.judged_notes():
+    st.caption(md(note))
+for s in r.systems:
+    for note in s.notes:
+        st.caption(f"{md(s.label)}: {md(note)}")
 for note in params.get("notes", []):
     st.caption(md(note))
 
@@ -227,18 +223,14 @@ st.caption(
     f"{md(evaluation.REALISTIC_NOTE if which == evaluation.REALISTIC else evaluation.FILE_ORACLE_NOTE)} · "
     f"test set: {md(params['test_set'])} ({params['queries']} queries) · first stage: "
     f"{md(params['first_stage_label'])}, top {params['top_k']} · 95% bootstrap intervals over queries "
-    f"({params['n_bootstrap']} resamples, seed {params['seed']})."
+    f"({params['n_bootstrap']} resamples, seed {params['seed']}) · judged@10: the share of each top 10 that has "
+    f"a label · {md(r.gain)}."
 )
 st.dataframe(evaluation.results_table(res, which), hide_index=True, width="stretch")
 st.plotly_chart(
     charts.eval_metric_figure(
         [
-            {
-                "label": s["label"],
-                "kind": s["kind"],
-                "mean": main[k]["mean"]["ndcg@10"],
-                "ci": main[k]["ci"]["ndcg@10"],
-            }
+            {"label": s.label, "kind": s.kind, "mean": r.mean(k), "ci": list(r.ci(k))}
             for k, s in systems.items()
         ]
     ),
@@ -251,18 +243,23 @@ if which == evaluation.REALISTIC and res.get("oracle"):
         st.dataframe(evaluation.results_table(res, "oracle"), hide_index=True, width="stretch")
 
 st.subheader("Paired tests")
+st.caption(
+    f"Paired randomization test over queries, two-sided; significant when p < {evaluation.ALPHA}. At the test's "
+    "floor the p-value is an upper bound (p < ...)."
+)
 st.dataframe(
     [
         {
-            "system": systems[c["system"]]["label"],
-            "reference": systems[c["reference"]]["label"],
-            "metric": c["metric"],
-            "difference": round(c["mean_diff"], 4),
-            "95% CI": f"[{c['ci'][0]:+.3f}, {c['ci'][1]:+.3f}]",
-            "p-value": round(c["p_value"], 4),
-            "better / worse / same": f"{c['wins']} / {c['losses']} / {c['ties']}",
+            "system": systems[c.system].label,
+            "reference": systems[c.reference].label,
+            "metric": c.metric,
+            "difference": round(c.mean_diff, 4),
+            "95% CI": f"[{c.ci[0]:+.3f}, {c.ci[1]:+.3f}]",
+            "p-value": c.p_text,
+            "significant": "yes" if c.significant else "no",
+            "better / worse / same": f"{c.wins} / {c.losses} / {c.ties}",
         }
-        for c in res["comparisons"]
+        for c in r.comparisons
     ],
     hide_index=True,
     width="stretch",
@@ -270,21 +267,22 @@ st.dataframe(
 with st.expander("Compare any two systems"):
     a_col, b_col, m_col = st.columns(3)
     keys = list(systems)
-    sys_a = a_col.selectbox("Reference", keys, format_func=lambda k: systems[k]["label"], key="eval_cmp_a")
+    sys_a = a_col.selectbox("Reference", keys, format_func=lambda k: systems[k].label, key="eval_cmp_a")
     sys_b = b_col.selectbox(
-        "System", keys, index=len(keys) - 1, format_func=lambda k: systems[k]["label"], key="eval_cmp_b"
+        "System", keys, index=len(keys) - 1, format_func=lambda k: systems[k].label, key="eval_cmp_b"
     )
-    metric = m_col.selectbox("Metric", res["metrics"], key="eval_cmp_metric")
-    pq = res["per_query"][which]
-    test = evaluation.paired_test(
-        [pq[sys_a][q][metric] for q in res["queries"]],
-        [pq[sys_b][q][metric] for q in res["queries"]],
-        seed=params["seed"],
-    )
+    metric = m_col.selectbox("Metric", r.metrics, key="eval_cmp_metric")
+    test = evaluation.paired_test(r.per_query(sys_a, metric), r.per_query(sys_b, metric), seed=params["seed"])
     st.write(
         f"Mean difference {test['mean_diff']:+.4f} (95% CI [{test['ci'][0]:+.3f}, {test['ci'][1]:+.3f}]), "
-        f"p = {test['p_value']:.4g} — {test['method']}."
+        f"{evaluation.format_p(test['p_value'], test['draws'])} "
+        f"({'significant' if test['significant'] else 'not significant'}) — {test['method']}."
     )
+    if systems[sys_a].kind == "run" and systems[sys_b].kind == "run":
+        st.caption(
+            "Two runs compared on test: this tells whether they differ, not which to ship — choosing the higher "
+            "one on these labels is optimistic; choose on validation."
+        )
 
 if not rerankers:
     st.info("Only the first stage was evaluated: add a run to see per-query changes.")
@@ -293,23 +291,21 @@ if not rerankers:
 # --- 3. per query ----------------------------------------------------------------------------------
 st.subheader("Per query")
 c1, c2 = st.columns(2)
-runs_first = [k for k in rerankers if systems[k]["kind"] == "run"] or rerankers
+runs_first = [k for k in rerankers if systems[k].kind == "run"] or rerankers
 focus = c1.selectbox(
     "System",
     rerankers,
     index=rerankers.index(runs_first[-1]),
-    format_func=lambda k: systems[k]["label"],
+    format_func=lambda k: systems[k].label,
     key="eval_focus",
 )
-references = ["first_stage"] + [k for k in rerankers if systems[k]["kind"] == "base"]
-trained_bases = [
-    i for i, k in enumerate(references) if k != "first_stage" and not systems[k].get("random_head")
-]
+references = ["first_stage"] + [k for k in rerankers if systems[k].kind == "base"]
+trained_bases = [i for i, k in enumerate(references) if k != "first_stage" and not systems[k].random_head]
 reference = c2.selectbox(
     "Over",
     references,
     index=trained_bases[0] if trained_bases else 0,  # a trained base first
-    format_func=lambda k: systems[k]["label"],
+    format_func=lambda k: systems[k].label,
     key="eval_reference",
 )
 deltas = evaluation.per_query_deltas(res, focus, reference)
@@ -363,7 +359,7 @@ with st.container(border=True):
     st.text(row["query"])
     st.caption(
         f"NDCG@10 {row['before']:.3f} → {row['after']:.3f} ({row['delta']:+.3f}) with "
-        f"{md(systems[focus]['label'])} over {md(systems[reference]['label'])}."
+        f"{md(systems[focus].label)} over {md(systems[reference].label)}."
     )
     moves = evaluation.query_movement(res, qkey, focus)
     st.dataframe(
@@ -389,8 +385,8 @@ with st.container(border=True):
             "no reranker can recover them (see the oracle figures):"
         )
         for d in missed:
-            st.text(res["passages"].get(d, d)[:300])
-    query_id = res["queries"][qkey].get("query_id")
+            st.text(r.passage(d)[:300])
+    query_id = r.query_id(qkey)
     if row["delta"] < 0 and query_id is not None:
         if st.button("Send this loss back to work (Review)", icon=":material/undo:", key="eval_send_review"):
             st.session_state["review_query_filter"] = int(query_id)
@@ -398,7 +394,7 @@ with st.container(border=True):
                 st.session_state["review_query"] = int(query_id)
             st.switch_page("pages/review.py")
 
-dist = res["score_distributions"].get(focus)
+dist = r.distribution(focus)
 if dist:
     st.subheader("Scores of relevant vs non-relevant passages")
     t = dist.get("threshold")
@@ -406,7 +402,7 @@ if dist:
         charts.eval_score_figure(
             dist["relevant"],
             dist["non_relevant"],
-            title=systems[focus]["label"],
+            title=systems[focus].label,
             threshold=t["threshold"] if t else None,
         ),
         key="eval_scores",
@@ -437,7 +433,7 @@ e2.download_button(
     icon=":material/table:",
     key="eval_dl_csv",
 )
-run_ids = [systems[k]["run_id"] for k in rerankers if systems[k]["kind"] == "run"]
+run_ids = [systems[k].run_id for k in rerankers if systems[k].kind == "run"]
 if run_ids:
     with st.container(border=True):
         run_id = st.selectbox("Model of run", run_ids, key="eval_export_run")

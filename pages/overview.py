@@ -1,5 +1,5 @@
-"""Overview: where the project stands on the path, what the data's health check says, the best run's verdict,
-and the one thing to do next. Reads only: nothing here computes a report or loads a model."""
+"""Overview: where the project stands on the path, what the data's health check says, the best run (picked on
+its validation figures, shown with its test verdict) and the one thing to do next. Reads only: nothing here computes a report or loads a model."""
 
 from __future__ import annotations
 
@@ -88,8 +88,8 @@ with left:
             )
 with right:
     st.subheader("Best run", divider="gray")
-    v = overview.verdict(db, pid)
-    if v is None:
-        st.caption("No evaluated run yet.")
+    best = overview.best_run(db, pid)  # picked on validation figures; its test figures are shown, not used
+    if best is None:
+        st.caption("No completed run yet.")
     else:
-        getattr(st, v["level"])(f"**{escape_markdown(v['head'])}** {escape_markdown(v['text'])}")
+        getattr(st, best.level)(f"**{escape_markdown(best.head)}** {escape_markdown(best.text)}")

@@ -20,6 +20,7 @@ from core.evaluation.common import (
     test_labels_note,
 )
 from core.evaluation.evaluate import evaluate, first_stage_lists
+from core.evaluation.figures import Comparison, Results, System
 from core.evaluation.report import per_query_csv, report_markdown, write_export
 from core.evaluation.rerank import predict_pairs, score_run
 from core.evaluation.results import (
@@ -36,18 +37,27 @@ from core.evaluation.statistics import best_threshold, bootstrap_ci, paired_test
 from core.evaluation.stored import list_evaluations, load_evaluation, save_evaluation
 from core.evaluation.systems import base_is_random, evaluable_runs, run_fusion, run_test_labels
 from core.evaluation.testsets import TestSet, project_test_set, read_test_file
+from core.evaluation.verdict import ALPHA, BEATS, LOSES, NOT_SIGNIFICANT, Verdict, format_p, verdict
 
 __all__ = [
+    "ALPHA",
+    "BEATS",
     "FILE_ORACLE_NOTE",
     "FIRST_STAGES",
+    "LOSES",
+    "NOT_SIGNIFICANT",
     "ORACLE",
     "ORACLE_NOTE",
     "RANDOM_HEAD_NOTE",
     "REALISTIC",
     "REALISTIC_NOTE",
+    "Comparison",
     "EvaluationError",
     "Ranking",
+    "Results",
+    "System",
     "TestSet",
+    "Verdict",
     "base_is_random",
     "best_threshold",
     "bootstrap_ci",
@@ -55,6 +65,7 @@ __all__ = [
     "evaluate",
     "figures_kind",
     "first_stage_lists",
+    "format_p",
     "headline",
     "list_evaluations",
     "load_evaluation",
@@ -75,6 +86,7 @@ __all__ = [
     "score_run",
     "system",
     "test_labels_note",
+    "verdict",
     "wins_and_losses",
     "write_export",
 ]

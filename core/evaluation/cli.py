@@ -7,7 +7,10 @@ from typing import Any
 from core import store
 from core.evaluation.common import ORACLE, REALISTIC, figures_kind
 from core.evaluation.evaluate import evaluate
+from core.evaluation.figures import Comparison, Results
 from core.evaluation.results import system
+from core.evaluation.verdict import ALPHA
+from core.scoring.metrics import GAIN
 from core.scoring.reranker import as_run
 
 
@@ -36,37 +39,52 @@ def _r(x: float) -> float:
     return round(float(x), 6)
 
 
-def _put(out: dict[str, Any], prefix: str, fig: dict[str, Any]) -> None:
+def _put(out: dict[str, Any], prefix: str, r: Results, key: str) -> None:
     for m, short in (("ndcg@10", "ndcg10"), ("mrr@10", "mrr10"), ("map", "map"), ("recall@10", "recall10")):
-        out[f"{prefix}_{short}"] = _r(fig["mean"][m])
-        out[f"{prefix}_{short}_ci"] = [_r(v) for v in fig["ci"][m]]
+        out[f"{prefix}_{short}"] = _r(r.mean(key, m))
+        out[f"{prefix}_{short}_ci"] = [_r(v) for v in r.ci(key, m)]
+    judged = r.judged(key)
+    out[f"{prefix}_judged10"] = None if judged is None else _r(judged)
 
 
-def _run_figures(out: dict[str, Any], res: dict[str, Any], run_ids: list[str], pre: str) -> None:
+def _test(out: dict[str, Any], name: str, c: Comparison | None) -> None:
+    """A paired test's p (number and words) with its significance, side by side."""
+    if c is None:
+        return
+    out[f"{name}_p"] = _r(c.p_value)
+    out[f"{name}_p_text"] = c.p_text
+    out[f"{name}_significant"] = c.significant
+
+
+def _run_figures(out: dict[str, Any], r: Results, run_ids: list[str], pre: str) -> None:
     """The first run's figures (as trained, fused, its parts), the others' NDCG@10, each under `pre`."""
-    main, orc = res[figures_kind(res)], res[ORACLE]
     key = f"run:{run_ids[0]}"
-    _put(out, f"{pre}reranked", main[key])
-    p = next(c for c in res["comparisons"] if c["system"] == key and c["reference"] == "first_stage")
-    out[f"{pre}reranked_vs_first_stage_p"] = _r(p["p_value"])
-    out["beats_first_stage"] = (
-        main[key]["mean"]["ndcg@10"] > main["first_stage"]["mean"]["ndcg@10"] if not pre else None
-    )  # an oracle figure gives no verdict
-    if f"{key}:fused" in main:
-        _put(out, f"{pre}fused", main[f"{key}:fused"])
-        out["fused_alpha"] = system(res, f"{key}:fused")["fusion"]["alpha"]
-    if f"{key}:cross-encoder" in main:
-        _put(out, f"{pre}cross_encoder_part", main[f"{key}:cross-encoder"])
-        out["residual_beta"] = system(res, key).get("residual_beta")
-        prior = next((k for k in main if k.startswith("prior:")), None)
+    _put(out, f"{pre}reranked", r, key)
+    _test(out, f"{pre}reranked_vs_first_stage", r.comparison(key))
+    v = r.verdict(key)
+    # true only for a positive margin that is significant; an oracle figure gives no verdict
+    out["beats_first_stage"] = v.beats if v is not None and not pre else None
+    out["verdict"] = v.as_json() if v is not None else None
+    if r.has(f"{key}:fused"):
+        _put(out, f"{pre}fused", r, f"{key}:fused")
+        _test(out, f"{pre}fused_vs_first_stage", r.comparison(f"{key}:fused"))
+        fused = r.verdict(f"{key}:fused")
+        out["fused_beats_first_stage"] = fused.beats if fused is not None and not pre else None
+        out["fused_alpha"] = system(r.raw, f"{key}:fused")["fusion"]["alpha"]
+    if r.has(f"{key}:cross-encoder"):
+        _put(out, f"{pre}cross_encoder_part", r, f"{key}:cross-encoder")
+        out["residual_beta"] = system(r.raw, key).get("residual_beta")
+        prior = next((k for k in r.keys("component") if k.startswith("prior:") and r.has(k)), None)
         if prior:
-            _put(out, f"{pre}prior_only", main[prior])
-            c = next(c for c in res["comparisons"] if c["system"] == key and c["reference"] == prior)
-            out[f"{pre}reranked_vs_prior_only_p"] = _r(c["p_value"])
-    if not pre and key in orc:
-        out["oracle_reranked_ndcg10"] = _r(orc[key]["mean"]["ndcg@10"])
+            _put(out, f"{pre}prior_only", r, prior)
+            _test(out, f"{pre}reranked_vs_prior_only", r.comparison(key, prior))
+    if not pre and r.has(key, ORACLE):
+        out["oracle_reranked_ndcg10"] = _r(r.mean(key, which=ORACLE))
     for extra in run_ids[1:]:
-        out[f"{pre}reranked_ndcg10[{extra}]"] = _r(main[f"run:{extra}"]["mean"]["ndcg@10"])
+        out[f"{pre}reranked_ndcg10[{extra}]"] = _r(r.mean(f"run:{extra}"))
+        _test(out, f"{pre}reranked_vs_first_stage[{extra}]", r.comparison(f"run:{extra}"))
+    if r.best_of_n_note():
+        out["best_of_n"] = r.best_of_n_note()
 
 
 def cli_main(args: Any) -> dict[str, Any]:
@@ -108,14 +126,21 @@ def cli_main(args: Any) -> dict[str, Any]:
         "figures": figures,
         "test_labels_used_for": used,
     }
-    _put(out, f"{pre}first_stage", res[which]["first_stage"])
+    r = Results.of(res)
+    _put(out, f"{pre}first_stage", r, "first_stage")
     ids = args.run + [as_run(m)["id"] for m in args.model]
     if args.model and not args.run:
         out["model"] = ids[0]
     if ids:
-        _run_figures(out, res, ids, pre)
-    if "base" in res[which]:
-        _put(out, f"{pre}base", res[which]["base"])
+        _run_figures(out, r, ids, pre)
+    if r.has("base"):
+        _put(out, f"{pre}base", r, "base")
+        _test(out, f"{pre}base_vs_first_stage", r.comparison("base"))
         out["base_random_head"] = system(res, "base").get("random_head", False)
+    out["judged_notes"] = r.judged_notes()
+    out["ndcg_gain"] = res["params"].get("gain", GAIN)
+    out["significance"] = (
+        f"paired randomization test on NDCG@10 over queries, two-sided; significant: p < {ALPHA}"
+    )
     out["wall_s"] = res["wall_s"]
     return out

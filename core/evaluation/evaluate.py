@@ -34,6 +34,7 @@ from core.evaluation.systems import (
 from core.evaluation.testsets import TestSet, project_test_set
 from core.progress import Progress, counted, noop, scaled
 from core.scoring.first_stage import bm25_search, embedding_search
+from core.scoring.metrics import GAIN, GAIN_NOTE
 from core.scoring.reranker import Reranker, as_run
 
 
@@ -306,6 +307,8 @@ def evaluate(
         "realistic_note": REALISTIC_NOTE,
         "oracle_note": ORACLE_NOTE,
         "test_labels_used_for": used,
+        "gain": GAIN,
+        "gain_note": GAIN_NOTE,
     }
     results["wall_s"] = round(time.time() - started, 2)
     report(1.0, "done")

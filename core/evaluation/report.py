@@ -19,7 +19,9 @@ from core.evaluation.common import (
     figures_kind,
     test_labels_note,
 )
+from core.evaluation.figures import Results
 from core.evaluation.results import headline, results_table, system, wins_and_losses
+from core.evaluation.verdict import ALPHA
 from core.markdown import escape_markdown as _md  # the one escape rule for user text in Markdown
 
 
@@ -37,6 +39,9 @@ def _header(results: dict[str, Any]) -> list[str]:
         f"- First stage: {_md(p['first_stage_label'])}, top-k = {p['top_k']}",
         f"- Figures: {figures_kind(results)}",
         f"- Bootstrap: {p['n_bootstrap']} resamples of queries, seed {p['seed']}; 95% intervals",
+        f"- Paired tests: randomization (sign flips) on NDCG@10; significant when p < {ALPHA}; at the test's floor "
+        "p is an upper bound (p < ...)",
+        f"- Gains: {Results.of(results).gain}",
         "",
     ]
     if p.get("test_labels_used_for"):
@@ -74,14 +79,15 @@ def _comparisons(results: dict[str, Any]) -> list[str]:
         "",
         f"## Paired tests ({figures_kind(results)} NDCG@10)",
         "",
-        "| system | reference | difference | 95% CI | p | wins/losses/ties |",
-        "|---|---|---|---|---|---|",
+        "| system | reference | difference | 95% CI | p | significant | wins/losses/ties |",
+        "|---|---|---|---|---|---|---|",
     ]
-    for c in results["comparisons"]:
+    r = Results.of(results)
+    for c in r.comparisons:
         lines.append(
-            f"| {_md(system(results, c['system'])['label'])} | {_md(system(results, c['reference'])['label'])} | "
-            f"{c['mean_diff']:+.4f} | [{c['ci'][0]:+.3f}, {c['ci'][1]:+.3f}] | {c['p_value']:.4g} | "
-            f"{c['wins']}/{c['losses']}/{c['ties']} |"
+            f"| {_md(r.system(c.system).label)} | {_md(r.system(c.reference).label)} | "
+            f"{c.mean_diff:+.4f} | [{c.ci[0]:+.3f}, {c.ci[1]:+.3f}] | {c.p_text} | "
+            f"{'yes' if c.significant else 'no'} | {c.wins}/{c.losses}/{c.ties} |"
         )
     for key, dist in results["score_distributions"].items():
         t = dist.get("threshold")
@@ -98,6 +104,9 @@ def report_markdown(results: dict[str, Any], n: int = 5) -> str:
     """A Markdown report with every figure, realistic and oracle in separate tables; user text escaped."""
     lines = _header(results)
     lines += ["", "## Verdict", ""] + [f"- {_md(x)}" for x in headline(results)]
+    judged = Results.of(results).judged_notes()
+    if judged:
+        lines += ["", "## How much of each top 10 is judged", ""] + [f"- {_md(x)}" for x in judged]
     for s in results["systems"]:
         for note in s.get("notes", []):
             lines.append(f"- Note on {_md(s['label'])}: {_md(note)}")

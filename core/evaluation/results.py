@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from core.evaluation.common import ORACLE, figures_kind
+from core.evaluation.figures import Results
 
 
 def system(results: dict[str, Any], key: str) -> dict[str, Any]:
@@ -80,33 +81,19 @@ def main_figures(results: dict[str, Any]) -> dict[str, Any]:
 
 
 def headline(results: dict[str, Any]) -> list[str]:
-    """Plain sentences: does each model beat the first stage (NDCG@10), is it significant, can the figure be trusted."""
-    which = figures_kind(results)
-    figures = main_figures(results)
-    fs = figures["first_stage"]["mean"]["ndcg@10"]
+    """Plain sentences: the verdict of every shippable system (a run, a run's blend) against the first stage on
+    NDCG@10 by the one rule (`verdict`), with what could make them misleading: oracle candidates, several runs
+    picked between on test (judged@10 is said apart: `Results.judged_notes`)."""
+    r = Results.of(results)
     lines = []
-    if which == ORACLE:
+    if r.which == ORACLE:
         lines.append(
             "No realistic verdict: the candidates hold every relevant passage (the file has no score or rank "
             "column), so every figure below is an ORACLE upper bound."
         )
-    for c in results["comparisons"]:
-        if c["reference"] != "first_stage":
-            continue
-        s = system(results, c["system"])
-        val = figures[c["system"]]["mean"]["ndcg@10"]
-        sig = "significant" if c["p_value"] < 0.05 else "not significant"
-        verdict = "beats" if val > fs else "does NOT beat"
-        line = (
-            f"{s['label']} {verdict} the first stage on {which} NDCG@10: {val:.3f} vs {fs:.3f} "
-            f"({c['mean_diff']:+.3f}, p = {c['p_value']:.3g}, {sig})."
-        )
-        if c.get("test_labels_used_for"):
-            line += (
-                f" Optimistic: the run used the test labels for {', '.join(c['test_labels_used_for'])}, "
-                "so this is not a realistic figure."
-            )
-        lines.append(line)
+    lines += [v.sentence for v in r.verdicts()]
+    if r.best_of_n_note():
+        lines.append(r.best_of_n_note())
     return lines
 
 

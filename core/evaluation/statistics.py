@@ -7,6 +7,8 @@ from typing import Any
 
 import numpy as np
 
+from core.evaluation.verdict import ALPHA
+
 
 def bootstrap_ci(
     values: Sequence[float], *, n: int = 1000, seed: int = 0, level: float = 0.95
@@ -25,7 +27,18 @@ def paired_test(a: Sequence[float], b: Sequence[float], *, n: int = 10000, seed:
     """Paired randomization (sign-flip) test of mean(b - a) over the same queries, two-sided, plus a bootstrap CI."""
     d = np.asarray(b, dtype=float) - np.asarray(a, dtype=float)
     if d.size == 0:
-        return {"mean_diff": 0.0, "p_value": 1.0, "ci": [0.0, 0.0], "n": 0, "method": "paired randomization"}
+        return {
+            "mean_diff": 0.0,
+            "p_value": 1.0,
+            "significant": False,
+            "ci": [0.0, 0.0],
+            "n": 0,
+            "wins": 0,
+            "losses": 0,
+            "ties": 0,
+            "draws": n,
+            "method": "paired randomization",
+        }
     observed = abs(float(d.mean()))
     rng = np.random.default_rng(seed)
     extreme, done = 0, 0
@@ -35,19 +48,22 @@ def paired_test(a: Sequence[float], b: Sequence[float], *, n: int = 10000, seed:
         extreme += int((np.abs((signs * d).mean(axis=1)) >= observed - 1e-12).sum())
         done += m
     lo, hi = bootstrap_ci(d, seed=seed)
+    p = (extreme + 1) / (n + 1)  # at its floor 1 / (n + 1) an upper bound: verdict.format_p says "p < ..."
     return {
         "mean_diff": float(d.mean()),
-        "p_value": (extreme + 1) / (n + 1),
+        "p_value": p,
+        "significant": bool(p < ALPHA),
         "ci": [lo, hi],
         "n": int(d.size),
         "wins": int((d > 1e-12).sum()),
         "losses": int((d < -1e-12).sum()),
         "ties": int((np.abs(d) <= 1e-12).sum()),
+        "draws": n,
         "method": f"paired randomization test (sign flips, {n} draws), two-sided",
     }
 
 
-def best_threshold(relevant: Sequence[float], non_relevant: Sequence[float]) -> dict[str, float] | None:
+def best_threshold(relevant: Sequence[float], non_relevant: Sequence[float]) -> dict[str, Any] | None:
     """The score cut-off that maximizes F1 of 'relevant' on these labels (optimistic: chosen on the test labels)."""
     scores = np.concatenate([np.asarray(relevant, float), np.asarray(non_relevant, float)])
     labels = np.concatenate([np.ones(len(relevant)), np.zeros(len(non_relevant))])

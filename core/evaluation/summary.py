@@ -86,7 +86,8 @@ def _distributions(work: Work, which: str) -> dict[str, Any]:
     """Scores of relevant vs non-relevant candidates per model, with the F1-best threshold (on test labels)."""
     out = {}
     for key, per_q in work.ce_scores.items():
-        rel, non = [], []
+        rel: list[float] = []
+        non: list[float] = []
         for q in work.qkeys:
             for d, _ in work.rankings[key][q]:
                 (rel if work.ts.qrels[q].get(d, 0.0) > 0 else non).append(per_q[q][d])

@@ -6,22 +6,27 @@ import json
 import sqlite3
 from typing import Any
 
+from core.evaluation.common import test_labels_note
+from core.evaluation.verdict import ALPHA
+from core.training.presenters import verdict as run_verdict
+
 FIGURES = (("ndcg@10", "NDCG@10"), ("mrr@10", "MRR@10"), ("map", "MAP"))
 
 
 def latest_figures(conn: sqlite3.Connection, run: dict[str, Any]) -> dict[str, Any] | None:
-    """The realistic test figures of the newest saved evaluation that includes this run, with intervals."""
+    """The realistic test figures of the newest saved evaluation that includes this run, with intervals, its
+    verdict against the first stage (the one rule, p as `format_p` writes it) and any test-label use."""
     from core import evaluation
 
     key = f"run:{run['id']}"
     for row in evaluation.list_evaluations(conn, run["project_id"]):
         if run["id"] not in (row.get("params") or {}).get("run_ids", []):
             continue
-        res = evaluation.load_evaluation(conn, row["id"])
-        real = res.get("realistic", {})
-        if key not in real:
+        r = evaluation.Results.of(evaluation.load_evaluation(conn, row["id"]))
+        if not r.has(key, evaluation.REALISTIC):
             continue
-        params = res.get("params", {})
+        params = r.params
+        shipped = f"{key}:fused" if r.has(f"{key}:fused") else key
         out = {
             "evaluation_id": row["id"],
             "created_at": row.get("created_at"),
@@ -29,14 +34,19 @@ def latest_figures(conn: sqlite3.Connection, run: dict[str, Any]) -> dict[str, A
             "top_k": params.get("top_k"),
             "queries": params.get("queries"),
             "systems": {},
+            "verdict": r.verdict(shipped),
+            "test_labels_used_for": list(r.system(key).test_labels_used_for),
+            "gain": r.gain,
         }
+        blended = shipped != key
         for name, label in (
-            (key, "this model (the evaluated score)"),
+            (shipped, "this model (the evaluated score)"),
+            (key, "its cross-encoder alone") if blended else ("", ""),
             ("first_stage", "first stage alone"),
             (f"{key}:cross-encoder", "its cross-encoder part alone"),
         ):
-            if name in real:
-                out["systems"][label] = real[name]
+            if name and r.has(name):
+                out["systems"][label] = {**r.raw[r.which][name], "judged": r.judged(name)}
         return out
     return None
 
@@ -50,15 +60,39 @@ def _figure_lines(fig: dict[str, Any] | None) -> list[str]:
         ]
     lines = [
         f"Evaluation {fig['evaluation_id']} ({fig['created_at']}): {fig['queries']} test queries, the reranker "
-        f"sees the top {fig['top_k']} of {fig['first_stage']} (realistic). Mean with 95% bootstrap interval.",
+        f"sees the top {fig['top_k']} of {fig['first_stage']} (realistic). Mean with 95% bootstrap interval; "
+        "judged@10 is the share of the top 10 that has a label.",
         "",
-        "| system | " + " | ".join(label for _, label in FIGURES) + " |",
-        "|---|" + "---|" * len(FIGURES),
+    ]
+    if fig.get("test_labels_used_for"):
+        lines += [f"> **Optimistic**: {test_labels_note(fig['test_labels_used_for'])}.", ""]
+    lines += [
+        "| system | " + " | ".join(label for _, label in FIGURES) + " | judged@10 |",
+        "|---|" + "---|" * (len(FIGURES) + 1),
     ]
     for label, s in fig["systems"].items():
         cells = [f"{s['mean'][m]:.3f} [{s['ci'][m][0]:.3f}, {s['ci'][m][1]:.3f}]" for m, _ in FIGURES]
-        lines.append(f"| {label} | " + " | ".join(cells) + " |")
-    return lines + [""]
+        judged = "?" if s.get("judged") is None else f"{s['judged']:.0%}"
+        lines.append(f"| {label} | " + " | ".join(cells) + f" | {judged} |")
+    lines.append("")
+    if fig.get("verdict") is not None:
+        lines += [f"Verdict (significant when p < {ALPHA}): {fig['verdict'].sentence}", ""]
+    return lines + [f"Gains: {fig['gain']}.", ""]
+
+
+def _test_label_lines(run: dict[str, Any]) -> list[str]:
+    """The warning a run that chose with test labels carries into its bundle (every choice, by name)."""
+    from core.evaluation import run_test_labels
+
+    used = run_test_labels(run)
+    if not used:
+        return []
+    return [
+        "## Test labels used",
+        "",
+        f"> **Warning**: {test_labels_note(used)}. Choices made with the test labels: {', '.join(used)}.",
+        "",
+    ]
 
 
 def _usage_lines(spec: dict[str, Any], name: str) -> list[str]:
@@ -117,6 +151,7 @@ def model_card(
         + ".",
         "",
     ]
+    lines += _test_label_lines(run)
     lines += _usage_lines(spec, name)
     lines += ["## Measured test figures", ""] + _figure_lines(latest_figures(conn, run))
     lines += ["## Training data (counts only)", ""]
@@ -128,12 +163,7 @@ def model_card(
         "",
     ]
     if metrics.get("validation"):
-        v = metrics["validation"]
-        lines += [
-            f"Validation ({metrics.get('evaluation', '?')}): NDCG@10 {v.get('ndcg@10', 0):.3f} vs first stage "
-            f"{v.get('first_stage_ndcg@10', 0):.3f}.",
-            "",
-        ]
+        lines += [f"Validation ({metrics.get('evaluation', '?')}): {run_verdict(metrics).sentence}", ""]
     lines += [
         "## Files",
         "",

@@ -4,7 +4,10 @@ Exported with torch.onnx (TorchScript exporter; sentence-transformers' own expor
 be installed beside this transformers) and checked with onnxruntime: the FULL score (the spec's formula over the
 ONNX outputs) is compared with the Reranker's on real pairs of the project; above 1e-3 the export is refused.
 Layout: `cross-encoder/model.onnx` (+ tokenizer), `embedding-model/model.onnx` (+ tokenizer; mean-pooled,
-L2-normalized sentence embedding), `rerank_spec.json` (runtime "onnx"). Nothing stays on disk unless it passed.
+L2-normalized sentence embedding), `onnx_spec.json` (the formula, runtime "onnx") and a README. The spec is NOT named
+`rerank_spec.json`: that name marks a torch bundle, and `Reranker.load`, `core serve` and the bundle's standalone
+loader would take this folder for one and fail on it; here they refuse it as "not a bundle" instead. `load(folder)`
+scores with onnxruntime by the same formula. Nothing stays on disk unless it passed.
 """
 
 from __future__ import annotations
@@ -18,10 +21,12 @@ import numpy as np
 
 from core.export.bundle import BundleError, check_pairs, max_abs_diff, staged
 from core.runs import records
-from core.scoring.reranker import SPEC_FILE, Reranker, run_folder_spec
+from core.scoring.reranker import Reranker, run_folder_spec
 
 TOLERANCE = 1e-3
 INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+ONNX_SPEC_FILE = "onnx_spec.json"  # never SPEC_FILE: no torch loader may mistake this folder for a bundle
+ONNX_FORMAT = "rerank-studio-onnx/1"
 
 
 class OnnxRefused(BundleError):
@@ -99,6 +104,7 @@ def _run(folder: Path, texts_a: list[str], texts_b: list[str] | None) -> np.ndar
 def onnx_scores(folder: Path, reranker: Reranker, groups: list[tuple[str, list[str]]]) -> list[np.ndarray]:
     """The full score from the ONNX graphs (the Reranker's own formula over their outputs)."""
     spec = reranker.spec
+    folder = Path(folder)
     qs = [q for q, ps in groups for _ in ps]
     ps_flat = [p for _, ps in groups for p in ps]
     ce = _run(folder / "cross-encoder", qs, ps_flat).reshape(-1).astype(float)
@@ -139,7 +145,11 @@ def export_onnx(
             emb = models.load_embedder(spec["embedding_model"]["path"], device="cpu")
             _embedding_parts(emb)
             _export(
-                emb[0].auto_model, emb.tokenizer, tmp / "embedding-model", int(emb.max_seq_length), pool=True
+                emb[0].auto_model,
+                emb.tokenizer,
+                tmp / "embedding-model",
+                int(emb.max_seq_length or emb.tokenizer.model_max_length),
+                pool=True,
             )
             shipped["embedding_model"] = {
                 "path": "embedding-model/model.onnx",
@@ -161,6 +171,63 @@ def export_onnx(
                 f"The ONNX full score differs from the run's by {diff:.3g} (> {TOLERANCE}) on "
                 f"{info['pairs_checked']} real pairs; export refused, nothing written."
             )
-        (tmp / SPEC_FILE).write_text(json.dumps(shipped, indent=2))
+        shipped["format"] = ONNX_FORMAT
+        (tmp / ONNX_SPEC_FILE).write_text(json.dumps(shipped, indent=2))
         (tmp / "studio_onnx.json").write_text(json.dumps(info, indent=2))
+        (tmp / "README.md").write_text(_readme(shipped, info))
     return info
+
+
+def _readme(spec: dict[str, Any], info: dict[str, Any]) -> str:
+    """What the folder is and how to get the evaluated score from it (and what it is not: a torch bundle)."""
+    lines = [
+        f"# ONNX export of Rerank Studio run {spec.get('run_id')}",
+        "",
+        f"Kind **{spec['kind']}**; score: `{spec.get('formula')}`"
+        + (f" with beta = {spec['beta']:g}" if "beta" in spec else "")
+        + (f" with alpha = {spec['alpha']:g}" if "alpha" in spec else "")
+        + ".",
+        "",
+        "This is not a torch bundle: `Reranker.load`, `python -m core serve --model` and `rerank_studio_bundle.py` "
+        "take the bundle export (Export bundle), not this folder. Here, for an ONNX runtime:",
+        "",
+        "- `cross-encoder/model.onnx` (+ tokenizer): the cross-encoder's logit for (query, passage)"
+        + (f", then {spec['activation']}" if spec.get("activation") not in (None, "identity") else ""),
+        "- `embedding-model/model.onnx` (+ tokenizer): a mean-pooled, L2-normalised sentence embedding; "
+        "cosine = dot product of query and passage vectors"
+        if spec["kind"] != "cross-encoder"
+        else "- no embedding model: the score is the cross-encoder's alone",
+        f"- `{ONNX_SPEC_FILE}`: the formula and its constants; `studio_onnx.json`: the export check",
+        "",
+        "In Rerank Studio: `from core.export.onnx import load; load(folder).score(query, passages)`.",
+        "",
+        f"Export check: {info['compared']}, at most {info['max_abs_score_diff']:.2g} apart on "
+        f"{info['pairs_checked']} real pairs.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+class OnnxReranker:
+    """An ONNX export scored with onnxruntime by the spec's formula (the Reranker's `combine`)."""
+
+    def __init__(self, folder: str | Path) -> None:
+        self.folder = Path(folder).resolve()
+        path = self.folder / ONNX_SPEC_FILE
+        if not path.is_file():
+            raise BundleError(f"{self.folder} is not an ONNX export: expected {ONNX_SPEC_FILE}.")
+        self.spec = json.loads(path.read_text())
+        self._formula = Reranker(self.spec, None)
+
+    def score_groups(self, groups: list[tuple[str, list[str]]]) -> list[np.ndarray]:
+        """The run's full score for each (query, passages)."""
+        return onnx_scores(self.folder, self._formula, groups)
+
+    def score(self, query: str, passages: list[str]) -> np.ndarray:
+        """The run's full score of each passage for this query."""
+        return self.score_groups([(query, list(passages))])[0]
+
+
+def load(folder: str | Path) -> OnnxReranker:
+    """An ONNX export, ready to score (onnxruntime on CPU)."""
+    return OnnxReranker(folder)

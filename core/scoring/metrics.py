@@ -1,8 +1,11 @@
 """Ranking metrics with trec_eval semantics — the ONE NDCG@k, MRR@k, MAP and Recall@k of the studio.
 
-NDCG@k uses linear graded gains and the ideal ranking over every judged passage (trec_eval ndcg_cut); MRR@k,
-MAP and Recall@k count "relevant" as gain > 0. Training validation (`rank_metrics`) and evaluation
-(`query_metrics`) both go through `ndcg_at` / `mrr_at`, so their figures agree on graded data.
+The gain of a grade is defined once, here (`gain`): linear, gain = grade (trec_eval's ndcg_cut, as BEIR and MTEB
+report). NDCG@k sums it over the ranking with the ideal ranking over every judged passage; the listwise training
+targets (`gain_targets`, used by the residual loss and the beta fit) are the same gains, normalised, so the loss
+optimises the metric that is reported. MRR@k, MAP and Recall@k count "relevant" as gain > 0; judged@k is the
+share of a top k that has a label at all. Training validation (`rank_metrics`) and evaluation (`query_metrics`)
+both go through `ndcg_at` / `mrr_at`, so their figures agree on graded data.
 """
 
 from __future__ import annotations
@@ -13,13 +16,39 @@ from typing import Any
 
 import numpy as np
 
+GAIN = "linear"
+GAIN_NOTE = (
+    "NDCG gains are linear (gain = grade, trec_eval's ndcg_cut); training targets use the same gains, so the "
+    "loss optimises the NDCG reported"
+)
+
+
+def gain(grade: float) -> float:
+    """The gain of a grade, for NDCG and for training targets alike: the grade itself (0 for none or negative)."""
+    return max(float(grade), 0.0)
+
+
+def gain_targets(labels: Any) -> np.ndarray:
+    """Listwise target shares from graded labels: each passage's `gain`, normalised (binary labels: 1/n_pos each);
+    a list with no positive gets equal shares."""
+    gains = np.array([gain(g) for g in np.asarray(labels, dtype=float).reshape(-1)], dtype=float)
+    total = gains.sum()
+    return gains / total if total > 0 else np.full(len(gains), 1.0 / max(1, len(gains)))
+
 
 def ndcg_at(ranking: Sequence[str], qrels: dict[str, float], k: int = 10) -> float:
-    """NDCG@k with linear gains (trec_eval ndcg_cut): the ideal uses every judged passage, retrieved or not."""
-    dcg = sum(max(qrels.get(d, 0.0), 0.0) / math.log2(i + 2) for i, d in enumerate(ranking[:k]))
-    ideal = sorted((g for g in qrels.values() if g > 0), reverse=True)[:k]
+    """NDCG@k with `gain` (linear, trec_eval ndcg_cut): the ideal uses every judged passage, retrieved or not."""
+    dcg = sum(gain(qrels.get(d, 0.0)) / math.log2(i + 2) for i, d in enumerate(ranking[:k]))
+    ideal = sorted((gain(g) for g in qrels.values() if g > 0), reverse=True)[:k]
     idcg = sum(g / math.log2(i + 2) for i, g in enumerate(ideal))
     return dcg / idcg if idcg > 0 else 0.0
+
+
+def judged_at(ranking: Sequence[str], qrels: dict[str, float], k: int = 10) -> float:
+    """The share of the top k that has a label (any grade, 0 included): unjudged passages count as not relevant,
+    so a low share means NDCG may understate a system that surfaces passages nobody judged."""
+    top = list(ranking[:k])
+    return sum(1 for d in top if d in qrels) / len(top) if top else 0.0
 
 
 def mrr_at(ranking: Sequence[str], qrels: dict[str, float], k: int = 10) -> float:
@@ -49,12 +78,17 @@ def recall_at(ranking: Sequence[str], qrels: dict[str, float], k: int) -> float:
     return len(rel.intersection(ranking[:k])) / len(rel) if rel else 0.0
 
 
+JUDGED = "judged@10"  # not a quality metric: how much of the top 10 the labels cover
+LOW_JUDGED = 0.8  # below this share, NDCG@10 may understate a system that surfaces unjudged passages
+
+
 def metric_names(top_k: int) -> list[str]:
-    """The reported metrics; Recall@top-k is the candidate recall (the ceiling a reranker cannot pass)."""
+    """The reported figures; Recall@top-k is the candidate recall (the ceiling a reranker cannot pass); judged@10
+    last (label coverage of the top 10, reported beside NDCG)."""
     names = ["ndcg@10", "mrr@10", "map", "recall@10"]
     if top_k != 10:
         names.append(f"recall@{top_k}")
-    return names
+    return names + [JUDGED]
 
 
 def query_metrics(ranking: Sequence[str], qrels: dict[str, float], top_k: int) -> dict[str, float]:
@@ -67,6 +101,7 @@ def query_metrics(ranking: Sequence[str], qrels: dict[str, float], top_k: int) -
     }
     if top_k != 10:
         out[f"recall@{top_k}"] = recall_at(ranking, qrels, top_k)
+    out[JUDGED] = judged_at(ranking, qrels, 10)
     return out
 
 
@@ -77,7 +112,12 @@ def sample_qrels(sample: dict[str, Any]) -> dict[str, float]:
     return qrels
 
 
-def ranked_documents(sample: dict[str, Any], scores: Sequence[float]) -> list[str]:
+def per_list_ndcg(samples: list[dict[str, Any]], scores: list[np.ndarray], k: int = 10) -> list[float]:
+    """NDCG@k of each reranked candidate list (for a paired test between two scorings of the same lists)."""
+    return [ndcg_at(ranked_documents(s, sc), sample_qrels(s), k) for s, sc in zip(samples, scores)]
+
+
+def ranked_documents(sample: dict[str, Any], scores: Sequence[float] | np.ndarray) -> list[str]:
     """The sample's documents, best score first (ties keep list order)."""
     order = np.argsort(-np.asarray(scores, dtype=float), kind="stable")
     return [str(sample["documents"][i]) for i in order]
@@ -85,11 +125,8 @@ def ranked_documents(sample: dict[str, Any], scores: Sequence[float]) -> list[st
 
 def rank_metrics(samples: list[dict[str, Any]], scores: list[np.ndarray], k: int = 10) -> dict[str, float]:
     """Mean NDCG@k and MRR@k of reranked candidate lists (positives outside the list count as missed)."""
-    ndcgs, mrrs = [], []
-    for s, sc in zip(samples, scores):
-        ranking, qrels = ranked_documents(s, sc), sample_qrels(s)
-        ndcgs.append(ndcg_at(ranking, qrels, k))
-        mrrs.append(mrr_at(ranking, qrels, k))
+    ndcgs = per_list_ndcg(samples, scores, k)
+    mrrs = [mrr_at(ranked_documents(s, sc), sample_qrels(s), k) for s, sc in zip(samples, scores)]
     return {
         f"ndcg@{k}": float(np.mean(ndcgs)) if ndcgs else 0.0,
         f"mrr@{k}": float(np.mean(mrrs)) if mrrs else 0.0,

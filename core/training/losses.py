@@ -9,7 +9,7 @@ from sentence_transformers.cross_encoder import losses
 from sentence_transformers.util import batch_to_device
 
 from core.scoring.formulas import RESIDUAL
-from core.training.beta import gain_targets
+from core.scoring.metrics import gain_targets
 from core.training.config import TrainConfig
 from core.training.data import TrainingData
 

@@ -1,10 +1,12 @@
-"""What the Train page shows about a run: its loss and validation curves, and a plain-words verdict."""
+"""What the Train page shows about a run: its loss and validation curves, and its verdict (the one rule)."""
 
 from __future__ import annotations
 
 import json
 from typing import Any
 
+from core.evaluation.verdict import Verdict, without_figures
+from core.evaluation.verdict import verdict as judge
 from core.scoring.files import FUSION_FILE
 from core.scoring.formulas import PRIMARY, RESIDUAL
 
@@ -37,42 +39,55 @@ def test_label_note(metrics: dict[str, Any]) -> str:
     )
 
 
-def verdict(metrics: dict[str, Any]) -> tuple[str, str]:
-    """(level, sentence) the page shows: plain words when the reranker does not beat the first stage."""
+def _where(metrics: dict[str, Any]) -> str:
+    if metrics.get("evaluation") == "test" or metrics.get("test_labels_used_for"):
+        return "on the test set"
+    return "on validation"
+
+
+def _advice(metrics: dict[str, Any], loses: bool) -> str:
+    """What to do when the reranker does not beat the first stage, and the blend the run keeps."""
+    fusion = metrics.get("fusion") or {}
+    text = ""
+    if loses:
+        text = (
+            " It ranks like the embedding model at best; more or better-judged data should help."
+            if fusion.get("method") == RESIDUAL
+            else " Using it alone would make search worse."
+        )
+    if "alpha" in fusion:
+        text += (
+            f" Blending it with the first-stage score (alpha {fusion['alpha']}, chosen {_where(metrics)}) gives "
+            f"{fusion['validation_ndcg@10']:.3f}; the model folder records this blend ({FUSION_FILE})."
+        )
+    return text
+
+
+def verdict(metrics: dict[str, Any]) -> Verdict:
+    """The run's validation figures judged by the one rule (`core.evaluation.verdict`): it beats the first stage
+    only when the margin is positive AND the paired test over the validation lists is significant (runs recorded
+    before that test was stored are 'untested'). Unpacks as (level, sentence) for the Train page."""
     val = metrics.get("validation")
     if not val:
-        return (
-            "info",
+        return without_figures(
+            "The reranker",
             "No validation was possible, so nobody knows yet whether this reranker helps: evaluate it on a test set.",
         )
-    alone, base = val[PRIMARY], val["first_stage_ndcg@10"]
-    where = "on the test set" if metrics.get("test_labels_used_for") else "on validation"
-    note = test_label_note(metrics)
+    test = metrics.get("validation_vs_first_stage") or {}
     fusion = metrics.get("fusion") or {}
-    if fusion.get("method") == RESIDUAL:
-        what = f"The reranker (cross-encoder + {fusion['beta']:g} x embedding cosine, as trained)"
-        if alone > base:
-            return (
-                "success",
-                f"{what} beats the first stage {where}: NDCG@10 {alone:.3f} vs {base:.3f}.{note}",
-            )
-        return "warning", (
-            f"{what} does NOT beat the first stage {where}: NDCG@10 {alone:.3f} vs {base:.3f}. "
-            f"It ranks like the embedding model at best; more or better-judged data should help.{note}"
-        )
-    if alone > base:
-        return (
-            "success",
-            f"The reranker beats the first stage {where}: NDCG@10 {alone:.3f} vs {base:.3f}.{note}",
-        )
-    text = (
-        f"The reranker does NOT beat the first stage {where}: NDCG@10 {alone:.3f} vs {base:.3f} for the "
-        "embedding model alone. Using it alone would make search worse."
+    what = (
+        f"The reranker (cross-encoder + {fusion['beta']:g} x embedding cosine, as trained)"
+        if fusion.get("method") == RESIDUAL
+        else "The reranker"
     )
-    if "alpha" in (metrics.get("fusion") or {}):
-        f = metrics["fusion"]
-        text += (
-            f" Blending it with the first-stage score (alpha {f['alpha']}, chosen {where}) gives "
-            f"{f['validation_ndcg@10']:.3f}; the model folder records this blend ({FUSION_FILE})."
-        )
-    return "warning", text + note
+    loses = float(val[PRIMARY]) <= float(val["first_stage_ndcg@10"])
+    return judge(
+        what,
+        val[PRIMARY],
+        val["first_stage_ndcg@10"],
+        test.get("p_value"),
+        where=_where(metrics),
+        figures="validation",
+        draws=test.get("draws"),
+        note=_advice(metrics, loses) + test_label_note(metrics),
+    )

@@ -4,19 +4,28 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 from core import models
+from core.evaluation.statistics import paired_test
 from core.scoring.formulas import PRIMARY, RESIDUAL, choose_fusion
-from core.scoring.metrics import rank_metrics
+from core.scoring.metrics import per_list_ndcg, rank_metrics
 from core.scoring.reranker import Reranker
 from core.training.config import TrainConfig
 from core.training.data import TrainingData
 from core.training.evaluator import first_stage_metrics, run_scores
+from core.training.presenters import verdict
 
 CROSS_ENCODER = "cross-encoder"  # a residual run whose logit alone won on validation scores alone
 
 
+SCORING_CHOICE = "residual vs cross-encoder alone"  # what `choose_scoring` decides on the validation lists
+
+
 def test_labels_used_for(cfg: TrainConfig, eval_source: str, beta: float | None) -> list[str]:
-    """The choices the test labels made in this run: none unless the person asked to validate on the test set."""
+    """The choices the test labels made in this run: none unless the person asked to validate on the test set.
+    Then every choice made on the validation lists was made on test: the checkpoint, early stopping, the fusion
+    weight, whether a residual run ships its residual score or its cross-encoder alone, and the figures."""
     if eval_source != "test":
         return []
     used = ["checkpoint"] if cfg.keep_best else []
@@ -24,13 +33,24 @@ def test_labels_used_for(cfg: TrainConfig, eval_source: str, beta: float | None)
         used.append("early stopping")
     if cfg.fusion and beta is None:
         used.append("fusion weight")
+    if beta is not None:
+        used.append(SCORING_CHOICE)
     return used + ["validation figures"]
+
+
+def vs_first_stage(samples: list[dict[str, Any]], scores: list[Any]) -> dict[str, Any]:
+    """The paired randomization test of a scoring against the first stage's order, per list (NDCG@10)."""
+    first = [np.asarray(s["first_stage_scores"], dtype=float) for s in samples]
+    test = paired_test(per_list_ndcg(samples, first), per_list_ndcg(samples, scores))
+    keep = ("mean_diff", "p_value", "significant", "n", "draws", "method")
+    return {k: test[k] for k in keep}
 
 
 def _figures(
     model: Any, samples: list[dict[str, Any]], beta: float | None
-) -> tuple[dict[str, Any], list[Any]]:
-    """NDCG@10 / MRR@10 of the run's score and of the first stage on some lists, and the cross-encoder's scores."""
+) -> tuple[dict[str, Any], list[Any], list[Any]]:
+    """NDCG@10 / MRR@10 of the run's score and of the first stage on some lists; the run's and the cross-encoder's
+    scores."""
     full, ce = run_scores(model, samples, beta)
     base = first_stage_metrics(samples)
     out = {
@@ -40,7 +60,7 @@ def _figures(
     }
     if beta is not None:
         out["cross_encoder_alone_ndcg@10"] = rank_metrics(samples, ce)[PRIMARY]
-    return out, ce
+    return out, ce, full
 
 
 def _fusion(cfg: TrainConfig, data: TrainingData, ce_val: list[Any], alone: float) -> dict[str, Any] | None:
@@ -95,7 +115,7 @@ def final_metrics(
     if used:
         metrics["test_labels_used_for"] = used
     if data.eval_samples:
-        val, ce_val = _figures(model, data.eval_samples, beta)
+        val, ce_val, shipped = _figures(model, data.eval_samples, beta)
         if beta is not None:
             metrics["scoring"] = choose_scoring(val, beta, data.eval_source)
             if (
@@ -108,9 +128,10 @@ def final_metrics(
                     "trained_as": metrics["fusion"],
                 }
                 val = {**val, **rank_metrics(data.eval_samples, ce_val), "residual_ndcg@10": val[PRIMARY]}
-                beta = None
+                beta, shipped = None, ce_val
         metrics["validation"] = val
-        metrics["beats_first_stage"] = bool(val[PRIMARY] > val["first_stage_ndcg@10"])
+        metrics["validation_vs_first_stage"] = vs_first_stage(data.eval_samples, shipped)
+        metrics["beats_first_stage"] = verdict(metrics).beats  # positive AND significant (the one rule)
         if (
             cfg.fusion
             and beta is None
@@ -124,7 +145,7 @@ def final_metrics(
             "reason": "no validation slice to compare on: the residual score (as trained) is kept",
         }
     if data.test_samples and data.eval_source != "test":
-        test, ce_test = _figures(model, data.test_samples, beta)
+        test, ce_test, _ = _figures(model, data.test_samples, beta)
         if beta is None and "alpha" in metrics.get("fusion", {}):  # a blend, not the logit alone
             blend = Reranker(
                 {"kind": "blended", "alpha": metrics["fusion"]["alpha"]}, model

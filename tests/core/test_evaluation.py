@@ -274,6 +274,24 @@ def test_exports(evaluated):
         bundle.export_bundle(db, run_id, dest)
     info = onnx.export_onnx(db, run_id, bundle.destination(db, "my-onnx", run_id, explicit=False))
     assert Path(info["path"]).is_dir() and info["max_abs_score_diff"] < 1e-3
+    _onnx_is_no_bundle_and_loads(Path(info["path"]), dest)
+
+
+def _onnx_is_no_bundle_and_loads(folder: Path, torch_bundle: Path) -> None:
+    """Issue 26: the ONNX export is in a layout no bundle loader mistakes for a bundle, and scores like one."""
+    from core import bases
+    from core.export import onnx
+    from core.scoring.reranker import Reranker, RerankerError
+
+    assert not (folder / "rerank_spec.json").exists() and (folder / onnx.ONNX_SPEC_FILE).is_file()
+    with pytest.raises(RerankerError, match="not a model folder or bundle"):
+        Reranker.load(folder)  # what `core serve --model` and the Evaluate page call
+    assert bases.describe_folder(folder).kind != "bundle"
+    assert "not a torch bundle" in (folder / "README.md").read_text()
+    groups = [("what causes cancer", ["cells divide without control", "a recipe for bread"])]
+    want = Reranker.load(torch_bundle, device="cpu").score_groups(groups)
+    got = onnx.load(folder).score_groups(groups)
+    assert np.abs(np.concatenate(got) - np.concatenate(want)).max() < 1e-3
 
 
 def test_markdown_report_escapes_user_text(evaluated):

@@ -557,7 +557,7 @@ def test_residual_run_starts_at_the_embedding_ranking_learns_and_is_evaluated_as
     assert isinstance(
         reloaded.activation_fn, torch.nn.Identity
     )  # predict gives the logit the residual adds to
-    assert training.verdict(metrics)[1].startswith("The reranker (cross-encoder + ")
+    assert training.verdict(metrics).sentence.startswith("The reranker (cross-encoder + ")
 
     # evaluation scores the run as trained; its cross-encoder part is shown apart
     res = evaluation.evaluate(

@@ -21,9 +21,10 @@ import pytest
 
 from bench.sample_shapes import build_graded
 from core import models
+from core.scoring.metrics import gain_targets
 from core.training import budget, cli, defaults
 from core.training import rows as rowshape
-from core.training.beta import fit_beta, gain_targets, log_likelihood
+from core.training.beta import fit_beta, log_likelihood
 from core.training.config import ConfigError, TrainConfig
 from core.training.results import CROSS_ENCODER, choose_scoring
 from tests.conftest import ROOT, SAMPLE_SCIFACT
@@ -64,7 +65,7 @@ def test_graded_labels_become_soft_bce_targets_and_listwise_gain_shares():
         "bce", "q", ["a", "b"], ["n"], 1, random.Random(0), grades=[3.0, 1.0], top_grade=3.0
     )
     assert [r["label"] for r in rows] == [1.0, pytest.approx(1 / 3, abs=1e-3), 0.0]
-    assert gain_targets([3, 1, 0]) == pytest.approx([7 / 8, 1 / 8, 0])
+    assert gain_targets([3, 1, 0]) == pytest.approx([3 / 4, 1 / 4, 0])  # linear gains, as NDCG reports
     assert gain_targets([1, 1, 0, 0]) == pytest.approx([0.5, 0.5, 0, 0])  # binary labels: unchanged
 
 

@@ -9,6 +9,7 @@ from streamlit.testing.v1 import AppTest
 
 from core import evaluation as ev
 from core import models, queue, store
+from core.markdown import escape_markdown
 from core.runs import jobs
 from tests.conftest import ROOT, seed_scifact
 
@@ -193,3 +194,30 @@ def test_an_uploaded_test_set_is_evaluated_as_a_background_job(stored):
     assert newest["params"]["queries"] == 3
     at.run()
     assert not at.exception and at.selectbox(key="eval_pick").value == newest["id"]
+
+
+def test_verdicts_say_significance_p_bounds_best_of_n_and_judged(db, workspace, ce_folder):
+    """Issue 26: every comparison says whether it is significant, p at the test's floor is an upper bound, several
+    runs compared on test carry the best-of-N warning, and each system's judged@10 is shown with a sentence."""
+    pid = seed_scifact(db, name="two", n_train=3, n_test=8, n_extra=60)
+    insert_run(db, pid, ce_folder, run_id="run-a")
+    insert_run(db, pid, ce_folder, run_id="run-b")
+    res = ev.evaluate(
+        db, pid, ["run-a", "run-b"], first_stage="bm25", top_k=5, include_base=False, n_bootstrap=50
+    )
+    r = ev.Results.of(res)
+    at = app(pid).run()
+    assert not at.exception
+    assert any("best of 2" in w.value and "optimistic" in w.value for w in at.warning)
+    alerts = [a.value for a in list(at.success) + list(at.warning) + list(at.error) + list(at.info)]
+    for v in r.verdicts():  # one alert per run, from the one rule (shown escaped: labels are user text)
+        assert any(escape_markdown(v.sentence) in a for a in alerts)
+    tests = next(d.value for d in at.dataframe if "p-value" in d.value.columns)  # the paired tests
+    assert list(tests["significant"]) == ["yes" if c.significant else "no" for c in r.comparisons]
+    assert list(tests["p-value"]) == [c.p_text for c in r.comparisons]
+    assert all(p.startswith(("p = ", "p < ")) for p in tests["p-value"])
+    figures = at.dataframe[0].value
+    assert "judged@10" in figures.columns
+    assert figures["judged@10"].tolist() == [round(r.judged(s.key), 4) for s in r.systems]
+    if any(r.judged(s.key) < 0.8 for s in r.systems):  # SciFact judges only the relevant passages
+        assert any("judged@10" in c.value and "Only part of each top 10" in c.value for c in at.caption)

@@ -206,3 +206,23 @@ def test_the_overview_reads_the_quality_report_a_job_left_and_never_computes_one
     checks, current = overview.quality_checks(db, pid)
     assert checks and not current  # the data changed since: shown, marked stale
     assert stored.cached_report(db, pid, max_length=256) is None
+
+
+def test_the_best_run_is_picked_on_validation_and_shown_with_its_test_verdict(at, db):
+    """Issue 26: the overview's best run is the highest on validation, never on test; its test figures are shown."""
+    from core.evaluation import save_evaluation
+    from tests.core.test_verdicts import _run, _values, crafted
+
+    pid = store.project_id(db, "scifact")
+    _run(db, pid, "val-best", {"ndcg@10": 0.74, "first_stage_ndcg@10": 0.60})
+    _run(db, pid, "test-best", {"ndcg@10": 0.68, "first_stage_ndcg@10": 0.60})
+    first, a = _values(0.05, 0.02)
+    _, b = _values(0.15, 0.02, seed=1)
+    kinds = {"first_stage": "first_stage", "run:val-best": "run", "run:test-best": "run"}
+    save_evaluation(db, pid, crafted({"first_stage": first, "run:val-best": a, "run:test-best": b}, kinds))
+    at.run()
+    assert not at.exception
+    shown = [m.value for m in list(at.success) + list(at.warning) + list(at.error) + list(at.info)]
+    best = [m for m in shown if "picked on validation" in m]
+    assert len(best) == 1 and "val\\-best" in best[0] and "test\\-best" not in best[0]  # escaped run ids
+    assert "NDCG@10" in best[0] and "vs first stage" in best[0]

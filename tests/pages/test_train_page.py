@@ -102,9 +102,11 @@ def test_completed_run_that_loses_to_the_first_stage_says_so(workspace, db):
     )
     at = app(workspace, pid).run()
     assert not at.exception
-    warning = " ".join(w.value for w in at.warning)
+    error = " ".join(w.value for w in at.error)  # the one verdict rule: a margin of zero or less loses
     assert (
-        "does NOT beat the first stage" in warning and "0.410 vs 0.660" in warning and "alpha 0.3" in warning
+        "does NOT beat the first stage" in error
+        and "0.410 vs first stage 0.660" in error
+        and "alpha 0.3" in error
     )
     assert [b.label for b in at.button if b.label in ("Cancel", "Resume")] == []
 
@@ -130,5 +132,6 @@ def test_a_run_that_chose_on_the_test_set_says_so(workspace, db):
     )
     at = app(workspace, pid).run()
     assert not at.exception
-    shown = " ".join(s.value for s in at.success)
+    shown = " ".join(s.value for s in at.info)
     assert "on the test set" in shown and "Test labels were used for: checkpoint, early stopping" in shown
+    assert not at.success  # higher, but recorded without a significance test: not "beats"
