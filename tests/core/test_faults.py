@@ -128,7 +128,7 @@ def test_killed_training_process_is_marked_failed_and_resumes_from_its_checkpoin
     import os
     import signal
 
-    from conftest import seed_scifact
+    from tests.conftest import seed_scifact
 
     from core.runs import jobs
     from core.training import launch
