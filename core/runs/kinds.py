@@ -24,6 +24,7 @@ KINDS: dict[str, str] = {
     "quality": "core.runs.kinds:quality",
     "snippets": "core.runs.kinds:snippets",
     "download": "core.bases:download_job",  # a hub model into the local cache (issue 16)
+    "suspects": "core.suspects.find:job",  # suspect labels and missing positives (issue 25)
 }
 # kind -> "module:function(conn, project)" that tidies what a job's process left half-done when it died
 # (killed, crashed, or its machine restarted) without running its own clean-up.
