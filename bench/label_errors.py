@@ -132,7 +132,7 @@ def main() -> None:
     if not args.no_retrain:
         from retrain_labels import retrain_all  # noqa: PLC0415 - heavy, only when asked
 
-        out["retrain"] = retrain_all(conn, sf, noisy, pid, home)
+        out["retrain"] = retrain_all(conn, sf, noisy, home, load)
     print(json.dumps(out))
     if r_wrong < TARGET or r_missing < TARGET:
         sys.exit(1)
