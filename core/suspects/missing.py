@@ -11,7 +11,8 @@ PER_QUERY = 3  # proposals kept per query: the riskiest few are what a person ca
 
 def missing_positives(lab: Labelled, sig: Signals, per_query: int = PER_QUERY) -> list[Suspect]:
     """Per query, its top unlabelled passages that beat every labelled positive in at least one held-out model;
-    risk = the models' agreement that it sits above the positives times how near the top it sits."""
+    risk = how far above the query's best positive it sits (log scale, 0-1), averaged over the models: a passage on
+    top of a query whose positive sits 500th, or that has none, is riskier than one a place above the positive."""
     out: list[Suspect] = []
     for q, candidates in sig.top.items():
         labels = lab.labels.get(q, {})
@@ -26,8 +27,11 @@ def missing_positives(lab: Labelled, sig: Signals, per_query: int = PER_QUERY) -
             above = [b is None or r < b for r, b in zip(ranks, best)]
             if not any(above):
                 continue
-            near_top = 1.0 - sum(depth(r, sig.pool) for r in ranks) / len(ranks)
-            risk = near_top * (sum(above) / len(above))
+            gap = [
+                max(0.0, depth(b, sig.pool) - depth(r, sig.pool)) if b else 1.0 - depth(r, sig.pool)
+                for r, b in zip(ranks, best)
+            ]
+            risk = sum(gap) / len(gap)
             found.append(Suspect(q, c, "missing_positive", None, round(risk, 6)))
             found[-1].reasons = [_reason(ranks, above, sig, bool(positives))]
             found[-1].evidence = {
