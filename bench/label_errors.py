@@ -84,11 +84,17 @@ def recall(queue: list[tuple[str, str]], planted: set) -> tuple[float, int]:
 
 
 def keyed_queue(conn, pid: int, kinds: tuple[str, ...]) -> list[tuple[str, str]]:
-    """A queue as (query id, doc id), most suspect first."""
+    """A queue as (query text, passage text), most suspect first: SciFact repeats some claims and abstracts under
+    several ids, which the studio stores once, so texts are the key that survives."""
     from core.suspects.records import SuspectFilter, queue
 
     rows = queue(conn, pid, SuspectFilter(kinds=kinds, state="all"), limit=10**9)
-    return [(r["qid"], r["doc_id"]) for r in rows]
+    return [(r["query"], r["passage"]) for r in rows]
+
+
+def as_texts(sf: dict, pairs: set) -> set[tuple[str, str]]:
+    """Planted (query id, doc id) pairs as (query text, passage text)."""
+    return {(sf["queries"][q], sf["corpus"][d]) for q, d in pairs}
 
 
 def main() -> None:
@@ -114,8 +120,9 @@ def main() -> None:
     started = time.time()
     result = find_suspects(conn, pid)
     wall = round(time.time() - started, 1)
-    r_wrong, cut_wrong = recall(keyed_queue(conn, pid, ("wrong_positive", "wrong_negative")), wrong)
-    r_missing, cut_missing = recall(keyed_queue(conn, pid, ("missing_positive",)), missing)
+    wrong_queue = keyed_queue(conn, pid, ("wrong_positive", "wrong_negative"))
+    r_wrong, cut_wrong = recall(wrong_queue, as_texts(sf, wrong))
+    r_missing, cut_missing = recall(keyed_queue(conn, pid, ("missing_positive",)), as_texts(sf, missing))
     out = {
         "bench": "label_errors",
         "data": "SciFact train split (copy), whole corpus as the pool",

@@ -33,7 +33,7 @@ def cli(args: list[str], home: Path) -> dict:
     return json.loads([line for line in proc.stdout.splitlines() if line.startswith("{")][-1])
 
 
-def correct(conn, pid: int, clean: dict[str, dict[str, int]]) -> dict[str, int]:
+def correct(conn, pid: int, clean: set[tuple[str, str]]) -> dict[str, int]:
     """Judge the top 10% of each queue as a person who knows the truth would: a planted wrong positive flipped, a
     real missing positive marked relevant, everything else kept."""
     from core.suspects.judgements import judge
@@ -43,7 +43,7 @@ def correct(conn, pid: int, clean: dict[str, dict[str, int]]) -> dict[str, int]:
     for kinds in (LABELLED, ("missing_positive",)):
         flt = SuspectFilter(kinds=kinds)
         for row in queue(conn, pid, flt, limit=max(1, round(0.1 * queue_size(conn, pid, flt)))):
-            truth = clean.get(row["qid"], {}).get(row["doc_id"], 0) > 0
+            truth = (row["query"], row["passage"]) in clean
             labelled = (row["label_now"] or 0) > 0
             action = "flip" if truth != labelled else "keep"
             judge(conn, row["id"], action, row["version"], actor="bench")
@@ -74,7 +74,13 @@ def retrain_all(conn, sf: dict, noisy: dict, home: Path, load: Callable) -> dict
 
     corrected = load(conn, sf, noisy, "corrected")
     find_suspects(conn, corrected)
-    judged = correct(conn, corrected, sf["qrels"]["train"])
+    clean = {
+        (sf["queries"][q], sf["corpus"][d])
+        for q, ds in sf["qrels"]["train"].items()
+        for d, s in ds.items()
+        if s > 0
+    }
+    judged = correct(conn, corrected, clean)
     load(conn, sf, sf["qrels"]["train"], "clean")
     out = {
         "settings": "short: " + " ".join(SHORT) + " (figures say little about full training)",

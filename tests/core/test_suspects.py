@@ -78,6 +78,13 @@ def test_missing_positives_are_those_above_every_positive_or_top_of_a_query_with
     # riskiest: far above the positives (here: a query with none); a place above a 5th-ranked positive comes last
     assert keys == [(2, 30), (2, 31), (1, 20)]
     assert found[0].score > 0.9 and found[-1].score < 0.25
+    many = Signals(("embedding",), 1000, {(2, 40 + i): (i + 1,) for i in range(10)} | {(1, 10): (50,)}, {})
+    many.ranks.update({(1, 60 + i): (i + 1,) for i in range(10)})
+    many.top.update({1: [60 + i for i in range(10)], 2: [40 + i for i in range(10)]})
+    counted = [s.query_id for s in missing_positives(lab, many)]
+    assert (
+        counted.count(2) == 6 and counted.count(1) == 3
+    )  # a query without a positive gets twice the proposals
     top = next(s for s in found if s.passage_id == 20)
     assert "above every labelled positive of its query by 2 of 2 held-out models" in top.reasons[0]
     assert "for a query with no labelled positive" in next(s for s in found if s.passage_id == 30).reasons[0]
