@@ -22,6 +22,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "evaluate": ("core.evaluation.cli", "evaluate a run on the test set"),
     "export-model": ("core.export.cli", "ship a run as a self-contained bundle (or --onnx)"),
     "serve": ("core.export.serve", "serve a bundle or run folder over HTTP: POST /v1/rerank"),
+    "suspects": ("core.suspects.cli", "find suspect labels and missing positives"),
     "job": ("core.queue", "run a queued background job (the studio starts these)"),
 }
 
