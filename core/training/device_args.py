@@ -73,8 +73,11 @@ def describe(hardware: dict[str, Any], device: str | None = None) -> str:
     device = device or pick_device()
     precision = "bf16" if hardware.get("bf16") else "fp16" if hardware.get("fp16") else "fp32"
     text = f"Training on {device} in {precision}"
-    if hardware.get("precision_reason"):
-        text += f" ({hardware['precision_reason']})"
+    reason = str(hardware.get("precision_reason") or "")
+    for prefix in (f"{precision}: ", f"{precision} "):
+        reason = reason.removeprefix(prefix)
+    if reason:
+        text += f" ({reason})"
     if hardware.get("gradient_accumulation_steps", 1) > 1:
         text += (
             f", micro-batches of {hardware['per_device_train_batch_size']} rows x "

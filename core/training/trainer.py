@@ -363,6 +363,7 @@ def _training_metrics(
         "train_loss": float(out.training_loss),
         "steps": steps,
         "train_seconds": round(seconds, 1),
+        "eval_seconds": round(sum(float(e.get("eval_runtime", 0)) for e in trainer.state.log_history), 1),
         "pairs_per_s": round(steps * cfg.batch_size * pairs_per_row(data.train_rows) / max(seconds, 1e-6), 2),
         "evaluation": data.eval_source,
         "evaluation_note": data.eval_note,

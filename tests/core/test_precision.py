@@ -68,13 +68,14 @@ def test_training_arguments_follow_the_run_precision(monkeypatch):
     monkeypatch.setenv(PRECISION_ENV, "auto")
     hw = device_args.hardware_arguments(TrainConfig(precision="auto"), None, device="cpu")
     assert hw["bf16"] is True and hw["fp16"] is False
-    assert device_args.describe(hw, "cpu") == "Training on cpu in bf16 (bf16 on AMX)."
+    assert device_args.describe(hw, "cpu") == "Training on cpu in bf16 (on AMX)."
     assert "precision_reason" not in device_args.trainer_arguments(hw)
     hw = device_args.hardware_arguments(TrainConfig(precision="fp32"), None, device="cpu")
-    assert hw["bf16"] is False and "fp32" in device_args.describe(hw, "cpu")
+    assert device_args.describe(hw, "cpu") == "Training on cpu in fp32 (set by the precision setting)."
     monkeypatch.setattr(precision, "_detected", lambda: None)
     hw = device_args.hardware_arguments(TrainConfig(), None, device="cpu")
-    assert hw["bf16"] is False and "no bf16 units" in device_args.describe(hw, "cpu")
+    assert device_args.describe(hw, "cpu") == "Training on cpu in fp32 (this CPU has no bf16 units)."
+    assert device_args.trainer_arguments(hw) == {"use_cpu": True, "bf16": False, "fp16": False}
 
 
 def test_bf16_copy_leaves_the_fp32_model_alone():
