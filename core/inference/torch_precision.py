@@ -39,7 +39,40 @@ def in_precision(model: Any, precision: Precision | None = None, *, copy_first: 
     if not precision.bf16 or not model_device(model).startswith("cpu"):
         return model
     target = copy.deepcopy(model) if copy_first else model
-    return target.to(torch.bfloat16)
+    target.to(torch.bfloat16)
+    _fp32_head(target)
+    _fp32_pooling(target)
+    return target
+
+
+def _fp32_pooling(model: Any) -> None:
+    """A sentence embedder's token vectors upcast before pooling: the mean over a text's tokens and the
+    normalisation run in fp32, so the vector keeps more than bf16's ~3 significant digits."""
+    from sentence_transformers import SentenceTransformer
+
+    if not isinstance(model, SentenceTransformer) or len(model) < 2:
+        return
+
+    def upcast(_module: Any, _inputs: Any, features: dict) -> dict:
+        tokens = features.get("token_embeddings")
+        if tokens is not None and tokens.is_floating_point():
+            features["token_embeddings"] = tokens.float()
+        return features
+
+    model[0].register_forward_hook(upcast)
+
+
+def _fp32_head(model: Any) -> None:
+    """A cross-encoder's output layer back in fp32 weights and compute: a bf16 logit has ~2 significant digits
+    (steps of 0.03 near 5), which turns near-ties into ties; in fp32 the scores stay continuous."""
+    import torch
+
+    if not hasattr(model, "set_keep_in_fp32_modules"):
+        return
+    linears = [name for name, m in model.named_modules() if isinstance(m, torch.nn.Linear)]
+    if linears:
+        model.get_submodule(linears[-1]).float()
+        model.set_keep_in_fp32_modules([linears[-1]])
 
 
 def scoring_embedder(spec: str | None, *, trust_remote_code: bool = False) -> Any:

@@ -199,9 +199,10 @@ def fit(
 
 def for_project(cfg: TrainConfig, counts: dict[str, Any], workspace: Path | None) -> Budget:
     """The estimate before any row is built (the Train form, the CLI): rows per epoch from the project's counts."""
+    from core.inference.device import pick_device
     from core.training.defaults import rows_per_epoch
     from core.training.device_args import cpu_precision
 
     rows, per_row = rows_per_epoch(cfg, counts)
-    precision = cpu_precision(cfg).name if estimates.precision_now() != "fp32" else "fp32"
+    precision = cpu_precision(cfg, pick_device()).name
     return estimate(cfg, rows, workspace, per_row if cfg.loss != "bce" else 1, precision=precision)

@@ -201,7 +201,7 @@ def plan_memory(
     if torch.cuda.is_available():
         plan, fitted = budget.estimate(cfg, rows, workspace, longest), cfg
     else:
-        precision = device_args.cpu_precision(cfg).name
+        precision = device_args.cpu_precision(cfg, device_args.pick_device()).name
         fitted, plan = budget.fit(cfg, rows, workspace, longest, precision=precision)
     state["estimate"] = plan.to_dict()
     if is_main():

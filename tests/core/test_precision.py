@@ -110,6 +110,8 @@ def test_bf16_reranker_ranks_like_fp32(tmp_path, monkeypatch):
     bf16 = Reranker.load(folder)
     assert next(bf16.cross_encoder.parameters()).dtype == torch.bfloat16
     assert next(fp32.cross_encoder.parameters()).dtype == torch.float32
+    head = [m for m in bf16.cross_encoder.modules() if isinstance(m, torch.nn.Linear)][-1]
+    assert head.weight.dtype == torch.float32  # the logit itself in fp32: no bf16 steps, no false ties
     a, b = fp32.score(QUERY, PASSAGES), bf16.score(QUERY, PASSAGES)
     assert b.dtype == np.float64 and np.allclose(a, b, atol=0.05)
     assert MAX_LENGTH == fp32.spec["max_length"]
@@ -146,3 +148,16 @@ def test_the_budget_plans_with_the_precision_rate(tmp_path):
     bf16 = budget.estimate(cfg, 320, tmp_path, 1, available=64 * 2**30, precision="bf16")
     assert bf16.total_seconds < fp32.total_seconds and bf16.steps == fp32.steps
     assert bf16.text().endswith("(default rate, bf16)") and bf16.to_dict()["precision"] == "bf16"
+
+
+def test_bf16_embedder_pools_in_fp32_and_keeps_the_vectors():
+    from core import models
+
+    fp32 = models.load_embedder(None, device="cpu")
+    fast = torch_precision.in_precision(fp32, Precision("bf16", "test"), copy_first=True)
+    assert next(fast.parameters()).dtype == torch.bfloat16
+    assert next(fp32.parameters()).dtype == torch.float32  # the process's shared embedder is untouched
+    a = fp32.encode([QUERY] + PASSAGES, normalize_embeddings=True)
+    b = fast.encode([QUERY] + PASSAGES, normalize_embeddings=True)
+    assert b.dtype == np.float32
+    assert float(np.min(np.sum(a * b, axis=1))) >= 0.9995  # bf16 pooling alone gave 0.998 on SciFact
