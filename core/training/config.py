@@ -92,6 +92,8 @@ class TrainConfig:
     residual_beta: float | None = None
     """Residual loss: weight of the embedding cosine in the score; None = fitted on the training queries'
     first-stage candidate lists."""
+    precision: str = "auto"
+    """auto | bf16 | fp32: CPU training precision; auto = bf16 autocast where the CPU has bf16 units (AMX)."""
 
     def validate(self) -> TrainConfig:
         """Check ranges before any model is loaded, with messages that say what is allowed."""

@@ -201,7 +201,8 @@ def plan_memory(
     if torch.cuda.is_available():
         plan, fitted = budget.estimate(cfg, rows, workspace, longest), cfg
     else:
-        fitted, plan = budget.fit(cfg, rows, workspace, longest)
+        precision = device_args.cpu_precision(cfg, device_args.pick_device()).name
+        fitted, plan = budget.fit(cfg, rows, workspace, longest, precision=precision)
     state["estimate"] = plan.to_dict()
     if is_main():
         if fitted.batch_size != cfg.batch_size:
@@ -286,7 +287,14 @@ def make_trainer(
     )
     total, eval_steps = schedule(cfg, len(data.train_rows))
     hardware = device_args.hardware_arguments(cfg, model, pairs_per_row(data.train_rows))
-    args = training_arguments(cfg, folder / "checkpoints", evaluator is not None, eval_steps, hardware)
+    state["precision"] = "bf16" if hardware.get("bf16") else "fp16" if hardware.get("fp16") else "fp32"
+    args = training_arguments(
+        cfg,
+        folder / "checkpoints",
+        evaluator is not None,
+        eval_steps,
+        device_args.trainer_arguments(hardware),
+    )
     if is_main():
         add_event(conn, run_id, "message", {"text": device_args.describe(hardware)})
     callbacks = [StoreProgress(conn, run_id, state)]
@@ -335,6 +343,7 @@ def train(
         return {"metrics": {}, "model_dir": None, "cancelled": True}
     metrics = _training_metrics(trainer, out, cfg, data, seconds)
     metrics["estimate"] = state.get("estimate")
+    metrics["precision"] = state.get("precision", "fp32")
     model = continued.keep_base_if_better(conn, run_id, cfg, model, base_score, metrics, data.residual_beta)
     model_dir = folder / "model"
     if is_main():
@@ -354,6 +363,7 @@ def _training_metrics(
         "train_loss": float(out.training_loss),
         "steps": steps,
         "train_seconds": round(seconds, 1),
+        "eval_seconds": round(sum(float(e.get("eval_runtime", 0)) for e in trainer.state.log_history), 1),
         "pairs_per_s": round(steps * cfg.batch_size * pairs_per_row(data.train_rows) / max(seconds, 1e-6), 2),
         "evaluation": data.eval_source,
         "evaluation_note": data.eval_note,
