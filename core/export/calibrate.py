@@ -9,44 +9,48 @@
 from __future__ import annotations
 
 import json
-import random
 import sqlite3
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from core import store
-from core.scoring.calibration import Calibration, fit_calibration
-from core.training import candidates
+from core.scoring.calibration import (
+    Calibration,
+    apply_calibration,
+    expected_calibration_error,
+    fit_calibration,
+    reliability,
+)
+from core.training import run_lists
 from core.training.config import TrainConfig
-from core.training.data import Labels, choose_validation, read_labels
 
 
-def _fitting_lists(conn: sqlite3.Connection, project: int, cfg: TrainConfig) -> tuple[Labels, list[int], str]:
-    """(labels, query ids, what they are): the run's validation slice, else its training queries (said so)."""
-    lab = read_labels(conn, project, "train")
-    train_qids = sorted(lab.grades)
-    test = read_labels(conn, project, "test")
-    source, val_qids, _ = choose_validation(train_qids, cfg, random.Random(cfg.seed), bool(test.grades))
-    if source == "split":
-        return lab, val_qids, "validation"
-    if source == "test":
-        return test, sorted(test.grades), "the test set (the run validated on it, as chosen)"
-    return lab, train_qids, "training queries (the run had no validation slice, so this is in-sample)"
+@dataclass(frozen=True)
+class CalibrationReport:
+    """How well a run's relevance_score matches reality on the test set: the Evaluate page's plot and ECE."""
+
+    run_id: str
+    calibration: Calibration | None
+    note: str
+    test_pairs: int = 0
+    test_ece: float | None = None  # expected calibration error of relevance_score on the test candidate lists
+    raw_sigmoid_ece: float | None = None  # the same for a plain sigmoid of the raw score, for comparison
+    bins: list[dict[str, float]] = field(default_factory=list)  # reliability: predicted vs observed per bin
 
 
 def calibration_pairs(
-    conn: sqlite3.Connection, run: dict[str, Any], workspace: Path | None = None
+    conn: sqlite3.Connection, run: dict[str, Any], workspace: Path | None = None, split: str = "validation"
 ) -> tuple[list[tuple[str, list[str]]], list[np.ndarray], str]:
-    """(groups, relevance labels per group, what they are) of the run's validation candidate lists."""
+    """(groups, relevance labels per group, what they are) of the run's validation (or test) candidate lists."""
     cfg = TrainConfig.from_dict(run["config"])
     project = int(run["project_id"])
-    lab, qids, fitted_on = _fitting_lists(conn, project, cfg)
-    texts = {p["id"]: p["text"] for p in store.fetch_passages(conn, project)}
-    samples = candidates.candidate_samples(
-        conn, project, qids, lab.qtext, lab.grades, texts, cfg.candidates_k, cfg.first_stage_model, workspace
-    )
+    if split == "test":
+        samples, fitted_on = run_lists.testset_lists(conn, project, cfg, workspace), "test"
+    else:
+        samples, fitted_on = run_lists.validation_lists(conn, project, cfg, workspace)
     groups = [(s["query"], list(s["documents"])) for s in samples]
     labels = [np.array([1.0 if d in s["gains"] else 0.0 for d in s["documents"]]) for s in samples]
     return groups, labels, fitted_on
@@ -66,6 +70,34 @@ def run_calibration(
     except ValueError as exc:
         return None, f"no calibration: {exc}"
     return cal, f"calibrated on {fitted_on}: {cal.pairs} pairs, {cal.positives} relevant, ECE {cal.ece:.3f}"
+
+
+def calibration_report(
+    conn: sqlite3.Connection, run_id: str, project: int | None = None, bins: int = 10
+) -> CalibrationReport:
+    """Fit the run's calibration on validation (as its bundle does) and measure it on the test candidate lists."""
+    from core.runs import records
+    from core.scoring.reranker import Reranker
+
+    run = records.completed_run(conn, run_id, project)
+    workspace = store.workspace_of(conn)
+    reranker = Reranker.load(records.model_folder(conn, run), workspace=workspace)
+    cal, note = run_calibration(conn, run, reranker.score_groups, workspace)
+    groups, labels, _ = calibration_pairs(conn, run, workspace, split="test")
+    if cal is None or not groups:
+        return CalibrationReport(run_id, cal, note if groups else f"{note}; the project has no test set")
+    raw = np.concatenate([np.asarray(s, dtype=float) for s in reranker.score_groups(groups)])
+    y = np.concatenate(labels)
+    probs = apply_calibration(cal, raw)
+    return CalibrationReport(
+        run_id,
+        cal,
+        note,
+        test_pairs=len(y),
+        test_ece=expected_calibration_error(probs, y, bins),
+        raw_sigmoid_ece=expected_calibration_error(apply_calibration(None, raw), y, bins),
+        bins=reliability(probs, y, bins),
+    )
 
 
 def training_cleaning(conn: sqlite3.Connection, project: int) -> list[str]:

@@ -1,0 +1,38 @@
+"""Distillation's pieces without a model: the student's config and the teacher's listwise targets."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from core.training.config import TrainConfig
+from core.training.distill import DistillSettings, student_config, teacher_rows
+
+
+class LengthTeacher:
+    """Scores a passage by its length (a stand-in for a run's full score)."""
+
+    def __init__(self) -> None:
+        self.groups = []
+
+    def score_groups(self, groups):
+        self.groups = groups
+        return [np.array([float(len(p)) for p in ps]) for _, ps in groups]
+
+
+def test_student_is_a_plain_listwise_run_with_the_teachers_data_settings():
+    teacher = TrainConfig(loss="residual", residual_beta=25.0, candidates_k=30, max_length=128, seed=7)
+    cfg = student_config(teacher, DistillSettings(max_steps=5, list_size=0, max_length=64))
+    assert cfg.loss == "listnet" and cfg.residual_beta is None and not cfg.fusion
+    assert cfg.candidates_k == 30 and cfg.max_length == 64 and cfg.seed == 7 and cfg.max_steps == 5
+    cfg.validate()  # a valid run config: the store and the pages read it like any run's
+
+
+def test_teacher_rows_add_missed_positives_and_carry_the_teachers_scores():
+    samples = [
+        {"query": "q1", "documents": ["aa", "b"], "positive": ["b", "cccc"]},
+        {"query": "q2", "documents": ["only"], "positive": ["only"]},  # one passage: nothing to rank, dropped
+    ]
+    teacher = LengthTeacher()
+    rows = teacher_rows(teacher, samples)
+    assert rows == [{"query": "q1", "docs": ["aa", "b", "cccc"], "labels": [2.0, 1.0, 4.0]}]
+    assert teacher.groups[0] == ("q1", ["aa", "b", "cccc"])
