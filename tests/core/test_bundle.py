@@ -262,6 +262,8 @@ def test_distill_ships_a_plain_cross_encoder_that_crossencoder_loads(trained, tm
     assert (
         not (tmp_path / "plain" / "embedding-model").exists() and spec["calibration"]["method"] == "isotonic"
     )
+    card = (tmp_path / "plain" / "README.md").read_text()
+    assert f"Distilled from run {teacher}" in card and "short by" in card and "P(relevant)" in card
     q = store_query(conn, pid)
     docs = ["Statins lower LDL cholesterol.", "Rivers flood in spring.", "A trial of statin therapy."]
     plain = CrossEncoder(str(tmp_path / "plain"), max_length=spec["max_length"])
