@@ -36,3 +36,28 @@ def test_teacher_rows_add_missed_positives_and_carry_the_teachers_scores():
     rows = teacher_rows(teacher, samples)
     assert rows == [{"query": "q1", "docs": ["aa", "b", "cccc"], "labels": [2.0, 1.0, 4.0]}]
     assert teacher.groups[0] == ("q1", ["aa", "b", "cccc"])
+
+
+def test_cli_distill_is_registered_and_names_a_missing_teacher(tmp_path):
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from core import store
+    from tests.conftest import ROOT
+
+    home = tmp_path / "studio-home"
+    conn = store.connect(home)
+    store.create_project(conn, "p")
+    conn.close()
+    env = {**os.environ, "RERANK_STUDIO_HOME": str(home), "HF_HUB_OFFLINE": "1"}
+    out = subprocess.run(
+        [sys.executable, "-m", "core", "distill", "--project", "p", "--run", "nope", "--max-steps", "2"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 2 and "nope" in json.loads(out.stderr.strip().splitlines()[-1])["error"]
