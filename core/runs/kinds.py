@@ -24,6 +24,7 @@ KINDS: dict[str, str] = {
     "quality": "core.runs.kinds:quality",
     "snippets": "core.runs.kinds:snippets",
     "download": "core.bases:download_job",  # a hub model into the local cache (issue 16)
+    "distill": "core.training.distill:distill_job",  # a plain cross-encoder from a run's full score (issue 24)
 }
 # kind -> "module:function(conn, project)" that tidies what a job's process left half-done when it died
 # (killed, crashed, or its machine restarted) without running its own clean-up.

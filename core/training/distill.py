@@ -205,6 +205,18 @@ def distill(
     return run_id, metrics
 
 
+def distill_job(
+    conn: sqlite3.Connection, project: int, args: dict[str, Any], progress: Any, should_cancel: Any
+) -> dict[str, Any]:
+    """The `distill` job kind (pages queue it with {"run": TEACHER_ID, ...DistillSettings fields})."""
+    names = {f.name for f in dataclasses.fields(DistillSettings)}
+    settings = DistillSettings(**{k: v for k, v in args.items() if k in names})
+    progress(0.0, f"distilling run {args['run']}")
+    run_id, metrics = distill(conn, project, str(args["run"]), settings)
+    progress(1.0, f"distilled into run {run_id}")
+    return {"run": run_id, "teacher": args["run"], **metrics}
+
+
 def cli_arguments(parser: Any) -> None:
     """Options of distill (from DistillSettings)."""
     parser.add_argument("--project", required=True, help="project name")

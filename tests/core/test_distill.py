@@ -61,3 +61,20 @@ def test_cli_distill_is_registered_and_names_a_missing_teacher(tmp_path):
         timeout=120,
     )
     assert out.returncode == 2 and "nope" in json.loads(out.stderr.strip().splitlines()[-1])["error"]
+
+
+def test_distill_is_a_job_kind_whose_adapter_passes_the_settings(monkeypatch):
+    from core.runs import kinds
+    from core.training import distill as module
+
+    seen = {}
+
+    def fake(conn, project, teacher, settings):
+        seen.update(project=project, teacher=teacher, settings=settings)
+        return "student", {"steps": settings.max_steps}
+
+    monkeypatch.setattr(module, "distill", fake)
+    adapter = kinds.resolve("distill")
+    out = adapter(None, 3, {"run": "t1", "max_steps": 4, "list_size": 6}, lambda *a: None, lambda: False)
+    assert out == {"run": "student", "teacher": "t1", "steps": 4}
+    assert seen["project"] == 3 and seen["settings"] == DistillSettings(max_steps=4, list_size=6)
