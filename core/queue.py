@@ -28,6 +28,7 @@ KINDS: dict[str, JobKind] = {
     "quality": quality_job.QUALITY,
     "snippets": quality_job.SNIPPETS,
     "download": JobKind(run=bases.download_job),  # a hub model into the local cache (issue 16)
+    "distill": training_job.DISTILL,  # a plain cross-encoder from any run (issue 24)
     "suspects": suspects_job.KIND,  # suspect labels and missing positives (issue 25)
 }
 
