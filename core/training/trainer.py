@@ -31,7 +31,7 @@ from core.training.data import TrainingData, build_data
 from core.training.defaults import is_trained
 from core.training.distributed import barrier, is_main, world_size
 from core.training.evaluator import RerankingEvaluator
-from core.training.losses import make_loss
+from core.training.losses import labelled_pairs_used, make_loss
 from core.training.model_card import save_model
 from core.training.results import final_metrics
 from core.training.rows import max_pairs_per_row
@@ -358,6 +358,7 @@ def _training_metrics(
         "evaluation": data.eval_source,
         "evaluation_note": data.eval_note,
         "candidates": data.stats["candidates"],
+        **labelled_pairs_used(trainer.loss, data),  # issue 22: "trained on N of M labelled pairs"
     }
     if trainer.state.best_metric is not None:
         metrics["best_step"] = _best_step(trainer)
