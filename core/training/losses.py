@@ -75,14 +75,14 @@ def labelled_pairs_used(loss: Any, data: TrainingData) -> dict[str, Any]:
     labelled = int(data.stats.get("labelled_pairs") or 0)
     redrawer = getattr(loss, "redrawer", None)
     if redrawer is not None:
-        return coverage(len(redrawer.used), labelled)
+        return {**coverage(len(redrawer.used), labelled), "adapted": data.stats.get("adapted") or []}
     judged: set[tuple[str, str]] = set()
     for r in data.train_rows:
         if "docs" in r:
             judged |= {(r["query"], d) for d, y in zip(r["docs"], r["labels"]) if y > 0}
         elif "positive" in r or r.get("label", 0) > 0:
             judged.add((r["query"], r.get("positive") or r["passage"]))
-    return coverage(len(judged), max(labelled, len(judged)))
+    return {**coverage(len(judged), max(labelled, len(judged))), "adapted": data.stats.get("adapted") or []}
 
 
 def make_loss(model: Any, cfg: TrainConfig, data: TrainingData) -> torch.nn.Module:
