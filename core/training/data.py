@@ -161,6 +161,7 @@ def _hard_negatives(
             cfg.hard_negatives,
             cfg.first_stage_model,
             workspace,
+            cfg.candidates_from,
         )
     return "mined (negatives table)"
 
@@ -290,6 +291,12 @@ def _snapshot(
     }
 
 
+def _first_stage_name(cfg: TrainConfig) -> str:
+    """The candidate lists' first stage, as the run says it."""
+    key = models.model_key(cfg.first_stage_model)
+    return f"hybrid: BM25 + {key}, reciprocal rank fusion" if cfg.candidates_from == "hybrid" else key
+
+
 def _stats(
     cfg: TrainConfig,
     lab: Labels,
@@ -314,7 +321,7 @@ def _stats(
         "adapted": counts["adapted"],
         "hard_negative_source": counts["hard_negative_source"],
         "evaluation": eval_source,
-        "candidates": f"first stage ({models.model_key(cfg.first_stage_model)}) top {cfg.candidates_k}",
+        "candidates": f"first stage ({_first_stage_name(cfg)}) top {cfg.candidates_k}",
     }
 
 
@@ -350,6 +357,7 @@ def build_data(
             cfg.candidates_k,
             cfg.first_stage_model,
             workspace,
+            cfg.candidates_from,
         )
 
     residual_beta = None

@@ -44,7 +44,9 @@ def run_scores(
 
 def first_stage_metrics(samples: list[dict[str, Any]]) -> dict[str, float]:
     """NDCG@10 / MRR@10 of the candidate lists in first-stage order (the baseline a reranker must beat)."""
-    return rank_metrics(samples, [np.asarray(s["first_stage_scores"], dtype=float) for s in samples])
+    return rank_metrics(
+        samples, [np.asarray(s.get("baseline_scores", s["first_stage_scores"]), dtype=float) for s in samples]
+    )
 
 
 DECISION = "decision_ndcg@10"  # what keep-best and early stopping compare: it moves only beyond the noise

@@ -19,14 +19,15 @@ def fill_hard_from_first_stage(
     per_positive: int,
     spec: str,
     workspace: Path | None,
+    kind: str = "embedding",
 ) -> str:
     """Without a mining run, the first stage's top ranks (minus positives) are the hard negatives; says so."""
-    tops = candidates.first_stage(
-        conn, project, [qtext[q] for q in qids], per_positive + 10 + 5, spec, workspace
+    found = candidates.tops(
+        conn, project, [qtext[q] for q in qids], per_positive + 10 + 5, spec, workspace, kind
     )
-    for q, top in zip(qids, tops):
+    for q, top in zip(qids, found):
         hard[q] = [pid for pid, _ in top if pid not in positives[q]][: per_positive + 10]
-    return f"first stage top-{per_positive + 10} (no mining run)"
+    return f"first stage ({kind}) top-{per_positive + 10} (no mining run)"
 
 
 def sample_random(
