@@ -45,8 +45,9 @@ def draw(
     start = visit * share
     picked = [hard[(start + j) % len(hard)] for j in range(share)] if share else []
     chosen = [(d, 0.0) for d in picked]
-    contrast = [(d, 0.0) for d in pool["others"] if d != anchor] + [
-        (p, g) for p, g in zip(pos, grades) if g < grade
+    taken = set(picked) | {anchor}
+    contrast = [(d, 0.0) for d in pool["others"] if d not in taken] + [
+        (p, g) for p, g in zip(pos, grades) if g < grade and p not in taken
     ]
     chosen += rng.sample(contrast, min(length - 1 - len(chosen), len(contrast)))
     if len(chosen) < length - 1:  # too few others: top up with hard negatives not in this list yet
