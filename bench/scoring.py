@@ -37,10 +37,11 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import numpy as np  # noqa: E402
 
-from bench.scifact_data import add_data_argument, read_beir, scifact_dir  # noqa: E402
+from bench.scifact_data import add_data_argument, scifact_dir  # noqa: E402
 from core import models  # noqa: E402
 from core.inference.precision import choose  # noqa: E402
 from core.inference.torch_precision import in_precision  # noqa: E402
+from core.ingest.beir import read_raw as read_beir  # noqa: E402 - the one raw BEIR reader
 from core.scoring.metrics import ndcg_at  # noqa: E402
 from core.scoring.reranker import Reranker, load_spec  # noqa: E402
 

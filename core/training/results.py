@@ -11,6 +11,7 @@ from core.scoring.reranker import Reranker
 from core.training.config import TrainConfig
 from core.training.data import TrainingData
 from core.training.evaluator import first_stage_metrics, run_scores
+from core.training.noise import Difference, difference, per_query_ndcg
 
 CROSS_ENCODER = "cross-encoder"  # a residual run whose logit alone won on validation scores alone
 
@@ -29,7 +30,7 @@ def test_labels_used_for(cfg: TrainConfig, eval_source: str, beta: float | None)
 
 def _figures(
     model: Any, samples: list[dict[str, Any]], beta: float | None
-) -> tuple[dict[str, Any], list[Any]]:
+) -> tuple[dict[str, Any], list[Any], list[Any]]:
     """NDCG@10 / MRR@10 of the run's score and of the first stage on some lists, and the cross-encoder's scores."""
     full, ce = run_scores(model, samples, beta)
     base = first_stage_metrics(samples)
@@ -40,7 +41,7 @@ def _figures(
     }
     if beta is not None:
         out["cross_encoder_alone_ndcg@10"] = rank_metrics(samples, ce)[PRIMARY]
-    return out, ce
+    return out, ce, full
 
 
 def _fusion(cfg: TrainConfig, data: TrainingData, ce_val: list[Any], alone: float) -> dict[str, Any] | None:
@@ -57,10 +58,22 @@ def _fusion(cfg: TrainConfig, data: TrainingData, ce_val: list[Any], alone: floa
     return None
 
 
-def choose_scoring(val: dict[str, Any], beta: float, source: str) -> dict[str, Any]:
-    """Residual (logit + beta x cosine) or the cross-encoder alone: whichever scores better on validation, and why."""
+def choose_scoring(
+    val: dict[str, Any], beta: float, source: str, diff: Difference | None = None
+) -> dict[str, Any]:
+    """Residual (logit + beta x cosine) or the cross-encoder alone: the alone score only when it is better on
+    validation beyond the noise (`diff` = alone - residual, paired per query); otherwise the residual as trained."""
     full, alone = float(val[PRIMARY]), float(val["cross_encoder_alone_ndcg@10"])
     figures = f"NDCG@10 on {source} validation: residual (logit + {beta:g} x cosine) {full:.4f}, cross-encoder alone {alone:.4f}"
+    if alone > full and diff is not None and not diff.beyond_noise:
+        return {
+            "mode": RESIDUAL,
+            "reason": f"{figures}: the alone score is ahead by {diff.text()}, within the noise, so the residual "
+            "score (as trained) is kept",
+            "residual_ndcg@10": full,
+            "cross_encoder_alone_ndcg@10": alone,
+            "chosen_on": source,
+        }
     if alone > full:
         return {
             "mode": CROSS_ENCODER,
@@ -95,9 +108,12 @@ def final_metrics(
     if used:
         metrics["test_labels_used_for"] = used
     if data.eval_samples:
-        val, ce_val = _figures(model, data.eval_samples, beta)
+        val, ce_val, full_val = _figures(model, data.eval_samples, beta)
         if beta is not None:
-            metrics["scoring"] = choose_scoring(val, beta, data.eval_source)
+            diff = difference(
+                per_query_ndcg(data.eval_samples, ce_val), per_query_ndcg(data.eval_samples, full_val)
+            )
+            metrics["scoring"] = choose_scoring(val, beta, data.eval_source, diff)
             if (
                 metrics["scoring"]["mode"] == CROSS_ENCODER
             ):  # the logit alone won on validation: ship it alone
@@ -124,7 +140,7 @@ def final_metrics(
             "reason": "no validation slice to compare on: the residual score (as trained) is kept",
         }
     if data.test_samples and data.eval_source != "test":
-        test, ce_test = _figures(model, data.test_samples, beta)
+        test, ce_test, _ = _figures(model, data.test_samples, beta)
         if beta is None and "alpha" in metrics.get("fusion", {}):  # a blend, not the logit alone
             blend = Reranker(
                 {"kind": "blended", "alpha": metrics["fusion"]["alpha"]}, model

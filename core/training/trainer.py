@@ -22,7 +22,6 @@ from transformers.trainer_callback import PrinterCallback
 from core import models, store
 from core.runs.liveness import Heartbeat
 from core.runs.records import add_event, get_run, latest_checkpoint, run_folder, update_run
-from core.scoring.formulas import PRIMARY
 from core.training import budget, continued, device_args, snapshot
 from core.training.beta import source as beta_source
 from core.training.callbacks import StoreProgress
@@ -30,8 +29,8 @@ from core.training.config import ConfigError, TrainConfig
 from core.training.data import TrainingData, build_data
 from core.training.defaults import is_trained
 from core.training.distributed import barrier, is_main, world_size
-from core.training.evaluator import RerankingEvaluator
-from core.training.losses import make_loss
+from core.training.evaluator import DECISION, RerankingEvaluator
+from core.training.losses import labelled_pairs_used, make_loss
 from core.training.model_card import save_model
 from core.training.results import final_metrics
 from core.training.rows import max_pairs_per_row
@@ -256,7 +255,7 @@ def training_arguments(
         save_steps=eval_steps,
         save_total_limit=2,
         load_best_model_at_end=bool(evaluating and cfg.keep_best),
-        metric_for_best_model=f"eval_val_{PRIMARY}" if evaluating else None,
+        metric_for_best_model=f"eval_val_{DECISION}" if evaluating else None,  # issue 22: beyond the noise
         greater_is_better=True,
         logging_steps=max(1, min(10, eval_steps)),
         logging_first_step=True,
@@ -368,10 +367,12 @@ def _training_metrics(
         "evaluation": data.eval_source,
         "evaluation_note": data.eval_note,
         "candidates": data.stats["candidates"],
+        **labelled_pairs_used(trainer.loss, data),  # issue 22: "trained on N of M labelled pairs"
     }
     if trainer.state.best_metric is not None:
         metrics["best_step"] = _best_step(trainer)
         metrics["best_validation_ndcg@10"] = float(trainer.state.best_metric)
+        metrics["checkpoint_decisions"] = getattr(trainer.evaluator, "decisions", [])
     return metrics
 
 
