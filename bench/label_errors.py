@@ -138,6 +138,7 @@ def main() -> None:
         "search": result.summary(),
         "target": {"recall_wrong_positive_at_10pct": TARGET, "recall_missing_positive_at_10pct": TARGET},
     }
+    print(json.dumps(out), file=sys.stderr, flush=True)  # the detection figures, before the long retraining
     if not args.no_retrain:
         from retrain_labels import retrain_all  # noqa: PLC0415 - heavy, only when asked
 
