@@ -17,6 +17,10 @@ from typing import Any
 from core.inference.precision import Precision, choose
 
 _lock = threading.Lock()
+# Pairs a bf16 scoring batch holds: batch x max length ~ 16k tokens (128 at length 128). AMX gains with the batch:
+# at length 128 on the loaded 2-core Xeon, bf16 scored 20.6 pairs/s at batch 32, 23.5 at 64, 30.0 at 128 (fp32: 9.1
+# at 32, already near its peak).
+BF16_BATCH_TOKENS = 16384
 
 
 def variant(precision: Precision) -> str:
@@ -27,6 +31,17 @@ def variant(precision: Precision) -> str:
 def model_device(model: Any) -> str:
     """The device a sentence-transformers model sits on, as a string ('cpu' when it cannot say)."""
     return str(getattr(model, "device", "cpu"))
+
+
+def scoring_batch(model: Any, max_length: int, default: int = 32) -> int:
+    """Pairs per scoring batch: `default` for an fp32 model, about BF16_BATCH_TOKENS tokens for a bf16 one."""
+    import torch
+
+    params = getattr(model, "parameters", None)
+    first = next(iter(params()), None) if callable(params) else None
+    if first is None or first.dtype != torch.bfloat16:
+        return default
+    return max(default, BF16_BATCH_TOKENS // max(1, int(max_length)))
 
 
 def in_precision(model: Any, precision: Precision | None = None, *, copy_first: bool = False) -> Any:

@@ -110,6 +110,7 @@ def test_bf16_reranker_ranks_like_fp32(tmp_path, monkeypatch):
     bf16 = Reranker.load(folder)
     assert next(bf16.cross_encoder.parameters()).dtype == torch.bfloat16
     assert next(fp32.cross_encoder.parameters()).dtype == torch.float32
+    assert fp32.batch_size == 32 and bf16.batch_size == 16384 // MAX_LENGTH  # AMX gains with the batch
     head = [m for m in bf16.cross_encoder.modules() if isinstance(m, torch.nn.Linear)][-1]
     assert head.weight.dtype == torch.float32  # the logit itself in fp32: no bf16 steps, no false ties
     a, b = fp32.score(QUERY, PASSAGES), bf16.score(QUERY, PASSAGES)
