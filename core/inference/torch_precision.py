@@ -5,6 +5,8 @@ bf16 weights scored pairs 2.2x faster than fp32 and autocast only 1.5x (autocast
 on every matmul). sentence-transformers upcasts bf16 scores and embeddings to fp32 before returning them, and
 sorts each call's inputs by length (a longest-first batch pads little); BERT already runs PyTorch's fused
 `scaled_dot_product_attention` (transformers' default `attn_implementation="sdpa"`), so neither is redone here.
+`bench/scoring.py --quick` on a trained SciFact reranker (3 rounds, order alternated, load ~9 on 2 cores): embedding
+2.1x, scoring 2.8x, NDCG@10 unchanged (min cosine to fp32 0.99992, scores within 0.0005).
 """
 
 from __future__ import annotations
