@@ -5,6 +5,8 @@ bf16 weights scored pairs 2.2x faster than fp32 and autocast only 1.5x (autocast
 on every matmul). sentence-transformers upcasts bf16 scores and embeddings to fp32 before returning them, and
 sorts each call's inputs by length (a longest-first batch pads little); BERT already runs PyTorch's fused
 `scaled_dot_product_attention` (transformers' default `attn_implementation="sdpa"`), so neither is redone here.
+`bench/scoring.py --quick` on a trained SciFact reranker (3 rounds, order alternated, load ~9 on 2 cores): embedding
+2.1x, scoring 2.8x, NDCG@10 unchanged (min cosine to fp32 0.99992, scores within 0.0005).
 """
 
 from __future__ import annotations
@@ -17,6 +19,10 @@ from typing import Any
 from core.inference.precision import Precision, choose
 
 _lock = threading.Lock()
+# Pairs a bf16 scoring batch holds: batch x max length ~ 16k tokens (128 at length 128). AMX gains with the batch:
+# at length 128 on the loaded 2-core Xeon, bf16 scored 20.6 pairs/s at batch 32, 23.5 at 64, 30.0 at 128 (fp32: 9.1
+# at 32, already near its peak).
+BF16_BATCH_TOKENS = 16384
 
 
 def variant(precision: Precision) -> str:
@@ -27,6 +33,17 @@ def variant(precision: Precision) -> str:
 def model_device(model: Any) -> str:
     """The device a sentence-transformers model sits on, as a string ('cpu' when it cannot say)."""
     return str(getattr(model, "device", "cpu"))
+
+
+def scoring_batch(model: Any, max_length: int, default: int = 32) -> int:
+    """Pairs per scoring batch: `default` for an fp32 model, about BF16_BATCH_TOKENS tokens for a bf16 one."""
+    import torch
+
+    params = getattr(model, "parameters", None)
+    first = next(iter(params()), None) if callable(params) else None
+    if first is None or first.dtype != torch.bfloat16:
+        return default
+    return max(default, BF16_BATCH_TOKENS // max(1, int(max_length)))
 
 
 def in_precision(model: Any, precision: Precision | None = None, *, copy_first: bool = False) -> Any:

@@ -147,9 +147,11 @@ class Reranker:
     """Scores (query, passages) exactly as the run was evaluated; load with `Reranker.load(folder)`."""
 
     def __init__(self, spec: dict[str, Any], cross_encoder: Any, embed: Embed | None = None) -> None:
+        from core.inference.torch_precision import scoring_batch
+
         self.spec, self.cross_encoder = spec, cross_encoder
         self._embed = embed or _direct_embed
-        self.batch_size = 32
+        self.batch_size = scoring_batch(cross_encoder, int(spec.get("max_length") or 256))
 
     @classmethod
     def load(

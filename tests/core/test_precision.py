@@ -110,6 +110,7 @@ def test_bf16_reranker_ranks_like_fp32(tmp_path, monkeypatch):
     bf16 = Reranker.load(folder)
     assert next(bf16.cross_encoder.parameters()).dtype == torch.bfloat16
     assert next(fp32.cross_encoder.parameters()).dtype == torch.float32
+    assert fp32.batch_size == 32 and bf16.batch_size == 16384 // MAX_LENGTH  # AMX gains with the batch
     head = [m for m in bf16.cross_encoder.modules() if isinstance(m, torch.nn.Linear)][-1]
     assert head.weight.dtype == torch.float32  # the logit itself in fp32: no bf16 steps, no false ties
     a, b = fp32.score(QUERY, PASSAGES), bf16.score(QUERY, PASSAGES)
@@ -144,10 +145,12 @@ def test_rates_are_kept_per_precision(tmp_path):
 
 def test_the_budget_plans_with_the_precision_rate(tmp_path):
     cfg = TrainConfig(batch_size=16, epochs=1.0, max_length=128)
+    assert estimates.observe(tmp_path, estimates.rate_key("train_pairs_per_s", "bf16"), 30.0, "run:bf16")
     fp32 = budget.estimate(cfg, 320, tmp_path, 1, available=64 * 2**30, precision="fp32")
     bf16 = budget.estimate(cfg, 320, tmp_path, 1, available=64 * 2**30, precision="bf16")
     assert bf16.total_seconds < fp32.total_seconds and bf16.steps == fp32.steps
-    assert bf16.text().endswith("(default rate, bf16)") and bf16.to_dict()["precision"] == "bf16"
+    assert bf16.text().endswith("(measured rate, bf16)") and bf16.to_dict()["precision"] == "bf16"
+    assert fp32.text().endswith("(default rate)")
 
 
 def test_bf16_embedder_pools_in_fp32_and_keeps_the_vectors():
