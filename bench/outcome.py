@@ -175,7 +175,7 @@ def main() -> None:
     out: dict = {
         "data": str(args.data),
         "arranged": arranged,
-        "shape": args.shape,
+        "shape": args.shape if args.shape == "graded" else "the BEIR folder as it is",
         "quick": args.quick,
         "run_id": run_id,
         "workspace": str(workspace),
