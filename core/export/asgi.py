@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import hmac
-import json
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -111,8 +110,8 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     return JSONResponse(_error(status, f"{request.method} {request.url.path}: {exc}")[1], status)
 
 
-def build_app(model: ServedModel, args: Any, ready: dict[str, Any]) -> Starlette:
-    """The Starlette app for the CLI's options; prints `ready` as one JSON line once the model worker runs."""
+def build_app(model: ServedModel, args: Any) -> Starlette:
+    """The Starlette app for the CLI's options (its lifespan starts and stops the model worker)."""
     max_length = int(model.reranker.spec["max_length"])
     handlers = RerankApp(
         model,
@@ -126,9 +125,7 @@ def build_app(model: ServedModel, args: Any, ready: dict[str, Any]) -> Starlette
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        handlers.batcher.start()
-        url = f"http://{args.host}:{args.port}"
-        print(json.dumps({"serving": url, **ready, "api_key": bool(handlers.api_key)}), flush=True)
+        handlers.batcher.start()  # the ready line comes from the server once its socket listens (serve.py)
         yield
         await handlers.batcher.stop()
 

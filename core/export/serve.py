@@ -7,6 +7,7 @@ batching in core.export.batcher. Binding beyond loopback needs an API key.
 from __future__ import annotations
 
 import ipaddress
+import json
 import os
 import sys
 import time
@@ -72,6 +73,17 @@ def cli_main(args: Any) -> None:
         Reranker.load(args.model), Path(args.model).resolve().name, clean=not args.no_clean
     )
     ready = {**model.describe(), "load_s": round(time.time() - started, 2)}
-    app = build_app(model, args, ready)
-    uvicorn.run(app, host=args.host, port=args.port, log_level="warning", access_log=False)
+    app = build_app(model, args)
+    ready["api_key"] = bool(args.api_key)
+
+    class Server(uvicorn.Server):
+        """Says it is serving only once the socket listens: a client that reads the line is never refused."""
+
+        async def startup(self, sockets: Any = None) -> None:
+            await super().startup(sockets=sockets)
+            if not self.should_exit:
+                print(json.dumps({"serving": f"http://{args.host}:{args.port}", **ready}), flush=True)
+
+    config = uvicorn.Config(app, host=args.host, port=args.port, log_level="warning", access_log=False)
+    Server(config).run()
     sys.stdout.flush()
