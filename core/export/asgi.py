@@ -8,6 +8,7 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
+import uvicorn
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -108,6 +109,19 @@ class RerankApp:
 async def _http_error(request: Request, exc: Exception) -> Response:
     status = exc.status_code if isinstance(exc, HTTPException) else 500
     return JSONResponse(_error(status, f"{request.method} {request.url.path}: {exc}")[1], status)
+
+
+class AnnouncingServer(uvicorn.Server):
+    """Prints its ready line only once the socket listens: a client that reads the line is never refused."""
+
+    def __init__(self, config: uvicorn.Config, ready_line: str) -> None:
+        super().__init__(config)
+        self.ready_line = ready_line
+
+    async def startup(self, sockets: Any = None) -> None:
+        await super().startup(sockets=sockets)
+        if not self.should_exit:
+            print(self.ready_line, flush=True)
 
 
 def build_app(model: ServedModel, args: Any) -> Starlette:

@@ -65,7 +65,7 @@ def cli_main(args: Any) -> None:
         raise SystemExit(2)
     import uvicorn
 
-    from core.export.asgi import build_app
+    from core.export.asgi import AnnouncingServer, build_app
     from core.scoring.reranker import Reranker
 
     started = time.time()
@@ -76,14 +76,7 @@ def cli_main(args: Any) -> None:
     app = build_app(model, args)
     ready["api_key"] = bool(args.api_key)
 
-    class Server(uvicorn.Server):
-        """Says it is serving only once the socket listens: a client that reads the line is never refused."""
-
-        async def startup(self, sockets: Any = None) -> None:
-            await super().startup(sockets=sockets)
-            if not self.should_exit:
-                print(json.dumps({"serving": f"http://{args.host}:{args.port}", **ready}), flush=True)
-
+    line = json.dumps({"serving": f"http://{args.host}:{args.port}", **ready})
     config = uvicorn.Config(app, host=args.host, port=args.port, log_level="warning", access_log=False)
-    Server(config).run()
+    AnnouncingServer(config, line).run()
     sys.stdout.flush()
