@@ -79,16 +79,18 @@ def residual_bundle(tmp: Path, max_length: int = 128, beta: float = 25.0) -> Pat
     return folder
 
 
-def post(url: str, body: bytes) -> tuple[float, bool]:
-    """(milliseconds, answered 200 with results)."""
+def post(url: str, body: bytes) -> tuple[float, str]:
+    """(milliseconds, "" when answered 200 with results, else what went wrong)."""
     started = time.perf_counter()
     req = urllib.request.Request(url, data=body, method="POST", headers={"Content-Type": "application/json"})
     try:
         with urllib.request.urlopen(req, timeout=300) as r:
-            ok = r.status == 200 and bool(json.loads(r.read())["results"])
-    except (urllib.error.URLError, OSError, ValueError):
-        ok = False
-    return (time.perf_counter() - started) * 1000, ok
+            problem = "" if r.status == 200 and json.loads(r.read())["results"] else f"HTTP {r.status}"
+    except urllib.error.HTTPError as exc:
+        problem = f"HTTP {exc.code}: {exc.read()[:200].decode(errors='replace')}"
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        problem = f"{type(exc).__name__}: {exc}"[:200]
+    return (time.perf_counter() - started) * 1000, problem
 
 
 def phase(url: str, bodies: list[bytes], clients: int, per_client: int) -> dict:
@@ -103,20 +105,21 @@ def phase(url: str, bodies: list[bytes], clients: int, per_client: int) -> dict:
     wall = time.perf_counter() - started
     return {
         "ms": [r[0] for r in results],
-        "errors": sum(not r[1] for r in results),
+        "errors": sum(bool(r[1]) for r in results),
+        "problems": [r[1] for r in results if r[1]],
         "n": len(results),
         "s": wall,
     }
 
 
-def serve(folder: Path, port: int, batch_tokens: int) -> subprocess.Popen:
-    """`python -m core serve`, returned once it prints its ready line."""
+def serve(folder: Path, port: int, batch_tokens: int, log: Path) -> subprocess.Popen:
+    """`python -m core serve` (stderr to `log`), returned once it prints its ready line."""
     cmd = [sys.executable, "-m", "core", "serve", "--model", str(folder), "--port", str(port)]
     proc = subprocess.Popen(
         [*cmd, "--batch-tokens", str(batch_tokens)],
         cwd=ROOT,
         stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
+        stderr=open(log, "wb"),  # noqa: SIM115 - the child holds it; read after it ends
         start_new_session=True,
     )
     line = proc.stdout.readline()
@@ -144,7 +147,8 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(args.model) if args.model else residual_bundle(Path(tmp), args.max_length)
         port = free_port()
-        proc = serve(folder, port, args.batch_tokens)
+        log = Path(tmp) / "server.log"
+        proc = serve(folder, port, args.batch_tokens, log)
         url = f"http://127.0.0.1:{port}/v1/rerank"
         try:
             for body in bodies[:2]:
@@ -155,8 +159,10 @@ def main() -> int:
                 for store, clients in order if r % 2 == 0 else order[::-1]:
                     store.append(phase(url, bodies, clients, per_client))
         finally:
+            server_exit = proc.poll()  # None: still serving at the end, as it should
             proc.terminate()
             proc.wait(timeout=30)
+            server_log = log.read_text(errors="replace")[-1500:] if server_exit is not None else ""
 
     def rate(phases: list[dict]) -> float:
         return sum(p["n"] for p in phases) / sum(p["s"] for p in phases)
@@ -180,6 +186,9 @@ def main() -> int:
         "order": "alternated",
         "target": TARGET,
     }
+    problems = sorted({p for ph in serial + concurrent for p in ph["problems"]})
+    if problems or server_exit is not None:
+        out.update(problems=problems[:5], server_exit=server_exit, server_log=server_log)
     print(json.dumps(out))
     return 0 if out["throughput_vs_serial"] >= TARGET and out["errors"] == 0 else 1
 

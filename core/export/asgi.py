@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import contextlib
 import hmac
-import json
 import time
 from collections.abc import AsyncIterator
 from typing import Any
 
+import uvicorn
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -111,8 +111,21 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     return JSONResponse(_error(status, f"{request.method} {request.url.path}: {exc}")[1], status)
 
 
-def build_app(model: ServedModel, args: Any, ready: dict[str, Any]) -> Starlette:
-    """The Starlette app for the CLI's options; prints `ready` as one JSON line once the model worker runs."""
+class AnnouncingServer(uvicorn.Server):
+    """Prints its ready line only once the socket listens: a client that reads the line is never refused."""
+
+    def __init__(self, config: uvicorn.Config, ready_line: str) -> None:
+        super().__init__(config)
+        self.ready_line = ready_line
+
+    async def startup(self, sockets: Any = None) -> None:
+        await super().startup(sockets=sockets)
+        if not self.should_exit:
+            print(self.ready_line, flush=True)
+
+
+def build_app(model: ServedModel, args: Any) -> Starlette:
+    """The Starlette app for the CLI's options (its lifespan starts and stops the model worker)."""
     max_length = int(model.reranker.spec["max_length"])
     handlers = RerankApp(
         model,
@@ -126,9 +139,7 @@ def build_app(model: ServedModel, args: Any, ready: dict[str, Any]) -> Starlette
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        handlers.batcher.start()
-        url = f"http://{args.host}:{args.port}"
-        print(json.dumps({"serving": url, **ready, "api_key": bool(handlers.api_key)}), flush=True)
+        handlers.batcher.start()  # the ready line comes from the server once its socket listens (serve.py)
         yield
         await handlers.batcher.stop()
 

@@ -7,6 +7,7 @@ batching in core.export.batcher. Binding beyond loopback needs an API key.
 from __future__ import annotations
 
 import ipaddress
+import json
 import os
 import sys
 import time
@@ -64,7 +65,7 @@ def cli_main(args: Any) -> None:
         raise SystemExit(2)
     import uvicorn
 
-    from core.export.asgi import build_app
+    from core.export.asgi import AnnouncingServer, build_app
     from core.scoring.reranker import Reranker
 
     started = time.time()
@@ -72,6 +73,10 @@ def cli_main(args: Any) -> None:
         Reranker.load(args.model), Path(args.model).resolve().name, clean=not args.no_clean
     )
     ready = {**model.describe(), "load_s": round(time.time() - started, 2)}
-    app = build_app(model, args, ready)
-    uvicorn.run(app, host=args.host, port=args.port, log_level="warning", access_log=False)
+    app = build_app(model, args)
+    ready["api_key"] = bool(args.api_key)
+
+    line = json.dumps({"serving": f"http://{args.host}:{args.port}", **ready})
+    config = uvicorn.Config(app, host=args.host, port=args.port, log_level="warning", access_log=False)
+    AnnouncingServer(config, line).run()
     sys.stdout.flush()

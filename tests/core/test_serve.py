@@ -272,3 +272,23 @@ def test_served_model_cleaning_switch_and_uncalibrated_relevance():
     assert off.inputs({"query": "<b>q</b>", "documents": ["<i>d</i>"]}) == ("<b>q</b>", ["<i>d</i>"])
     rel = on.relevance(np.array([-30.0, 0.0, 40.0]))  # a residual score is unbounded: squashed into [0, 1]
     assert rel[0] < 1e-6 and rel[1] == 0.5 and rel[2] > 1 - 1e-6
+
+
+def test_the_ready_line_comes_once_the_socket_listens(server):
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "core", "serve", "--model", str(server["folder"]), "--port", str(port)],
+        cwd=ROOT,
+        env={**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        ready = json.loads(proc.stdout.readline())
+        assert ready["serving"] == f"http://127.0.0.1:{port}" and ready["api_key"] is False
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=5) as r:  # not refused
+            assert r.status == 200
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
