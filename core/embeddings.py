@@ -11,9 +11,8 @@ import numpy as np
 
 from core import models
 from core.errors import StudioError
+from core.progress import Counter
 from core.store import cache_dir, text_hash
-
-Progress = Callable[[int, int], None]  # (done, total)
 
 _LOOKUP_CHUNK = 500
 
@@ -124,7 +123,7 @@ def embed_texts(
     *,
     workspace: Path | None = None,
     batch_size: int = 64,
-    progress: Progress | None = None,
+    progress: Counter | None = None,
     trust_remote_code: bool = False,
     stats: dict[str, int] | None = None,
     fast: bool | None = None,
@@ -147,7 +146,7 @@ def _embed(
     fast: bool,
     workspace: Path | None,
     batch_size: int,
-    progress: Progress | None,
+    progress: Counter | None,
     trust_remote_code: bool,
     stats: dict[str, int] | None,
 ) -> np.ndarray:
