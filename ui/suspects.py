@@ -5,6 +5,7 @@ and the missing positives proposed for judging."""
 from __future__ import annotations
 
 import sqlite3
+from typing import Any
 
 import streamlit as st
 
@@ -150,9 +151,8 @@ def render(db: sqlite3.Connection, project: int, actor: str) -> None:
     message = st.session_state.pop("suspects_flash", None)
     if message:
         kind, text = message
-        {"toast": st.toast, "warning": st.warning, "info": st.info, "success": st.success}[kind](
-            escape_markdown(text)
-        )
+        show: Any = {"toast": st.toast, "warning": st.warning, "info": st.info, "success": st.success}[kind]
+        show(escape_markdown(text))
     if _search(db, project):
         return
     counts = records.counts(db, project)

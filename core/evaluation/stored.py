@@ -26,7 +26,7 @@ def save_evaluation(conn: sqlite3.Connection, project: int, results: dict[str, A
                 json.dumps({k: v for k, v in results.items() if k != "params"}),
             ),
         )
-    return int(cur.lastrowid)
+    return store.inserted_id(cur)
 
 
 def list_evaluations(conn: sqlite3.Connection, project: int) -> list[dict[str, Any]]:

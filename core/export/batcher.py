@@ -78,7 +78,7 @@ class Batcher:
         if self.wait_s and self.queue.empty():
             await asyncio.sleep(self.wait_s)  # let requests that arrived together share the batch
         while not self.queue.empty():
-            nxt = self.queue._queue[0]  # noqa: SLF001 - peek without taking: an item over budget waits its turn
+            nxt = self.queue._queue[0]  # type: ignore[attr-defined]  # noqa: SLF001 - peek without taking: an item over budget waits its turn
             if used + nxt.tokens > self.batch_tokens:
                 break
             batch.append(self.queue.get_nowait())

@@ -19,6 +19,7 @@ import importlib.util
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -31,6 +32,9 @@ def _cleaner(folder: Path, rules: list[str]):
     if not rules:
         return None
     found = importlib.util.spec_from_file_location("rerank_studio_cleaning", folder / CLEANING_FILE)
+    assert (
+        found is not None and found.loader is not None
+    )  # the bundle ships the cleaning module beside this file
     module = importlib.util.module_from_spec(found)
     sys.modules[found.name] = module  # dataclasses look their module up while the file runs
     found.loader.exec_module(module)
@@ -64,7 +68,11 @@ class BundleReranker:
         self.folder = Path(folder).resolve()
         self.spec = json.loads((self.folder / SPEC_FILE).read_text())
         self.clean = _cleaner(self.folder, self.spec.get("cleaning") or []) if clean else None
-        kwargs = {"trust_remote_code": False, "model_kwargs": {"use_safetensors": True}, "device": device}
+        kwargs: dict[str, Any] = {
+            "trust_remote_code": False,
+            "model_kwargs": {"use_safetensors": True},
+            "device": device,
+        }
         self.cross_encoder = CrossEncoder(
             str(self.folder / self.spec.get("cross_encoder", ".")),
             num_labels=1,
@@ -93,6 +101,7 @@ class BundleReranker:
         kind = self.spec["kind"]
         if kind == "cross-encoder":
             return ce
+        assert self.embedder is not None  # every kind but a plain cross-encoder loads its embedding model
         vec = self.embedder.encode(
             [query] + list(passages),
             batch_size=64,

@@ -8,6 +8,7 @@ standalone loader applies it with numpy alone. The order of passages never chang
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -86,7 +87,7 @@ def fit_calibration(
             method = ISOTONIC
         except ImportError:
             method = PLATT
-    common = {"pairs": len(s), "positives": int(y.sum()), "fitted_on": fitted_on}
+    common: dict[str, Any] = {"pairs": len(s), "positives": int(y.sum()), "fitted_on": fitted_on}
     if method == ISOTONIC:
         from sklearn.isotonic import IsotonicRegression
 

@@ -20,7 +20,7 @@ Count = Callable[[int, int], None]  # (done, total) while passages are embedded
 _BM25_CACHE: dict[str, Any] = {}
 
 
-def _fingerprint(corpus: Mapping[Hashable, str]) -> str:
+def _fingerprint(corpus: Mapping[Any, str]) -> str:
     """Identity of a corpus (keys and texts), so one BM25 index serves repeated searches."""
     h = hashlib.sha1()
     for k, text in corpus.items():
@@ -28,7 +28,7 @@ def _fingerprint(corpus: Mapping[Hashable, str]) -> str:
     return h.hexdigest()
 
 
-def _bm25_index(corpus: Mapping[Hashable, str]) -> tuple[Any, Any, list[Any]]:
+def _bm25_index(corpus: Mapping[Any, str]) -> tuple[Any, Any, list[Any]]:
     """The BM25 index of a corpus (built once, the last one cached)."""
     import bm25s
 
@@ -46,7 +46,7 @@ def _bm25_index(corpus: Mapping[Hashable, str]) -> tuple[Any, Any, list[Any]]:
     return _BM25_CACHE[fp]
 
 
-def bm25_search(corpus: Mapping[Hashable, str], queries: Sequence[str], k: int) -> list[Ranking]:
+def bm25_search(corpus: Mapping[Any, str], queries: Sequence[str], k: int) -> list[Ranking]:
     """Top-k passages per query by BM25 (bm25s, Lucene variant, English stop words)."""
     if not corpus:
         return [[] for _ in queries]
@@ -57,7 +57,7 @@ def bm25_search(corpus: Mapping[Hashable, str], queries: Sequence[str], k: int) 
     return [[(keys[int(d)], float(s)) for d, s in zip(drow, srow)] for drow, srow in zip(docs, scores)]
 
 
-def bm25_scores(corpus: Mapping[Hashable, str], query: str, keys: Sequence[Hashable]) -> np.ndarray:
+def bm25_scores(corpus: Mapping[Any, str], query: str, keys: Sequence[Hashable]) -> np.ndarray:
     """BM25 scores of chosen passages for one query (0 for a key outside the corpus)."""
     if not corpus:
         return np.zeros(len(keys))
@@ -75,12 +75,12 @@ def top_k(sims: np.ndarray, keys: Sequence[Hashable], k: int) -> list[Ranking]:
     for row in sims:
         top = np.argpartition(-row, k - 1)[:k] if k else np.zeros(0, dtype=int)
         top = top[np.argsort(-row[top], kind="stable")]
-        out.append([(keys[j], float(row[j])) for j in top])
+        out.append([(keys[int(j)], float(row[j])) for j in top])
     return out
 
 
 def embedding_search(
-    corpus: Mapping[Hashable, str],
+    corpus: Mapping[Any, str],
     queries: Sequence[str],
     k: int,
     model_spec: str | None = None,
@@ -132,7 +132,7 @@ def rrf(rankings: Sequence[Ranking], k: int, constant: int = RRF_K) -> Ranking:
 
 
 def hybrid_search(
-    corpus: Mapping[Hashable, str],
+    corpus: Mapping[Any, str],
     queries: Sequence[str],
     k: int,
     model_spec: str | None = None,
@@ -150,7 +150,7 @@ def hybrid_search(
 
 def search(
     kind: str,
-    corpus: Mapping[Hashable, str],
+    corpus: Mapping[Any, str],
     queries: Sequence[str],
     k: int,
     model_spec: str | None = None,

@@ -9,7 +9,7 @@ import sqlite3
 from typing import Any
 
 from core.errors import UserError
-from core.store.db import now, transaction
+from core.store.db import inserted_id, now, transaction
 from core.suspects.records import SuspectFilter
 
 ACTIONS = {"keep": "kept", "flip": "flipped", "drop": "dropped", "skip": "skipped"}
@@ -148,14 +148,15 @@ def bulk_judge(
                 (project, s["id"], s["status"], new, at, actor, batch),
             )
             if batch is None:
-                batch = int(cur.lastrowid)
+                batch = inserted_id(cur)
                 conn.execute("UPDATE suspect_judgements SET batch = ? WHERE id = ?", (batch, batch))
         return {"rows": len(rows), "batch": batch, "status": ACTIONS[action]}
 
 
 def last_undoable(conn: sqlite3.Connection, project: int, actor: str | None = None) -> dict[str, Any] | None:
     """What `undo` would revert next (None when nothing is left), with how many rows it holds."""
-    sql, params = "project_id = ? AND undone = 0 AND undoes IS NULL", [project]
+    sql = "project_id = ? AND undone = 0 AND undoes IS NULL"
+    params: list[Any] = [project]
     if actor is not None:
         sql, params = sql + " AND actor = ?", [project, actor]
     row = conn.execute(

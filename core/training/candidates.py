@@ -51,7 +51,7 @@ def candidate_samples(
     if not qids:
         return []
     found = tops(conn, project, [qtext[q] for q in qids], k, spec, workspace, kind)
-    cosines = (
+    cosines: list[Any] = (
         embedding_scores([(qtext[q], [texts[p] for p, _ in t]) for q, t in zip(qids, found)], spec, workspace)
         if kind == "hybrid"
         else [[s for _, s in t] for t in found]

@@ -200,8 +200,14 @@ def check_base_model(spec: str) -> None:
 @cache
 def field_help() -> dict[str, str]:
     """Each TrainConfig field's docstring (the string literal under it), one line: the CLI's --help text."""
-    tree = ast.parse(inspect.getsource(TrainConfig))
-    body = tree.body[0].body
+    return field_docs(TrainConfig)
+
+
+def field_docs(cls: type) -> dict[str, str]:
+    """Each dataclass field's docstring (the string literal under it), one line: a settings class's --help text."""
+    cls_node = ast.parse(inspect.getsource(cls)).body[0]
+    assert isinstance(cls_node, ast.ClassDef)
+    body = cls_node.body
     docs: dict[str, str] = {}
     for node, following in zip(body, body[1:]):
         if (

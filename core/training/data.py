@@ -86,9 +86,9 @@ def read_labels(conn: sqlite3.Connection, project: int, split: str) -> Labels:
             (lab.hard if r["kind"] == "hard" else lab.rand).setdefault(r["query_id"], []).append(
                 r["passage_id"]
             )
-    for q, ps in lab.relevant.items():
-        for p in ps:
-            lab.grades.setdefault(q, {}).setdefault(p, 1.0)
+    for qid, pids in lab.relevant.items():
+        for pid in pids:
+            lab.grades.setdefault(qid, {}).setdefault(pid, 1.0)
     return lab
 
 
@@ -231,7 +231,7 @@ def _fit_rows(
         rows = rowshape.same_columns(rows)
     counts["labelled_pairs"] = labelled
     counts["adapted"] = adapted_notes(cfg, short_random, short_hard, len(fit_qids))
-    counts["pools"], counts["pool_texts"] = pools, [texts[p] for p in sorted(index, key=index.get)]
+    counts["pools"], counts["pool_texts"] = pools, [texts[p] for p in sorted(index, key=lambda p: index[p])]
     return rows, counts
 
 

@@ -11,9 +11,7 @@ checkpoint is kept on the teacher's own validation slice; it is a run like any o
 
 from __future__ import annotations
 
-import ast
 import dataclasses
-import inspect
 import json
 import sqlite3
 import time
@@ -25,7 +23,7 @@ from core.runs import records
 from core.scoring.formulas import PRIMARY
 from core.scoring.metrics import rank_metrics
 from core.training import run_lists
-from core.training.config import TrainConfig
+from core.training.config import TrainConfig, field_docs
 from core.training.run_record import create_run
 
 DISTILL_LOSS = "listnet"
@@ -221,25 +219,11 @@ def cli_arguments(parser: Any) -> None:
     """Options of distill (from DistillSettings)."""
     parser.add_argument("--project", required=True, help="project name")
     parser.add_argument("--run", required=True, help="id of the completed teacher run")
-    docs = _field_docs()
+    docs = field_docs(DistillSettings)
     for f in dataclasses.fields(DistillSettings):
         parser.add_argument(
             "--" + f.name.replace("_", "-"), type=type(f.default), default=f.default, help=docs.get(f.name)
         )
-
-
-def _field_docs() -> dict[str, str]:
-    """Each DistillSettings field's docstring (the string under it): the CLI's --help text."""
-    body = ast.parse(inspect.getsource(DistillSettings)).body[0].body
-    return {
-        a.target.id: " ".join(b.value.value.split())
-        for a, b in zip(body, body[1:])
-        if isinstance(a, ast.AnnAssign)
-        and isinstance(a.target, ast.Name)
-        and isinstance(b, ast.Expr)
-        and isinstance(b.value, ast.Constant)
-        and isinstance(b.value.value, str)
-    }
 
 
 def cli_main(args: Any) -> dict[str, Any]:

@@ -94,6 +94,7 @@ def make_loss(model: Any, cfg: TrainConfig, data: TrainingData) -> torch.nn.Modu
         return losses.CachedMultipleNegativesRankingLoss(model, num_negatives=4, mini_batch_size=16)
     if cfg.loss == RESIDUAL:
         redrawer = Redrawer(data.pools, data.pool_texts, cfg.hard_negatives, cfg.seed) if data.pools else None
+        assert data.residual_beta is not None  # build_data fits beta for every residual run
         return make_residual_loss(model, data.residual_beta, redrawer=redrawer)
     if cfg.loss == "lambda":
         return losses.LambdaLoss(model, mini_batch_size=16)

@@ -109,7 +109,7 @@ def add_cosines(
     qvec = embed_texts(queries, spec, workspace=workspace)
     for qv, q in zip(qvec, queries):
         ids = pool_ids(pools[q])
-        pools[q]["cos"] = [round(float(x), 6) for x in (vec[ids] @ qv)] if ids else []
+        pools[q]["cos"] = [round(float(x), 6) for x in (vec[ids] @ qv)] if ids and vec is not None else []
     return pools
 
 

@@ -17,7 +17,7 @@ import torch
 from datasets import Dataset
 from sentence_transformers.cross_encoder import CrossEncoderTrainer, CrossEncoderTrainingArguments
 from transformers import EarlyStoppingCallback
-from transformers.trainer_callback import PrinterCallback
+from transformers.trainer_callback import PrinterCallback, TrainerCallback
 
 from core import models, store
 from core.runs.liveness import Heartbeat
@@ -296,7 +296,7 @@ def make_trainer(
     )
     if is_main():
         add_event(conn, run_id, "message", {"text": device_args.describe(hardware)})
-    callbacks = [StoreProgress(conn, run_id, state)]
+    callbacks: list[TrainerCallback] = [StoreProgress(conn, run_id, state)]
     if evaluator is not None and cfg.early_stopping_patience > 0:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=cfg.early_stopping_patience))
     trainer = CrossEncoderTrainer(
