@@ -257,3 +257,14 @@ def test_cli_prints_counts_and_top_reasons_as_one_json_line(db, capsys):
     assert len(out["most_suspect_labels"]) == 2 and out["most_suspect_labels"][0]["reasons"]
     assert out["top_reasons"] and {"reason", "among_top"} <= set(out["top_reasons"][0])
     assert main(["suspects", "--project", "no-such-project"]) == 2
+
+
+def test_a_flipped_label_changes_the_data_version_runs_and_caches_record(project):
+    """A flip keeps the pairs' count and max id, yet the data a run trains on has changed."""
+    from core import store
+
+    db, pid = project
+    s = suspect(db, pid)
+    before = store.data_version(db, pid)
+    judgements.judge(db, s["id"], "flip", s["version"], actor="ann")
+    assert store.data_version(db, pid) != before
