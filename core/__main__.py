@@ -20,8 +20,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "export": ("core.review.dataset_export", "export the curated dataset"),
     "train": ("core.training.cli", "train a cross-encoder reranker"),
     "evaluate": ("core.evaluation.cli", "evaluate a run on the test set"),
+    "distill": ("core.training.distill", "train a plain cross-encoder on a run's full score (a new run)"),
     "export-model": ("core.export.cli", "ship a run as a self-contained bundle (or --onnx)"),
     "serve": ("core.export.serve", "serve a bundle or run folder over HTTP: POST /v1/rerank"),
+    "suspects": ("core.suspects.cli", "find suspect labels and missing positives"),
     "job": ("core.queue", "run a queued background job (the studio starts these)"),
 }
 

@@ -11,9 +11,8 @@ import numpy as np
 
 from core import models
 from core.errors import StudioError
+from core.progress import Counter
 from core.store import cache_dir, text_hash
-
-Progress = Callable[[int, int], None]  # (done, total)
 
 _LOOKUP_CHUNK = 500
 
@@ -77,11 +76,23 @@ def _use_fast(model_spec: str | None, trust_remote_code: bool) -> bool:
 
 
 def _cache_key(model_spec: str | None, fast: bool) -> str:
-    """The cache key: int8 vectors differ slightly from torch's, so they never share a cache with them."""
+    """The cache key: int8 and bf16 vectors differ slightly from fp32 torch's, so they never share a cache."""
     from core.inference import policy
+    from core.inference.precision import choose
+    from core.inference.torch_precision import variant
 
     key = models.model_key(model_spec)
-    return f"{key}|{policy.variant()}" if fast and policy.quantize() else key
+    if fast:
+        return f"{key}|{policy.variant()}" if policy.quantize() else key
+    torch_variant = variant(choose(device=_torch_device()))
+    return f"{key}|{torch_variant}" if torch_variant else key
+
+
+def _torch_device() -> str:
+    """Where the torch embedder runs (the studio's device choice)."""
+    from core.inference.device import pick_device
+
+    return pick_device()
 
 
 def _encoder(model_spec: str | None, fast: bool, batch_size: int, trust_remote_code: bool) -> Encoder:
@@ -94,7 +105,9 @@ def _encoder(model_spec: str | None, fast: bool, batch_size: int, trust_remote_c
             return fast_embedder(model_spec, quantize=policy.quantize())
         except Exception as exc:  # noqa: BLE001 - any export failure means "use torch"
             raise FastPathUnavailable(str(exc)) from exc
-    model = models.load_embedder(model_spec, trust_remote_code=trust_remote_code)
+    from core.inference.torch_precision import scoring_embedder
+
+    model = scoring_embedder(model_spec, trust_remote_code=trust_remote_code)
     return lambda chunk: model.encode(
         chunk,
         batch_size=batch_size,
@@ -110,7 +123,7 @@ def embed_texts(
     *,
     workspace: Path | None = None,
     batch_size: int = 64,
-    progress: Progress | None = None,
+    progress: Counter | None = None,
     trust_remote_code: bool = False,
     stats: dict[str, int] | None = None,
     fast: bool | None = None,
@@ -133,7 +146,7 @@ def _embed(
     fast: bool,
     workspace: Path | None,
     batch_size: int,
-    progress: Progress | None,
+    progress: Counter | None,
     trust_remote_code: bool,
     stats: dict[str, int] | None,
 ) -> np.ndarray:

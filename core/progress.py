@@ -8,6 +8,10 @@ Progress = Callable[[float, str], None]
 """progress(fraction, message): fraction of the whole step done, 0..1, and what is happening now."""
 
 
+Counter = Callable[[int, int], None]
+"""counter(done, total): items done of a known total, as embedding and scoring loops report; `counted` adapts it."""
+
+
 def noop(fraction: float, message: str) -> None:
     """A Progress that reports nowhere (the default when nobody is watching)."""
 
@@ -23,7 +27,7 @@ def scaled(progress: Progress | None, start: float, end: float) -> Progress:
     return inner
 
 
-def counted(progress: Progress | None, message: str) -> Callable[[int, int], None]:
+def counted(progress: Progress | None, message: str) -> Counter:
     """Adapt a (done, total) counter, as embedding loops report, to a Progress with a fixed message."""
     outer = progress or noop
 

@@ -18,6 +18,7 @@ from core.quality import job as quality_job
 from core.runs import jobs, worker
 from core.runs.job_row import Job
 from core.runs.kinds import JobKind
+from core.suspects import job as suspects_job
 from core.training import job as training_job
 
 KINDS: dict[str, JobKind] = {
@@ -27,6 +28,8 @@ KINDS: dict[str, JobKind] = {
     "quality": quality_job.QUALITY,
     "snippets": quality_job.SNIPPETS,
     "download": JobKind(run=bases.download_job),  # a hub model into the local cache (issue 16)
+    "distill": training_job.DISTILL,  # a plain cross-encoder from any run (issue 24)
+    "suspects": suspects_job.KIND,  # suspect labels and missing positives (issue 25)
 }
 
 

@@ -14,6 +14,7 @@ from core.markdown import escape_markdown
 from core.review import ConflictError, QueueFilter, dataset_export
 from core.review.evidence import highlight, query_terms, risk_reasons
 from ui.common import conn, project, project_name
+from ui.suspects import render as suspect_labels
 
 KEYS = {"negative": "J", "relevant": "K", "skipped": "S", "undo": "U", "previous": "P", "next": "N"}
 STATE_LABELS = {
@@ -25,7 +26,7 @@ STATE_LABELS = {
     "skipped": "Skipped",
 }
 ORDER_LABELS = {"risk": "Riskiest first", "safest": "Safest first", "rank": "By query, mining rank"}
-VIEWS = ["Desk", "Bulk", "History", "Export"]
+VIEWS = ["Desk", "Bulk", "Suspect labels", "History", "Export"]
 
 db = conn()
 pid = project()
@@ -453,6 +454,9 @@ elif view == "Bulk" and overall["total"]:
         disabled=undoable is None,
         icon=":material/undo:",
     )
+
+elif view == "Suspect labels":
+    suspect_labels(db, pid, actor())
 
 elif view == "History":
     st.markdown("**Audit trail** (newest first; undos name the judgement they reverted)")

@@ -13,6 +13,7 @@ from core.training import launch
 from ui import charts
 from ui.base_picker import base_picker
 from ui.common import conn, project, project_name
+from ui.job_panel import job_panel, submit
 
 db = conn()
 pid = project()
@@ -266,6 +267,29 @@ chosen = st.selectbox(
 )
 st.session_state["train_run"] = chosen
 live_panel(chosen)
+
+# --- one plain cross-encoder from the watched run (what other serving stacks load) ---------------
+watched = records.get_run(db, chosen)
+if watched["status"] == "completed":
+    with st.container(border=True, key="distill_box"):
+        teacher = watched["config"].get("distilled_from")
+        if teacher:
+            gap = watched["metrics"].get("gap_to_teacher")
+            st.markdown(
+                f"**A plain cross-encoder distilled from run {teacher}**"
+                + (f": {gap:+.3f} NDCG@10 short of its teacher on validation." if gap is not None else ".")
+            )
+        else:
+            st.markdown(
+                "**One plain cross-encoder** — `sentence_transformers.CrossEncoder`, text-embeddings-inference, "
+                "Infinity and vLLM load one model, not this run's whole score. Distilling trains a new run on "
+                "this run's full scores; its card says how far it falls short."
+            )
+            last = job_panel(db, pid, ("distill",), key="distill")
+            busy = last is not None and last.status in ("queued", "running")
+            if st.button("Distill into a plain cross-encoder", key="distill_go", disabled=busy):
+                if submit(db, pid, "distill", {"run": chosen}) is not None:
+                    st.rerun()
 
 # --- every run ------------------------------------------------------------------------------------
 st.subheader("Runs")

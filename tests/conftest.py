@@ -12,6 +12,8 @@ from core.ingest.beir import read_raw
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# Tests compare scores to fp32 torch to 1e-6; the bf16 path (core.inference.precision) sets it in its own tests.
+os.environ.setdefault("RERANK_STUDIO_PRECISION", "fp32")
 
 ROOT = Path(__file__).resolve().parents[1]
 # The bundled sample (267 train / 100 test claims, 1,330 abstracts) so a clean clone tests without ../shared;

@@ -22,6 +22,9 @@ KIND_LABEL = {
     "quality": "Quality analysis",
     "snippets": "Snippet proposals",
     "train": "Training",
+    "distill": "Distillation",
+    "suspects": "Suspect search",
+    "download": "Model download",
 }
 KIND_PAGE = {
     "mine": "pages/mine.py",
@@ -29,6 +32,9 @@ KIND_PAGE = {
     "quality": "pages/quality.py",
     "snippets": "pages/quality.py",
     "train": "pages/train.py",
+    "distill": "pages/train.py",
+    "suspects": "pages/review.py",
+    "download": "pages/train.py",
 }
 
 

@@ -5,8 +5,10 @@ Bundle layout (the cross-encoder sits at the root, so `CrossEncoder(DIR)` loads 
     DIR/
       config.json, model.safetensors, tokenizer files   the cross-encoder (sentence-transformers format)
       embedding-model/                                  the embedding model a residual/blended score needs
-      rerank_spec.json                                  how the evaluated score is formed (core.scoring.reranker)
+      rerank_spec.json                                  how the evaluated score is formed (core.scoring.reranker),
+                                                        its calibration to P(relevant) and the cleaning rules
       rerank_studio_bundle.py                           a standalone loader (sentence-transformers + numpy only)
+      rerank_studio_cleaning.py                         the studio's text cleaning, which the loader applies
       README.md                                         model card: the snippet first, then measured figures
 
 Written to a hidden temporary folder beside DIR and renamed at the end: a failed export leaves nothing.
@@ -36,6 +38,8 @@ from core.scoring.reranker import SPEC_FILE, Reranker, run_folder_spec, sha256_o
 EMBEDDING_DIR = "embedding-model"
 LOADER_FILE = "rerank_studio_bundle.py"
 LOADER_SOURCE = Path(__file__).with_name("standalone.py")
+CLEANING_FILE = "rerank_studio_cleaning.py"
+CLEANING_SOURCE = Path(__file__).parents[1] / "ingest" / "cleaning.py"
 CHECK_TOLERANCE = 1e-4
 # what a run folder holds beside the model that a bundle leaves out (checkpoints, run record, old side files)
 _SKIP = (
@@ -173,6 +177,7 @@ def export_bundle(
 ) -> dict[str, Any]:
     """Write a run's bundle to `dest` (new or empty); returns the spec, the check and the path."""
     from core.export import card
+    from core.export.calibrate import run_calibration, training_cleaning
 
     note = progress or noop
     run = records.completed_run(conn, run_id, project)
@@ -188,12 +193,21 @@ def export_bundle(
             emb = spec["embedding_model"]
             embedding = embedding_identity(emb["id"], emb["path"])
             _copy_model(Path(emb["path"]), tmp / EMBEDDING_DIR, tuple(p for p in _SKIP if p != "README.md"))
+        reference = Reranker.load(source, max_length=spec["max_length"])
+        note(0.35, "fitting the calibration on validation")
+        calibration, cal_note = run_calibration(conn, run, reference.score_groups, store.workspace_of(conn))
         shipped = bundle_spec(spec, run, embedding)
+        shipped.update(
+            calibration=calibration.to_dict() if calibration else None,
+            calibration_note=cal_note,
+            cleaning=training_cleaning(conn, run["project_id"]),
+        )
         (tmp / SPEC_FILE).write_text(json.dumps(shipped, indent=2))
         shutil.copyfile(LOADER_SOURCE, tmp / LOADER_FILE)
+        shutil.copyfile(CLEANING_SOURCE, tmp / CLEANING_FILE)
         note(0.5, "checking the bundle's score against the run's")
         groups = check_pairs(conn, run["project_id"])
-        check = verify(tmp, Reranker.load(source, max_length=spec["max_length"]), groups)
+        check = verify(tmp, reference, groups)
         (tmp / "README.md").write_text(card.model_card(conn, run, shipped, check, dest.name))
         note(0.95, "moving the bundle into place")
     note(1.0, "bundle written")

@@ -134,6 +134,15 @@ def _usage_lines(spec: dict[str, Any], name: str) -> list[str]:
     return lines
 
 
+def _shown_spec(spec: dict[str, Any]) -> dict[str, Any]:
+    """The spec as the card prints it: the calibration's breakpoints are counted, not listed."""
+    cal = spec.get("calibration")
+    if not cal or "x" not in cal:
+        return spec
+    short = {k: v for k, v in cal.items() if k not in ("x", "y")}
+    return {**spec, "calibration": {**short, "breakpoints": len(cal["x"])}}
+
+
 def model_card(
     conn: sqlite3.Connection, run: dict[str, Any], spec: dict[str, Any], check: dict[str, Any], name: str
 ) -> str:
@@ -164,6 +173,15 @@ def model_card(
     ]
     if metrics.get("validation"):
         lines += [f"Validation ({metrics.get('evaluation', '?')}): {run_verdict(metrics).sentence}", ""]
+    if spec.get("calibration_note"):
+        lines += [f"`relevance_score` (P(relevant), in [0, 1]): {spec['calibration_note']}.", ""]
+    if metrics.get("distilled_from") and "gap_to_teacher" in metrics:
+        lines += [
+            f"Distilled from run {metrics['distilled_from']}: validation NDCG@10 {metrics['validation_ndcg@10']:.3f} "
+            f"vs the teacher's {metrics['teacher_validation_ndcg@10']:.3f} "
+            f"(short by {metrics['gap_to_teacher']:.3f}).",
+            "",
+        ]
     lines += [
         "## Files",
         "",
@@ -182,7 +200,7 @@ def model_card(
         f"{check['max_abs_score_diff']:.2g} of the run's score.",
         "",
         "```json",
-        json.dumps(spec, indent=2),
+        json.dumps(_shown_spec(spec), indent=2),
         "```",
         "",
     ]

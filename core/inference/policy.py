@@ -3,6 +3,8 @@
 RERANK_STUDIO_FAST=auto|on|off (default auto: the measured verdict below, and never on a CUDA machine, where
 torch on the GPU is the fast path). RERANK_STUDIO_FAST_PRECISION=int8|fp32 picks the ONNX variant (default int8:
 on 2 CPU cores fp32 ONNX is only about 1.5x torch, since both are bound by the same float matrix products).
+On a CPU with bf16 units the torch path itself runs bf16 weights (core.inference.torch_precision); that, not this
+ONNX path, is what bench/scoring.py now measures by default (`--fast onnx-int8` measures this one).
 """
 
 from __future__ import annotations

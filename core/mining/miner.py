@@ -52,7 +52,7 @@ def library_mine(p: Plan, encoder: Any, cross_encoder: Any = None) -> dict[str, 
         absolute_margin=params.absolute_margin,
         relative_margin=params.relative_margin,
         num_negatives=params.num_negatives,
-        sampling_strategy=params.sampling_strategy,
+        sampling_strategy=params.sampling_strategy,  # type: ignore[arg-type]  # MiningParams checks it is random or top
         output_format="labeled-pair",
         output_scores=True,
         batch_size=params.batch_size,
@@ -233,11 +233,11 @@ def mine(
     cost = cross_encoder_cost(p)
     close_stale_runs(conn, project)  # a run whose process died earlier stays 'running' no longer
     with store.transaction(conn):
-        run_id = int(
+        run_id = store.inserted_id(
             conn.execute(
                 "INSERT INTO mining_runs (project_id, created_at, status, params, stats) VALUES (?, ?, 'running', ?, ?)",
                 (project, store.now(), json.dumps(asdict(params)), json.dumps(owner())),
-            ).lastrowid
+            )
         )
     try:
         stats = _run(conn, p, run_id, progress or noop, cost)

@@ -86,7 +86,7 @@ def judge(
             "old_status": row["status"],
             "new_status": status,
             "version": row["version"] + 1,
-            "judgement_id": int(cur.lastrowid),
+            "judgement_id": store.inserted_id(cur),
         }
 
 
@@ -171,7 +171,7 @@ def undo(conn: sqlite3.Connection, project: int, actor: str | None = "reviewer")
                 ),
             )
             if len(group) > 1 and batch is None:
-                batch = int(cur.lastrowid)
+                batch = store.inserted_id(cur)
                 conn.execute("UPDATE judgements SET batch = ? WHERE id = ?", (batch, batch))
         conn.execute(f"UPDATE judgements SET undone = 1 WHERE {mine.replace('j.', '')}", (key,))
         return {
@@ -248,7 +248,7 @@ def bulk_judge(
             "VALUES (?, ?, 'unjudged', ?, ?, ?)",
             (project, ids[0], status, at, actor),
         )
-        batch = int(first.lastrowid)
+        batch = store.inserted_id(first)
         conn.execute("UPDATE judgements SET batch = ? WHERE id = ?", (batch, batch))
         conn.executemany(
             "INSERT INTO judgements (project_id, negative_id, old_status, new_status, at, actor, batch) "
@@ -267,7 +267,8 @@ def history(
     actor: str | None = None,
 ) -> list[dict[str, Any]]:
     """The audit trail, newest first: who changed which candidate from what to what, when, and undos."""
-    sql, params = ["j.project_id = ?"], [project]
+    sql: list[str] = ["j.project_id = ?"]
+    params: list[Any] = [project]
     if negative_id is not None:
         sql.append("j.negative_id = ?")
         params.append(int(negative_id))

@@ -50,7 +50,8 @@ class QueueFilter:
             raise ValueError(f"Unknown negative kind {self.kind!r}; expected hard or random.")
         if self.order not in ORDERS:
             raise ValueError(f"Unknown order {self.order!r}; expected one of {', '.join(ORDERS)}.")
-        sql, params = ["n.project_id = ?"], [project]
+        sql: list[str] = ["n.project_id = ?"]
+        params: list[Any] = [project]
         if self.state == "judged":
             sql.append("n.status IN ('negative', 'relevant', 'skipped')")
         elif self.state != "all":

@@ -1,4 +1,5 @@
-"""First-stage retrieval — the ONE BM25 and the ONE embedding search (exact cosine) used by training and evaluation.
+"""First-stage retrieval — the ONE BM25, the ONE embedding search (exact cosine) and their reciprocal-rank fusion
+(hybrid), used by training and evaluation.
 
 A corpus is a mapping passage key -> text (keys may be strings or ints); a ranking is a list of
 (key, score), best first. An empty corpus gives empty rankings; callers that need a corpus say so themselves.
@@ -19,7 +20,7 @@ Count = Callable[[int, int], None]  # (done, total) while passages are embedded
 _BM25_CACHE: dict[str, Any] = {}
 
 
-def _fingerprint(corpus: Mapping[Hashable, str]) -> str:
+def _fingerprint(corpus: Mapping[Any, str]) -> str:
     """Identity of a corpus (keys and texts), so one BM25 index serves repeated searches."""
     h = hashlib.sha1()
     for k, text in corpus.items():
@@ -27,7 +28,7 @@ def _fingerprint(corpus: Mapping[Hashable, str]) -> str:
     return h.hexdigest()
 
 
-def _bm25_index(corpus: Mapping[Hashable, str]) -> tuple[Any, Any, list[Any]]:
+def _bm25_index(corpus: Mapping[Any, str]) -> tuple[Any, Any, list[Any]]:
     """The BM25 index of a corpus (built once, the last one cached)."""
     import bm25s
 
@@ -45,7 +46,7 @@ def _bm25_index(corpus: Mapping[Hashable, str]) -> tuple[Any, Any, list[Any]]:
     return _BM25_CACHE[fp]
 
 
-def bm25_search(corpus: Mapping[Hashable, str], queries: Sequence[str], k: int) -> list[Ranking]:
+def bm25_search(corpus: Mapping[Any, str], queries: Sequence[str], k: int) -> list[Ranking]:
     """Top-k passages per query by BM25 (bm25s, Lucene variant, English stop words)."""
     if not corpus:
         return [[] for _ in queries]
@@ -56,7 +57,7 @@ def bm25_search(corpus: Mapping[Hashable, str], queries: Sequence[str], k: int) 
     return [[(keys[int(d)], float(s)) for d, s in zip(drow, srow)] for drow, srow in zip(docs, scores)]
 
 
-def bm25_scores(corpus: Mapping[Hashable, str], query: str, keys: Sequence[Hashable]) -> np.ndarray:
+def bm25_scores(corpus: Mapping[Any, str], query: str, keys: Sequence[Hashable]) -> np.ndarray:
     """BM25 scores of chosen passages for one query (0 for a key outside the corpus)."""
     if not corpus:
         return np.zeros(len(keys))
@@ -74,12 +75,12 @@ def top_k(sims: np.ndarray, keys: Sequence[Hashable], k: int) -> list[Ranking]:
     for row in sims:
         top = np.argpartition(-row, k - 1)[:k] if k else np.zeros(0, dtype=int)
         top = top[np.argsort(-row[top], kind="stable")]
-        out.append([(keys[j], float(row[j])) for j in top])
+        out.append([(keys[int(j)], float(row[j])) for j in top])
     return out
 
 
 def embedding_search(
-    corpus: Mapping[Hashable, str],
+    corpus: Mapping[Any, str],
     queries: Sequence[str],
     k: int,
     model_spec: str | None = None,
@@ -113,3 +114,54 @@ def embedding_scores(
         out.append(vec[at : at + len(ps)] @ qv[i])
         at += len(ps)
     return out
+
+
+RRF_K = 60  # reciprocal rank fusion's constant (Cormack, Clarke and Buettcher, SIGIR 2009)
+HYBRID_DEPTH = 100  # ranks of each first stage that the fusion looks at
+FIRST_STAGES = ("bm25", "embedding", "hybrid")
+
+
+def rrf(rankings: Sequence[Ranking], k: int, constant: int = RRF_K) -> Ranking:
+    """Reciprocal rank fusion: each passage scores sum(1 / (constant + rank)) over the rankings; the best k, ties in
+    order of first appearance."""
+    scores: dict[Any, float] = {}
+    for ranking in rankings:
+        for rank, (key, _) in enumerate(ranking, 1):
+            scores[key] = scores.get(key, 0.0) + 1.0 / (constant + rank)
+    return sorted(scores.items(), key=lambda kv: -kv[1])[:k]
+
+
+def hybrid_search(
+    corpus: Mapping[Any, str],
+    queries: Sequence[str],
+    k: int,
+    model_spec: str | None = None,
+    *,
+    workspace: Path | None = None,
+    progress: Count | None = None,
+) -> list[Ranking]:
+    """Top-k passages per query by BM25 and the embedding model fused by reciprocal rank (scores are RRF scores):
+    words the embedding model blurs and meanings BM25 misses both reach the reranker's candidates."""
+    depth = max(k, HYBRID_DEPTH)
+    lexical = bm25_search(corpus, queries, depth)
+    dense = embedding_search(corpus, queries, depth, model_spec, workspace=workspace, progress=progress)
+    return [rrf([b, e], k) for b, e in zip(lexical, dense)]
+
+
+def search(
+    kind: str,
+    corpus: Mapping[Any, str],
+    queries: Sequence[str],
+    k: int,
+    model_spec: str | None = None,
+    *,
+    workspace: Path | None = None,
+) -> list[Ranking]:
+    """The named first stage's top k (bm25 | embedding | hybrid), the one entry every caller offering a choice uses."""
+    if kind == "bm25":
+        return bm25_search(corpus, queries, k)
+    if kind == "embedding":
+        return embedding_search(corpus, queries, k, model_spec, workspace=workspace)
+    if kind == "hybrid":
+        return hybrid_search(corpus, queries, k, model_spec, workspace=workspace)
+    raise ValueError(f"Unknown first stage {kind!r}: choose one of {', '.join(FIRST_STAGES)}.")

@@ -112,11 +112,6 @@ def sample_qrels(sample: dict[str, Any]) -> dict[str, float]:
     return qrels
 
 
-def per_list_ndcg(samples: list[dict[str, Any]], scores: list[np.ndarray], k: int = 10) -> list[float]:
-    """NDCG@k of each reranked candidate list (for a paired test between two scorings of the same lists)."""
-    return [ndcg_at(ranked_documents(s, sc), sample_qrels(s), k) for s, sc in zip(samples, scores)]
-
-
 def ranked_documents(sample: dict[str, Any], scores: Sequence[float] | np.ndarray) -> list[str]:
     """The sample's documents, best score first (ties keep list order)."""
     order = np.argsort(-np.asarray(scores, dtype=float), kind="stable")
@@ -125,8 +120,11 @@ def ranked_documents(sample: dict[str, Any], scores: Sequence[float] | np.ndarra
 
 def rank_metrics(samples: list[dict[str, Any]], scores: list[np.ndarray], k: int = 10) -> dict[str, float]:
     """Mean NDCG@k and MRR@k of reranked candidate lists (positives outside the list count as missed)."""
-    ndcgs = per_list_ndcg(samples, scores, k)
-    mrrs = [mrr_at(ranked_documents(s, sc), sample_qrels(s), k) for s, sc in zip(samples, scores)]
+    ndcgs, mrrs = [], []
+    for s, sc in zip(samples, scores):
+        ranking, qrels = ranked_documents(s, sc), sample_qrels(s)
+        ndcgs.append(ndcg_at(ranking, qrels, k))
+        mrrs.append(mrr_at(ranking, qrels, k))
     return {
         f"ndcg@{k}": float(np.mean(ndcgs)) if ndcgs else 0.0,
         f"mrr@{k}": float(np.mean(mrrs)) if mrrs else 0.0,

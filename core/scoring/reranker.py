@@ -147,9 +147,11 @@ class Reranker:
     """Scores (query, passages) exactly as the run was evaluated; load with `Reranker.load(folder)`."""
 
     def __init__(self, spec: dict[str, Any], cross_encoder: Any, embed: Embed | None = None) -> None:
+        from core.inference.torch_precision import scoring_batch
+
         self.spec, self.cross_encoder = spec, cross_encoder
         self._embed = embed or _direct_embed
-        self.batch_size = 32
+        self.batch_size = scoring_batch(cross_encoder, int(spec.get("max_length") or 256))
 
     @classmethod
     def load(
@@ -179,8 +181,10 @@ class Reranker:
                 f"The cross-encoder applies {got}, the spec says {spec['activation']}: refusing a "
                 "score that would differ from the evaluated one."
             )
+        from core.inference.torch_precision import in_precision
+
         embed = _cached_embed(workspace) if workspace is not None else None
-        return cls(spec, ce, embed)
+        return cls(spec, in_precision(ce), embed)
 
     @property
     def kind(self) -> str:
@@ -223,26 +227,29 @@ class Reranker:
     def cross_encoder_scores(
         self, groups: list[tuple[str, list[str]]], progress: Progress | None = None, chunk: int = 256
     ) -> list[np.ndarray]:
-        """The cross-encoder's predict (its saved activation) for every pair, in batches, reporting progress."""
+        """The cross-encoder's predict (its saved activation) for every pair, in batches, reporting progress.
+
+        Pairs are scored longest first across all chunks (a batch of similar lengths pads little), then put back
+        in order: the same scores, less padding than sorting inside each chunk."""
         pairs = [[q, p] for q, ps in groups for p in ps]
-        flat: list[np.ndarray] = []
+        order = length_order(pairs)
+        flat = np.zeros(len(pairs), dtype=float)
         for start in range(0, len(pairs), chunk):
             if progress:
                 progress(start / max(len(pairs), 1), f"scoring pairs {start}/{len(pairs)}")
-            flat.append(
-                np.asarray(
-                    self.cross_encoder.predict(
-                        pairs[start : start + chunk],
-                        batch_size=self.batch_size,
-                        show_progress_bar=False,
-                        convert_to_numpy=True,
-                    ),
-                    dtype=float,
-                ).reshape(-1)
-            )
+            idx = order[start : start + chunk]
+            flat[idx] = np.asarray(
+                self.cross_encoder.predict(
+                    [pairs[i] for i in idx],
+                    batch_size=self.batch_size,
+                    show_progress_bar=False,
+                    convert_to_numpy=True,
+                ),
+                dtype=float,
+            ).reshape(-1)
         if progress:
             progress(1.0, f"scored {len(pairs)} pairs")
-        return _split(np.concatenate(flat) if flat else np.zeros(0), groups)
+        return _split(flat, groups)
 
     def cosines(self, groups: list[tuple[str, list[str]]]) -> list[np.ndarray]:
         """Cosine of query and passage embeddings of the spec's embedding model (normalized vectors, dot product)."""
@@ -263,6 +270,11 @@ class Reranker:
         return [{"index": int(i), "score": float(scores[i])} for i in order]
 
 
+def length_order(pairs: Sequence[Sequence[str]]) -> np.ndarray:
+    """Indices of pairs, longest (in characters, the proxy sentence-transformers sorts by) first; ties stable."""
+    return np.argsort([-sum(len(t) for t in p) for p in pairs], kind="stable")
+
+
 def _split(flat: np.ndarray, groups: list[tuple[str, list[str]]]) -> list[np.ndarray]:
     out, at = [], 0
     for _, ps in groups:
@@ -273,9 +285,9 @@ def _split(flat: np.ndarray, groups: list[tuple[str, list[str]]]) -> list[np.nda
 
 def _direct_embed(texts: list[str], path: str) -> np.ndarray:
     """Normalized embeddings straight from the model (a bundle used outside the studio)."""
-    from core import models
+    from core.inference.torch_precision import scoring_embedder
 
-    model = models.load_embedder(path)
+    model = scoring_embedder(path)
     return model.encode(
         texts, batch_size=64, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False
     )

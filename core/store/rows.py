@@ -38,10 +38,14 @@ def data_version(conn: sqlite3.Connection, project: int) -> str:
             f"SELECT COUNT(*), COALESCE(MAX(id), 0) FROM {table} WHERE project_id = ?", (project,)
         ).fetchone()
         parts.append(f"{row[0]}:{row[1]}")
-    row = conn.execute(
-        "SELECT COALESCE(MAX(id), 0) FROM judgements WHERE project_id = ?", (project,)
-    ).fetchone()
-    parts.append(str(row[0]))
+    for table in (
+        "judgements",
+        "suspect_judgements",
+    ):  # a flipped label keeps the row count and max id of pairs
+        row = conn.execute(
+            f"SELECT COALESCE(MAX(id), 0) FROM {table} WHERE project_id = ?", (project,)
+        ).fetchone()
+        parts.append(str(row[0]))
     return "|".join(parts)
 
 

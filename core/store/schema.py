@@ -174,6 +174,45 @@ MIGRATIONS: list[str] = [
     CREATE INDEX jobs_project ON jobs (project_id, id);
     CREATE INDEX jobs_run ON jobs (run_id) WHERE run_id IS NOT NULL;
     """,
+    # 5: suspect labels (issue 25): every labelled pair's suspicion from held-out models, proposed missing
+    # positives, and their judgements with history (a flip or drop saves the pairs row it changed, for exact undo)
+    """
+    CREATE TABLE suspects (
+        id INTEGER PRIMARY KEY,
+        project_id INTEGER NOT NULL REFERENCES projects(id) ON DELETE CASCADE,
+        query_id INTEGER NOT NULL REFERENCES queries(id) ON DELETE CASCADE,
+        passage_id INTEGER NOT NULL REFERENCES passages(id) ON DELETE CASCADE,
+        kind TEXT NOT NULL CHECK (kind IN ('wrong_positive', 'wrong_negative', 'missing_positive')),
+        label REAL,
+        score REAL NOT NULL DEFAULT 0,
+        pattern TEXT,
+        reasons TEXT NOT NULL DEFAULT '[]',
+        evidence TEXT NOT NULL DEFAULT '{}',
+        status TEXT NOT NULL DEFAULT 'open'
+            CHECK (status IN ('open', 'kept', 'flipped', 'dropped', 'skipped')),
+        saved_pair TEXT,
+        version INTEGER NOT NULL DEFAULT 0,
+        created_at TEXT NOT NULL,
+        updated_at TEXT,
+        UNIQUE (project_id, query_id, passage_id)
+    );
+    CREATE INDEX suspects_queue ON suspects (project_id, kind, status, score DESC);
+    CREATE INDEX suspects_pattern ON suspects (project_id, pattern) WHERE pattern IS NOT NULL;
+    CREATE TABLE suspect_judgements (
+        id INTEGER PRIMARY KEY,
+        project_id INTEGER NOT NULL REFERENCES projects(id) ON DELETE CASCADE,
+        suspect_id INTEGER NOT NULL REFERENCES suspects(id) ON DELETE CASCADE,
+        old_status TEXT NOT NULL,
+        new_status TEXT NOT NULL,
+        at TEXT NOT NULL,
+        actor TEXT,
+        undoes INTEGER REFERENCES suspect_judgements(id),
+        undone INTEGER NOT NULL DEFAULT 0,
+        batch INTEGER
+    );
+    CREATE INDEX suspect_judgements_project ON suspect_judgements (project_id, id);
+    CREATE INDEX suspect_judgements_suspect ON suspect_judgements (suspect_id, id);
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -49,6 +49,7 @@ class Budget:
     total_seconds: float
     measured_rate: bool
     notes: list[str] = field(default_factory=list)
+    precision: str = "fp32"
 
     @property
     def fits(self) -> bool:
@@ -60,7 +61,8 @@ class Budget:
         return (
             f"peak memory ~{gb(self.peak_bytes)} of {gb(self.available_bytes)} available; "
             f"~{self.step_seconds:.1f} s a step ({self.pairs_per_step} pairs), {self.steps} steps: "
-            f"{estimates.duration(self.total_seconds)} ({'measured rate' if self.measured_rate else 'default rate'})"
+            f"{estimates.duration(self.total_seconds)} ({'measured rate' if self.measured_rate else 'default rate'}"
+            f"{', bf16' if self.precision == 'bf16' else ''})"
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -73,6 +75,7 @@ class Budget:
             "steps": self.steps,
             "eta_s": round(self.total_seconds),
             "measured_rate": self.measured_rate,
+            "precision": self.precision,
             "notes": self.notes,
         }
 
@@ -133,12 +136,15 @@ def estimate(
     workspace: Path | None,
     list_length: int | None = None,
     available: int | None = None,
+    precision: str | None = None,
 ) -> Budget:
-    """Peak memory and time of `cfg` over `rows` training rows, at the measured (or default) training rate."""
+    """Peak memory and time of `cfg` over `rows` training rows, at the measured (or default) training rate in the
+    run's precision (bf16 steps are faster on a CPU with bf16 units; default: what this process would use)."""
     size = model_size(cfg.base_model)
     per_row = pairs_per_row(cfg.loss, cfg, list_length)
     per_step = cfg.batch_size * per_row
-    rate, measured = estimates.rate(workspace, "train_pairs_per_s")
+    precision = estimates.precision_now(precision)
+    rate, measured = estimates.rate(workspace, "train_pairs_per_s", precision)
     rate_here = rate / max(1.0, cfg.max_length / estimates.REFERENCE_LENGTH)
     steps = (
         cfg.max_steps
@@ -154,6 +160,7 @@ def estimate(
         steps,
         estimates.STARTUP_S + steps * step_s,
         measured,
+        precision=precision,
     )
 
 
@@ -163,10 +170,11 @@ def fit(
     workspace: Path | None,
     list_length: int | None = None,
     available: int | None = None,
+    precision: str | None = None,
 ) -> tuple[TrainConfig, Budget]:
     """`cfg` as it can run here: the batch halved until the estimated peak fits the memory available (steps scaled so
     the run sees as many rows), or ConfigError saying why not even one row a step fits."""
-    budget = estimate(cfg, rows, workspace, list_length, available)
+    budget = estimate(cfg, rows, workspace, list_length, available, precision)
     if budget.fits:
         return cfg, budget
     asked, asked_steps = cfg.batch_size, cfg.max_steps
@@ -175,7 +183,7 @@ def fit(
         cfg.batch_size = max(1, cfg.batch_size // 2)
         if asked_steps > 0:  # as many rows seen as asked for
             cfg.max_steps = math.ceil(asked_steps * asked / cfg.batch_size)
-        budget = estimate(cfg, rows, workspace, list_length, available)
+        budget = estimate(cfg, rows, workspace, list_length, available, precision)
     if not budget.fits:
         raise ConfigError(
             f"This run would not fit in memory: one row a step ({budget.pairs_per_step} pairs at max length "
@@ -191,7 +199,10 @@ def fit(
 
 def for_project(cfg: TrainConfig, counts: dict[str, Any], workspace: Path | None) -> Budget:
     """The estimate before any row is built (the Train form, the CLI): rows per epoch from the project's counts."""
+    from core.inference.device import pick_device
     from core.training.defaults import rows_per_epoch
+    from core.training.device_args import cpu_precision
 
     rows, per_row = rows_per_epoch(cfg, counts)
-    return estimate(cfg, rows, workspace, per_row if cfg.loss != "bce" else 1)
+    precision = cpu_precision(cfg, pick_device()).name
+    return estimate(cfg, rows, workspace, per_row if cfg.loss != "bce" else 1, precision=precision)

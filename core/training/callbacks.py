@@ -46,7 +46,7 @@ class StoreProgress(TrainerCallback):
             update_run(self.conn, self.run_id, progress=self.progress, heartbeat_at=store.now())
             self.last_write = now
 
-    def on_step_end(self, args: Any, st: Any, control: Any, **kw: Any) -> Any:
+    def on_step_end(self, args: Any, st: Any, control: Any, **kw: Any) -> Any:  # type: ignore[override]  # transformers names each argument; we take **kw
         """Report progress; on a cancel request (or SIGTERM) save a checkpoint and stop."""
         self._write(st)
         cancel = (
@@ -69,7 +69,9 @@ class StoreProgress(TrainerCallback):
                 )
         return control
 
-    def on_log(self, args: Any, st: Any, control: Any, logs: dict[str, Any] | None = None, **kw: Any) -> None:
+    def on_log(  # type: ignore[override]  # transformers names each argument; we take **kw
+        self, args: Any, st: Any, control: Any, logs: dict[str, Any] | None = None, **kw: Any
+    ) -> None:
         """A loss point for the curve."""
         logs = logs or {}
         if "loss" in logs and is_main():
@@ -82,7 +84,7 @@ class StoreProgress(TrainerCallback):
             )
             self._write(st, force=True, loss=logs["loss"])
 
-    def on_evaluate(
+    def on_evaluate(  # type: ignore[override]  # transformers names each argument; we take **kw
         self, args: Any, st: Any, control: Any, metrics: dict[str, Any] | None = None, **kw: Any
     ) -> None:
         """A validation point for the curve (timing entries left out)."""

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from core import store
-from core.scoring.first_stage import embedding_search
+from core.scoring.first_stage import embedding_scores, embedding_search, hybrid_search
 
 
 def first_stage(
@@ -16,6 +16,22 @@ def first_stage(
     """Top-k passage ids (with cosine scores) of the embedding model for each query, over the project's passages."""
     corpus = {p["id"]: p["text"] for p in store.fetch_passages(conn, project)}
     return embedding_search(corpus, queries, k, spec, workspace=workspace)
+
+
+def tops(
+    conn: sqlite3.Connection,
+    project: int,
+    queries: list[str],
+    k: int,
+    spec: str,
+    workspace: Path | None,
+    kind: str = "embedding",
+) -> list[list[tuple[int, float]]]:
+    """Top-k passage ids per query from the chosen first stage (embedding cosine, or hybrid RRF scores)."""
+    if kind == "hybrid":
+        corpus = {p["id"]: p["text"] for p in store.fetch_passages(conn, project)}
+        return hybrid_search(corpus, queries, k, spec, workspace=workspace)
+    return first_stage(conn, project, queries, k, spec, workspace)
 
 
 def candidate_samples(
@@ -28,13 +44,20 @@ def candidate_samples(
     k: int,
     spec: str,
     workspace: Path | None,
+    kind: str = "embedding",
 ) -> list[dict[str, Any]]:
-    """One validation/test list per query: its first-stage top k, positives by text and their graded gains."""
+    """One validation/test list per query: its first-stage top k, positives by text and their graded gains; from the
+    hybrid, `baseline_scores` (RRF) give the first stage's order and `first_stage_scores` stay the cosine prior."""
     if not qids:
         return []
-    tops = first_stage(conn, project, [qtext[q] for q in qids], k, spec, workspace)
+    found = tops(conn, project, [qtext[q] for q in qids], k, spec, workspace, kind)
+    cosines: list[Any] = (
+        embedding_scores([(qtext[q], [texts[p] for p, _ in t]) for q, t in zip(qids, found)], spec, workspace)
+        if kind == "hybrid"
+        else [[s for _, s in t] for t in found]
+    )
     out = []
-    for q, top in zip(qids, tops):
+    for q, top, cos in zip(qids, found, cosines):
         judged = {p: g for p, g in sorted(grades[q].items()) if g > 0}
         out.append(
             {
@@ -42,7 +65,8 @@ def candidate_samples(
                 "positive": [texts[p] for p in judged],
                 "gains": {texts[p]: float(g) for p, g in judged.items()},
                 "documents": [texts[p] for p, _ in top],
-                "first_stage_scores": [s for _, s in top],
+                "first_stage_scores": [float(c) for c in cos],
+                **({"baseline_scores": [s for _, s in top]} if kind == "hybrid" else {}),
             }
         )
     return out

@@ -22,7 +22,7 @@ from core.training.defaults import TIME_BUDGET_S, default_config, project_defaul
 from core.training.distributed import broadcast, init_distributed, is_main, world_size
 from core.training.run_record import create_run
 
-CHOICES = {"loss": tuple(LOSSES), "validation": VALIDATION}
+CHOICES = {"loss": tuple(LOSSES), "validation": VALIDATION, "precision": ("auto", "bf16", "fp32")}
 
 
 def parse_bool(text: str) -> bool:

@@ -22,6 +22,7 @@ LOSSES = {
     "residual": "Residual listwise: learn what the embedding model misses (score = logit + beta x cosine)",
 }
 VALIDATION = ("split", "test", "none")
+CANDIDATE_SOURCES = ("embedding", "hybrid")
 # Settings that shape a run's data: a resumed run whose snapshot was built with other values rebuilds it.
 DATA_FIELDS = (
     "loss",
@@ -31,6 +32,7 @@ DATA_FIELDS = (
     "hard_negatives",
     "random_negatives",
     "candidates_k",
+    "candidates_from",
     "first_stage_model",
     "residual_beta",
 )
@@ -79,6 +81,9 @@ class TrainConfig:
     """Random passages per positive, so easy cases stay right."""
     candidates_k: int = 20
     """Evaluation reranks the first stage's (embedding model's) top k; positives outside it count as missed."""
+    candidates_from: str = "embedding"
+    """embedding | hybrid: the first stage whose top k the validation lists, beta fit and unmined hard negatives come
+    from (hybrid = BM25 and the embedding model fused by reciprocal rank; the residual prior stays the cosine)."""
     first_stage_model: str = models.BUNDLED
     """Embedding model that makes the candidate lists (and hard negatives when no mining run exists)."""
     fusion: bool = True
@@ -92,6 +97,8 @@ class TrainConfig:
     residual_beta: float | None = None
     """Residual loss: weight of the embedding cosine in the score; None = fitted on the training queries'
     first-stage candidate lists."""
+    precision: str = "auto"
+    """auto | bf16 | fp32: CPU training precision; auto = bf16 autocast where the CPU has bf16 units (AMX)."""
 
     def validate(self) -> TrainConfig:
         """Check ranges before any model is loaded, with messages that say what is allowed."""
@@ -152,6 +159,8 @@ def _data_problem(c: TrainConfig) -> str | None:
         return "Negatives per positive must be between 0 and 50 (hard and random)."
     if c.loss != "mnrl" and int(c.hard_negatives) + int(c.random_negatives) == 0:
         return f"The {c.loss} loss needs negatives: set at least one hard or random negative per positive."
+    if c.candidates_from not in CANDIDATE_SOURCES:
+        return f"Candidates from {c.candidates_from!r} is unknown: choose {' or '.join(CANDIDATE_SOURCES)}."
     if not (1 <= int(c.candidates_k) <= 1000):
         return "Candidates per query must be between 1 and 1000."
     if c.residual_beta is not None and not (0 <= float(c.residual_beta) <= 1000):
@@ -191,8 +200,14 @@ def check_base_model(spec: str) -> None:
 @cache
 def field_help() -> dict[str, str]:
     """Each TrainConfig field's docstring (the string literal under it), one line: the CLI's --help text."""
-    tree = ast.parse(inspect.getsource(TrainConfig))
-    body = tree.body[0].body
+    return field_docs(TrainConfig)
+
+
+def field_docs(cls: type) -> dict[str, str]:
+    """Each dataclass field's docstring (the string literal under it), one line: a settings class's --help text."""
+    cls_node = ast.parse(inspect.getsource(cls)).body[0]
+    assert isinstance(cls_node, ast.ClassDef)
+    body = cls_node.body
     docs: dict[str, str] = {}
     for node, following in zip(body, body[1:]):
         if (

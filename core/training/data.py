@@ -16,7 +16,7 @@ from typing import Any
 
 from core import models, store
 from core.scoring.formulas import RESIDUAL
-from core.training import candidates, negatives
+from core.training import candidates, negatives, redraw
 from core.training import rows as rowshape
 from core.training.beta import fit_beta
 from core.training.config import ConfigError, TrainConfig
@@ -35,6 +35,10 @@ class TrainingData:
     stats: dict[str, Any]
     snapshot: dict[str, Any]
     first_stage: dict[str, dict[str, float]] = field(default_factory=dict)  # query -> passage -> score
+    pools: dict[str, dict[str, Any]] = field(
+        default_factory=dict
+    )  # query -> judged passages (core.training.redraw)
+    pool_texts: list[str] = field(default_factory=list)  # the passages the pools index
 
     @property
     def residual_beta(self) -> float | None:
@@ -82,9 +86,9 @@ def read_labels(conn: sqlite3.Connection, project: int, split: str) -> Labels:
             (lab.hard if r["kind"] == "hard" else lab.rand).setdefault(r["query_id"], []).append(
                 r["passage_id"]
             )
-    for q, ps in lab.relevant.items():
-        for p in ps:
-            lab.grades.setdefault(q, {}).setdefault(p, 1.0)
+    for qid, pids in lab.relevant.items():
+        for pid in pids:
+            lab.grades.setdefault(qid, {}).setdefault(pid, 1.0)
     return lab
 
 
@@ -136,25 +140,18 @@ def choose_validation(
     return "none", [], "Evaluation is off (chosen in the form): the last checkpoint is kept."
 
 
-def _fit_rows(
+def _hard_negatives(
     conn: sqlite3.Connection,
     project: int,
     cfg: TrainConfig,
     lab: Labels,
     fit_qids: list[int],
-    rng: random.Random,
     workspace: Path | None,
-) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """Training rows of the fitted queries and the counts of each kind of negative."""
-    counts = {
-        "hard_negatives": 0,
-        "random_negatives": 0,
-        "upload_negatives": 0,
-        "hard_negative_source": "mined (negatives table)",
-    }
+) -> str:
+    """Where the hard negatives come from: the mining run's, or the first stage's top ranks when there is none."""
     if cfg.hard_negatives > 0 and not any(lab.hard.get(q) for q in fit_qids):
         positives = {q: lab.positives(q) for q in fit_qids}
-        counts["hard_negative_source"] = negatives.fill_hard_from_first_stage(
+        return negatives.fill_hard_from_first_stage(
             conn,
             project,
             fit_qids,
@@ -164,11 +161,31 @@ def _fit_rows(
             cfg.hard_negatives,
             cfg.first_stage_model,
             workspace,
+            cfg.candidates_from,
         )
-    all_ids = [r[0] for r in conn.execute("SELECT id FROM passages WHERE project_id = ?", (project,))]
+    return "mined (negatives table)"
+
+
+def _fit_rows(
+    conn: sqlite3.Connection,
+    project: int,
+    cfg: TrainConfig,
+    lab: Labels,
+    fit_qids: list[int],
+    rng: random.Random,
+    workspace: Path | None,
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Training rows of the fitted queries, each query's pool of judged passages (for lists drawn afresh), and the
+    counts of each kind of negative with what was adapted to the data."""
+    counts: dict[str, Any] = {"hard_negatives": 0, "random_negatives": 0, "upload_negatives": 0}
+    counts["hard_negative_source"] = _hard_negatives(conn, project, cfg, lab, fit_qids, workspace)
     texts = {
         r[0]: r[1] for r in conn.execute("SELECT id, text FROM passages WHERE project_id = ?", (project,))
     }
+    all_ids = sorted(texts)
+    index: dict[int, int] = {}
+    pools: dict[str, dict[str, Any]] = {}
+    short_random, short_hard, labelled = [], 0, 0
     rows: list[dict[str, Any]] = []
     top_grade = max((g for q in fit_qids for g in lab.grades.get(q, {}).values()), default=1.0)
     for q in fit_qids:
@@ -176,13 +193,28 @@ def _fit_rows(
         banned = lab.positives(q) | lab.relevant.get(q, set())
         chosen_h = [p for p in lab.hard.get(q, []) if p not in banned][: cfg.hard_negatives * len(pos)]
         have_r = [p for p in lab.rand.get(q, []) if p not in banned]
-        chosen_r = negatives.sample_random(
-            rng, all_ids, banned, have_r, chosen_h, cfg.random_negatives * len(pos), lab.qtext[q]
-        )
+        per_list = cfg.hard_negatives + cfg.random_negatives  # random ones fill what the hard ones cannot
+        want_r = (per_list - min(cfg.hard_negatives, len(chosen_h))) * len(pos)
+        chosen_r = negatives.sample_random(rng, all_ids, banned, have_r, chosen_h, want_r)
+        if len(chosen_r) < want_r:
+            short_random.append((lab.qtext[q], want_r, len(chosen_r)))
+        short_hard += len(chosen_h) < cfg.hard_negatives
         ups = sorted(lab.upload_negs.get(q, set()) - banned)
+        labelled += len(pos) + len(ups)
         counts["hard_negatives"] += len(chosen_h)
         counts["random_negatives"] += len(chosen_r)
         counts["upload_negatives"] += len(ups)
+        grades = [lab.grades[q][p] for p in pos]
+        if cfg.loss == RESIDUAL:
+            at = {p: index.setdefault(p, len(index)) for p in pos + chosen_h + chosen_r + ups}
+            pools[lab.qtext[q]] = redraw.make_pool(
+                [at[p] for p in pos],
+                grades,
+                [at[p] for p in chosen_h],
+                [at[p] for p in chosen_r + ups],
+                [at[p] for p in ups],
+                rng,
+            )
         rows += rowshape.query_rows(
             cfg.loss,
             lab.qtext[q],
@@ -190,14 +222,37 @@ def _fit_rows(
             [texts[p] for p in chosen_h + chosen_r + ups],
             cfg.hard_negatives + cfg.random_negatives,
             rng,
-            grades=[lab.grades[q][p] for p in pos],
+            grades=grades,
             hard=len(chosen_h),
             top_grade=top_grade,
             hard_per_row=cfg.hard_negatives,
         )
     if cfg.loss == "mnrl":
         rows = rowshape.same_columns(rows)
+    counts["labelled_pairs"] = labelled
+    counts["adapted"] = adapted_notes(cfg, short_random, short_hard, len(fit_qids))
+    counts["pools"], counts["pool_texts"] = pools, [texts[p] for p in sorted(index, key=lambda p: index[p])]
     return rows, counts
+
+
+def adapted_notes(
+    cfg: TrainConfig, short_random: list[tuple[str, int, int]], short_hard: int, queries: int
+) -> list[str]:
+    """What the data made the run change from the configured counts, said plainly (the plan and the run show it)."""
+    notes = []
+    if short_random:
+        q, want, got = max(short_random, key=lambda t: t[1] - t[2])
+        notes.append(
+            f"random negatives: {len(short_random)} of {queries} queries have fewer eligible passages than their "
+            f"lists ask for, so they take every eligible one (e.g. {q[:60]!r}: {got} of {want}) and their lists "
+            "are completed with lower-graded positives and hard negatives"
+        )
+    if short_hard:
+        notes.append(
+            f"hard negatives: {short_hard} of {queries} queries have fewer than {cfg.hard_negatives}; their lists "
+            "are filled with random negatives (same list length)"
+        )
+    return notes
 
 
 def beta_on_candidates(fit_lists: list[dict[str, Any]], rows: list[dict[str, Any]]) -> float:
@@ -236,6 +291,40 @@ def _snapshot(
     }
 
 
+def _first_stage_name(cfg: TrainConfig) -> str:
+    """The candidate lists' first stage, as the run says it."""
+    key = models.model_key(cfg.first_stage_model)
+    return f"hybrid: BM25 + {key}, reciprocal rank fusion" if cfg.candidates_from == "hybrid" else key
+
+
+def _stats(
+    cfg: TrainConfig,
+    lab: Labels,
+    fit_qids: list[int],
+    n_val: int,
+    n_test: int,
+    n_rows: int,
+    counts: dict[str, Any],
+    eval_source: str,
+) -> dict[str, Any]:
+    """The counts a run records and shows: queries, positives, negatives by kind, rows, what was adapted."""
+    fit_set = set(fit_qids)
+    return {
+        "train_queries": len(fit_qids),
+        "validation_queries": n_val,
+        "test_queries": n_test,
+        "positives": sum(len(lab.positives(q)) for q in fit_qids),
+        "reviewed_false_negatives_as_positives": sum(len(v) for k, v in lab.relevant.items() if k in fit_set),
+        **{k: counts[k] for k in ("hard_negatives", "random_negatives", "upload_negatives")},
+        "rows": n_rows,
+        "labelled_pairs": counts["labelled_pairs"],
+        "adapted": counts["adapted"],
+        "hard_negative_source": counts["hard_negative_source"],
+        "evaluation": eval_source,
+        "candidates": f"first stage ({_first_stage_name(cfg)}) top {cfg.candidates_k}",
+    }
+
+
 def build_data(
     conn: sqlite3.Connection, project: int, cfg: TrainConfig, workspace: Path | None = None
 ) -> TrainingData:
@@ -268,11 +357,14 @@ def build_data(
             cfg.candidates_k,
             cfg.first_stage_model,
             workspace,
+            cfg.candidates_from,
         )
 
     residual_beta = None
+    pools, pool_texts = counts.pop("pools"), counts.pop("pool_texts")
     if cfg.loss == RESIDUAL:
         rows = rowshape.add_priors(rows, cfg.first_stage_model, workspace)
+        pools = redraw.add_cosines(pools, pool_texts, cfg.first_stage_model, workspace)
         residual_beta = (
             float(cfg.residual_beta)
             if cfg.residual_beta is not None
@@ -285,22 +377,20 @@ def build_data(
         eval_samples = lists(val_qids, lab)
     else:
         eval_samples = test_samples if eval_source == "test" else []
-    fit_set = set(fit_qids)
-    n_pos = sum(len(lab.positives(q)) for q in fit_qids)
-    stats = {
-        "train_queries": len(fit_qids),
-        "validation_queries": len(val_qids),
-        "test_queries": len(test_samples),
-        "positives": n_pos,
-        "reviewed_false_negatives_as_positives": sum(len(v) for k, v in lab.relevant.items() if k in fit_set),
-        **{k: counts[k] for k in ("hard_negatives", "random_negatives", "upload_negatives")},
-        "rows": len(rows),
-        "hard_negative_source": counts["hard_negative_source"],
-        "evaluation": eval_source,
-        "candidates": f"first stage ({models.model_key(cfg.first_stage_model)}) top {cfg.candidates_k}",
-    }
+    stats = _stats(cfg, lab, fit_qids, len(val_qids), len(test_samples), len(rows), counts, eval_source)
+    stats["lists"] = "drawn afresh at each step from every judged passage" if pools else "fixed"
     if residual_beta is not None:
         stats["residual_beta"] = residual_beta
     n_neg = counts["hard_negatives"] + counts["random_negatives"] + counts["upload_negatives"]
-    snapshot = _snapshot(conn, project, rows, eval_samples, stats, n_pos, n_neg)
-    return TrainingData(rows, eval_samples, eval_source, note, test_samples, stats, snapshot)
+    snapshot = _snapshot(conn, project, rows, eval_samples, stats, stats["positives"], n_neg)
+    return TrainingData(
+        rows,
+        eval_samples,
+        eval_source,
+        note,
+        test_samples,
+        stats,
+        snapshot,
+        pools=pools,
+        pool_texts=pool_texts,
+    )

@@ -106,13 +106,18 @@ def base_max_length(spec: str) -> int:
     return min(found) if found else 512
 
 
+DECISION_QUERIES = 30  # held-out queries wanted for a decision; at most a third of a small project's queries
+
+
 def validation_plan(queries: int) -> tuple[str, float]:
-    """(validation, fraction) for a project: held-out training queries (at least 5), never the test set."""
+    """(validation, fraction) for a project: held-out training queries (at least 5, and up to 30 when a third of the
+    queries allows it: 5 queries cannot tell a checkpoint from noise), never the test set."""
     if queries < 2 * MIN_VALIDATION_QUERIES:
         return "none", 0.2
+    decision = min(DECISION_QUERIES, queries // 3) / queries
     if queries >= 300:
         return "split", 0.1
-    return "split", round(min(0.5, max(0.2, MIN_VALIDATION_QUERIES / queries)), 2)
+    return "split", round(min(0.5, max(0.2, MIN_VALIDATION_QUERIES / queries, decision)), 2)
 
 
 def default_config(

@@ -1,7 +1,9 @@
 """The hardware part of a run's training arguments: the device, mixed precision, and a batch that fits memory.
 
 On a GPU the person's batch size is kept as the effective batch: when it does not fit, each step is split into
-gradient-accumulation micro-batches that do. On a CPU nothing changes (fp32, the batch as given).
+gradient-accumulation micro-batches that do. On a CPU the batch is kept as given, and the step runs under bf16
+autocast where the CPU has bf16 units (AMX, avx512_bf16; core.inference.precision), fp32 elsewhere or when the
+run's precision setting says fp32.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ import math
 from typing import Any
 
 from core.inference.device import fit_batch_size, mixed_precision, pick_device
+from core.inference.precision import Precision, choose
 from core.training.config import TrainConfig
 
 
@@ -31,7 +34,8 @@ def hardware_arguments(
     """Training-argument overrides for the device: use_cpu, bf16/fp16, micro-batch and gradient accumulation."""
     device = device or pick_device()
     if not device.startswith("cuda"):
-        return {"use_cpu": device == "cpu", "bf16": False, "fp16": False}
+        cpu = cpu_precision(cfg, device)
+        return {"use_cpu": device == "cpu", "bf16": cpu.bf16, "fp16": False, "precision_reason": cpu.reason}
     precision = mixed_precision(device)
     sequences = fit_batch_size(
         device,
@@ -52,11 +56,28 @@ def hardware_arguments(
     }
 
 
+def cpu_precision(cfg: TrainConfig, device: str = "cpu") -> Precision:
+    """The run's CPU precision: its `precision` setting (auto, bf16, fp32) against what this CPU has."""
+    if device != "cpu":  # mps: autocast on Apple GPUs is not what was measured; keep fp32
+        return Precision("fp32", f"fp32 on {device}")
+    return choose(getattr(cfg, "precision", None) or "auto", device=device)
+
+
+def trainer_arguments(hardware: dict[str, Any]) -> dict[str, Any]:
+    """The hardware dict without its words: only what CrossEncoderTrainingArguments takes."""
+    return {k: v for k, v in hardware.items() if k != "precision_reason"}
+
+
 def describe(hardware: dict[str, Any], device: str | None = None) -> str:
     """One sentence for the run's log: where it trains and how."""
     device = device or pick_device()
     precision = "bf16" if hardware.get("bf16") else "fp16" if hardware.get("fp16") else "fp32"
     text = f"Training on {device} in {precision}"
+    reason = str(hardware.get("precision_reason") or "")
+    for prefix in (f"{precision}: ", f"{precision} "):
+        reason = reason.removeprefix(prefix)
+    if reason:
+        text += f" ({reason})"
     if hardware.get("gradient_accumulation_steps", 1) > 1:
         text += (
             f", micro-batches of {hardware['per_device_train_batch_size']} rows x "

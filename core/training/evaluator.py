@@ -13,6 +13,7 @@ from sentence_transformers.base.evaluation.evaluator import BaseEvaluator
 
 from core.scoring.formulas import PRIMARY
 from core.scoring.metrics import rank_metrics
+from core.training.noise import difference, interval, per_query_ndcg
 
 
 def score_samples(model: Any, samples: list[dict[str, Any]]) -> list[np.ndarray]:
@@ -43,25 +44,58 @@ def run_scores(
 
 def first_stage_metrics(samples: list[dict[str, Any]]) -> dict[str, float]:
     """NDCG@10 / MRR@10 of the candidate lists in first-stage order (the baseline a reranker must beat)."""
-    return rank_metrics(samples, [np.asarray(s["first_stage_scores"], dtype=float) for s in samples])
+    return rank_metrics(
+        samples, [np.asarray(s.get("baseline_scores", s["first_stage_scores"]), dtype=float) for s in samples]
+    )
+
+
+DECISION = "decision_ndcg@10"  # what keep-best and early stopping compare: it moves only beyond the noise
 
 
 class RerankingEvaluator(BaseEvaluator):
-    """NDCG@10 / MRR@10 of the run's score on the first stage's top-k (the trainer keeps the best by it)."""
+    """NDCG@10 / MRR@10 of the run's score on the first stage's top-k, with its 95% interval, and the decision figure
+    keep-best and early stopping act on: a checkpoint replaces the best only when it beats it beyond the noise
+    (paired over the same queries, `core.training.noise`); otherwise the decision figure stays the best's."""
 
     def __init__(self, samples: list[dict[str, Any]], beta: float | None, name: str) -> None:
         super().__init__()
         self.samples, self.beta = samples, beta
         self.name, self.primary_metric = name, PRIMARY
         self.base = first_stage_metrics(samples)
+        self.best: tuple[int, float, np.ndarray] | None = None  # (step, NDCG@10, per-query NDCG@10)
+        self.decisions: list[str] = []
+
+    def decide(self, vec: np.ndarray, steps: int) -> float:
+        """The decision figure after this evaluation (the best's NDCG@10), and the reason recorded."""
+        value = float(vec.mean()) if len(vec) else 0.0
+        if self.best is None:
+            self.best = (steps, value, vec)
+            return value
+        diff = difference(vec, self.best[2])
+        if diff.beyond_noise:
+            self.decisions.append(
+                f"step {steps}: {value:.4f}, {diff.text()} over step {self.best[0]}: new best"
+            )
+            self.best = (steps, value, vec)
+        else:
+            self.decisions.append(
+                f"step {steps}: {value:.4f}, {diff.text()} over step {self.best[0]}: within the noise, "
+                f"step {self.best[0]} stays the best"
+            )
+        return self.best[1]
 
     def __call__(
         self, model: Any, output_path: str | None = None, epoch: int = -1, steps: int = -1
     ) -> dict[str, float]:
         """Score every list, measure it, and record the metrics on the model card."""
         full, ce = run_scores(model, self.samples, self.beta)
+        vec = per_query_ndcg(self.samples, full)
+        low, high = interval(vec)
         metrics = {
             **rank_metrics(self.samples, full),
+            "ndcg@10_ci_low": low,
+            "ndcg@10_ci_high": high,
+            DECISION: self.decide(vec, steps),
             "base_ndcg@10": self.base[PRIMARY],
             "base_mrr@10": self.base["mrr@10"],
         }

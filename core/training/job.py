@@ -1,4 +1,4 @@
-"""The training run's background-job adapter (kind "train")."""
+"""The training domain's background-job adapters (kinds "train" and "distill")."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from typing import Any
 from core.errors import Cancelled
 from core.progress import Progress
 from core.runs.kinds import JobKind, ShouldCancel, small
+from core.training.distill import distill_job
 
 
 def train(
@@ -30,3 +31,4 @@ def train(
 
 
 KIND = JobKind(run=train)
+DISTILL = JobKind(run=distill_job)  # a plain cross-encoder from a run's full score (a new run)

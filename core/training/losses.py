@@ -12,6 +12,7 @@ from core.scoring.formulas import RESIDUAL
 from core.scoring.metrics import gain_targets
 from core.training.config import TrainConfig
 from core.training.data import TrainingData
+from core.training.redraw import Redrawer, coverage
 
 
 class ResidualListwiseLoss(torch.nn.Module):
@@ -21,9 +22,14 @@ class ResidualListwiseLoss(torch.nn.Module):
     exactly like the embedding model; gradients then push only where that ranking is wrong (measured on SciFact:
     BCE on a fresh head stays far below the embedding model after 12 minutes on 2 CPU cores)."""
 
-    def __init__(self, model: Any, beta: float, mini_batch_size: int = 32) -> None:
+    def __init__(
+        self, model: Any, beta: float, mini_batch_size: int = 32, redrawer: Redrawer | None = None
+    ) -> None:
         super().__init__()
         self.model, self.beta, self.mini_batch_size = model, float(beta), mini_batch_size
+        self.redrawer = (
+            redrawer  # lists drawn afresh from each query's judged passages (None: the rows as built)
+        )
 
     def forward(
         self, inputs: list[Any], labels: list[Any], prompt: str | None = None, task: str | None = None
@@ -31,6 +37,9 @@ class ResidualListwiseLoss(torch.nn.Module):
         """Mean over the batch's lists of -sum(target share x log softmax(logit + beta x prior)); a graded passage's
         share is its gain 2^grade - 1 (binary labels: the positives share equally)."""
         queries, docs_list, priors = inputs
+        if self.redrawer is not None:
+            drawn = [self.redrawer(q, d, p, y) for q, d, p, y in zip(queries, docs_list, priors, labels)]
+            docs_list, priors, labels = [x[0] for x in drawn], [x[1] for x in drawn], [x[2] for x in drawn]
         pairs = [(q, d) for q, docs in zip(queries, docs_list) for d in docs]
         parts = []
         for i in range(0, len(pairs), self.mini_batch_size):
@@ -53,9 +62,27 @@ class ResidualListwiseLoss(torch.nn.Module):
         return {"beta": self.beta, "mini_batch_size": self.mini_batch_size}
 
 
-def make_residual_loss(model: Any, beta: float, mini_batch_size: int = 32) -> ResidualListwiseLoss:
-    """The residual listwise loss of `model` with cosine weight `beta`."""
-    return ResidualListwiseLoss(model, beta, mini_batch_size)
+def make_residual_loss(
+    model: Any, beta: float, mini_batch_size: int = 32, redrawer: Redrawer | None = None
+) -> ResidualListwiseLoss:
+    """The residual listwise loss of `model` with cosine weight `beta` (lists drawn afresh when given a redrawer)."""
+    return ResidualListwiseLoss(model, beta, mini_batch_size, redrawer)
+
+
+def labelled_pairs_used(loss: Any, data: TrainingData) -> dict[str, Any]:
+    """How many of the run's judged pairs reached the model: counted by the loss when lists are drawn afresh, else
+    the judged pairs the fixed rows hold (every row is seen once an epoch)."""
+    labelled = int(data.stats.get("labelled_pairs") or 0)
+    redrawer = getattr(loss, "redrawer", None)
+    if redrawer is not None:
+        return {**coverage(len(redrawer.used), labelled), "adapted": data.stats.get("adapted") or []}
+    judged: set[tuple[str, str]] = set()
+    for r in data.train_rows:
+        if "docs" in r:
+            judged |= {(r["query"], d) for d, y in zip(r["docs"], r["labels"]) if y > 0}
+        elif "positive" in r or r.get("label", 0) > 0:
+            judged.add((r["query"], r.get("positive") or r["passage"]))
+    return {**coverage(len(judged), max(labelled, len(judged))), "adapted": data.stats.get("adapted") or []}
 
 
 def make_loss(model: Any, cfg: TrainConfig, data: TrainingData) -> torch.nn.Module:
@@ -66,7 +93,9 @@ def make_loss(model: Any, cfg: TrainConfig, data: TrainingData) -> torch.nn.Modu
     if cfg.loss == "mnrl":
         return losses.CachedMultipleNegativesRankingLoss(model, num_negatives=4, mini_batch_size=16)
     if cfg.loss == RESIDUAL:
-        return make_residual_loss(model, data.residual_beta)
+        redrawer = Redrawer(data.pools, data.pool_texts, cfg.hard_negatives, cfg.seed) if data.pools else None
+        assert data.residual_beta is not None  # build_data fits beta for every residual run
+        return make_residual_loss(model, data.residual_beta, redrawer=redrawer)
     if cfg.loss == "lambda":
         return losses.LambdaLoss(model, mini_batch_size=16)
     return losses.ListNetLoss(model, mini_batch_size=16)

@@ -7,7 +7,6 @@ import sqlite3
 from pathlib import Path
 
 from core.training import candidates
-from core.training.config import ConfigError
 
 
 def fill_hard_from_first_stage(
@@ -20,14 +19,15 @@ def fill_hard_from_first_stage(
     per_positive: int,
     spec: str,
     workspace: Path | None,
+    kind: str = "embedding",
 ) -> str:
     """Without a mining run, the first stage's top ranks (minus positives) are the hard negatives; says so."""
-    tops = candidates.first_stage(
-        conn, project, [qtext[q] for q in qids], per_positive + 10 + 5, spec, workspace
+    found = candidates.tops(
+        conn, project, [qtext[q] for q in qids], per_positive + 10 + 5, spec, workspace, kind
     )
-    for q, top in zip(qids, tops):
+    for q, top in zip(qids, found):
         hard[q] = [pid for pid, _ in top if pid not in positives[q]][: per_positive + 10]
-    return f"first stage top-{per_positive + 10} (no mining run)"
+    return f"first stage ({kind}) top-{per_positive + 10} (no mining run)"
 
 
 def sample_random(
@@ -37,23 +37,20 @@ def sample_random(
     have: list[int],
     taken: list[int],
     want: int,
-    query: str,
 ) -> list[int]:
     """`have` topped up to `want` random passages outside `banned` and `taken` (the hard negatives already chosen).
 
-    Refuses with the pool size, instead of drawing forever, when too few passages are eligible."""
+    When fewer passages are eligible than wanted, all of them are taken (the caller records the shortfall): a
+    query labelled relevant for a third of the corpus must not stop a run before step 0 (NFCorpus' 'cancer')."""
     out = list(have)
     if len(out) >= want:
         return out[:want]
     excluded = banned | set(out) | set(taken)
-    pool = sum(1 for p in set(passage_ids) if p not in excluded)
-    if pool < want - len(out):
-        raise ConfigError(
-            f"Random negatives cannot be drawn for the query {query[:80]!r}: {want - len(out)} more are needed but only "
-            f"{pool} of the project's {len(set(passage_ids))} passages are eligible (the rest are its positives, "
-            f"reviewed false negatives or already its hard negatives). Lower 'random negatives per positive', or "
-            "import more passages."
-        )
+    eligible = sorted(p for p in set(passage_ids) if p not in excluded)
+    need = want - len(out)
+    if len(eligible) <= need:
+        rng.shuffle(eligible)
+        return out + eligible
     while len(out) < want:
         pick = rng.choice(passage_ids)
         if pick not in excluded:

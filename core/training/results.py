@@ -9,11 +9,12 @@ import numpy as np
 from core import models
 from core.evaluation.statistics import paired_test
 from core.scoring.formulas import PRIMARY, RESIDUAL, choose_fusion
-from core.scoring.metrics import per_list_ndcg, rank_metrics
+from core.scoring.metrics import rank_metrics
 from core.scoring.reranker import Reranker
 from core.training.config import TrainConfig
 from core.training.data import TrainingData
 from core.training.evaluator import first_stage_metrics, run_scores
+from core.training.noise import Difference, difference, per_query_ndcg
 from core.training.presenters import verdict
 
 CROSS_ENCODER = "cross-encoder"  # a residual run whose logit alone won on validation scores alone
@@ -41,7 +42,7 @@ def test_labels_used_for(cfg: TrainConfig, eval_source: str, beta: float | None)
 def vs_first_stage(samples: list[dict[str, Any]], scores: list[Any]) -> dict[str, Any]:
     """The paired randomization test of a scoring against the first stage's order, per list (NDCG@10)."""
     first = [np.asarray(s["first_stage_scores"], dtype=float) for s in samples]
-    test = paired_test(per_list_ndcg(samples, first), per_list_ndcg(samples, scores))
+    test = paired_test(per_query_ndcg(samples, first).tolist(), per_query_ndcg(samples, scores).tolist())
     keep = ("mean_diff", "p_value", "significant", "n", "draws", "method")
     return {k: test[k] for k in keep}
 
@@ -49,7 +50,7 @@ def vs_first_stage(samples: list[dict[str, Any]], scores: list[Any]) -> dict[str
 def _figures(
     model: Any, samples: list[dict[str, Any]], beta: float | None
 ) -> tuple[dict[str, Any], list[Any], list[Any]]:
-    """NDCG@10 / MRR@10 of the run's score and of the first stage on some lists; the run's and the cross-encoder's
+    """NDCG@10 / MRR@10 of the run's score and of the first stage on some lists; the cross-encoder's and the run's
     scores."""
     full, ce = run_scores(model, samples, beta)
     base = first_stage_metrics(samples)
@@ -77,10 +78,22 @@ def _fusion(cfg: TrainConfig, data: TrainingData, ce_val: list[Any], alone: floa
     return None
 
 
-def choose_scoring(val: dict[str, Any], beta: float, source: str) -> dict[str, Any]:
-    """Residual (logit + beta x cosine) or the cross-encoder alone: whichever scores better on validation, and why."""
+def choose_scoring(
+    val: dict[str, Any], beta: float, source: str, diff: Difference | None = None
+) -> dict[str, Any]:
+    """Residual (logit + beta x cosine) or the cross-encoder alone: the alone score only when it is better on
+    validation beyond the noise (`diff` = alone - residual, paired per query); otherwise the residual as trained."""
     full, alone = float(val[PRIMARY]), float(val["cross_encoder_alone_ndcg@10"])
     figures = f"NDCG@10 on {source} validation: residual (logit + {beta:g} x cosine) {full:.4f}, cross-encoder alone {alone:.4f}"
+    if alone > full and diff is not None and not diff.beyond_noise:
+        return {
+            "mode": RESIDUAL,
+            "reason": f"{figures}: the alone score is ahead by {diff.text()}, within the noise, so the residual "
+            "score (as trained) is kept",
+            "residual_ndcg@10": full,
+            "cross_encoder_alone_ndcg@10": alone,
+            "chosen_on": source,
+        }
     if alone > full:
         return {
             "mode": CROSS_ENCODER,
@@ -115,9 +128,13 @@ def final_metrics(
     if used:
         metrics["test_labels_used_for"] = used
     if data.eval_samples:
-        val, ce_val, shipped = _figures(model, data.eval_samples, beta)
+        val, ce_val, full_val = _figures(model, data.eval_samples, beta)
+        shipped = full_val  # the scores of what the run ships (the cross-encoder's when it scores alone)
         if beta is not None:
-            metrics["scoring"] = choose_scoring(val, beta, data.eval_source)
+            diff = difference(
+                per_query_ndcg(data.eval_samples, ce_val), per_query_ndcg(data.eval_samples, full_val)
+            )
+            metrics["scoring"] = choose_scoring(val, beta, data.eval_source, diff)
             if (
                 metrics["scoring"]["mode"] == CROSS_ENCODER
             ):  # the logit alone won on validation: ship it alone

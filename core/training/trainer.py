@@ -17,12 +17,11 @@ import torch
 from datasets import Dataset
 from sentence_transformers.cross_encoder import CrossEncoderTrainer, CrossEncoderTrainingArguments
 from transformers import EarlyStoppingCallback
-from transformers.trainer_callback import PrinterCallback
+from transformers.trainer_callback import PrinterCallback, TrainerCallback
 
 from core import models, store
 from core.runs.liveness import Heartbeat
 from core.runs.records import add_event, get_run, latest_checkpoint, run_folder, update_run
-from core.scoring.formulas import PRIMARY
 from core.training import budget, continued, device_args, snapshot
 from core.training.beta import source as beta_source
 from core.training.callbacks import StoreProgress
@@ -30,8 +29,8 @@ from core.training.config import ConfigError, TrainConfig
 from core.training.data import TrainingData, build_data
 from core.training.defaults import is_trained
 from core.training.distributed import barrier, is_main, world_size
-from core.training.evaluator import RerankingEvaluator
-from core.training.losses import make_loss
+from core.training.evaluator import DECISION, RerankingEvaluator
+from core.training.losses import labelled_pairs_used, make_loss
 from core.training.model_card import save_model
 from core.training.results import final_metrics
 from core.training.rows import max_pairs_per_row
@@ -201,7 +200,8 @@ def plan_memory(
     if torch.cuda.is_available():
         plan, fitted = budget.estimate(cfg, rows, workspace, longest), cfg
     else:
-        fitted, plan = budget.fit(cfg, rows, workspace, longest)
+        precision = device_args.cpu_precision(cfg, device_args.pick_device()).name
+        fitted, plan = budget.fit(cfg, rows, workspace, longest, precision=precision)
     state["estimate"] = plan.to_dict()
     if is_main():
         if fitted.batch_size != cfg.batch_size:
@@ -255,7 +255,7 @@ def training_arguments(
         save_steps=eval_steps,
         save_total_limit=2,
         load_best_model_at_end=bool(evaluating and cfg.keep_best),
-        metric_for_best_model=f"eval_val_{PRIMARY}" if evaluating else None,
+        metric_for_best_model=f"eval_val_{DECISION}" if evaluating else None,  # issue 22: beyond the noise
         greater_is_better=True,
         logging_steps=max(1, min(10, eval_steps)),
         logging_first_step=True,
@@ -286,10 +286,17 @@ def make_trainer(
     )
     total, eval_steps = schedule(cfg, len(data.train_rows))
     hardware = device_args.hardware_arguments(cfg, model, pairs_per_row(data.train_rows))
-    args = training_arguments(cfg, folder / "checkpoints", evaluator is not None, eval_steps, hardware)
+    state["precision"] = "bf16" if hardware.get("bf16") else "fp16" if hardware.get("fp16") else "fp32"
+    args = training_arguments(
+        cfg,
+        folder / "checkpoints",
+        evaluator is not None,
+        eval_steps,
+        device_args.trainer_arguments(hardware),
+    )
     if is_main():
         add_event(conn, run_id, "message", {"text": device_args.describe(hardware)})
-    callbacks = [StoreProgress(conn, run_id, state)]
+    callbacks: list[TrainerCallback] = [StoreProgress(conn, run_id, state)]
     if evaluator is not None and cfg.early_stopping_patience > 0:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=cfg.early_stopping_patience))
     trainer = CrossEncoderTrainer(
@@ -335,6 +342,7 @@ def train(
         return {"metrics": {}, "model_dir": None, "cancelled": True}
     metrics = _training_metrics(trainer, out, cfg, data, seconds)
     metrics["estimate"] = state.get("estimate")
+    metrics["precision"] = state.get("precision", "fp32")
     model = continued.keep_base_if_better(conn, run_id, cfg, model, base_score, metrics, data.residual_beta)
     model_dir = folder / "model"
     if is_main():
@@ -354,14 +362,17 @@ def _training_metrics(
         "train_loss": float(out.training_loss),
         "steps": steps,
         "train_seconds": round(seconds, 1),
+        "eval_seconds": round(sum(float(e.get("eval_runtime", 0)) for e in trainer.state.log_history), 1),
         "pairs_per_s": round(steps * cfg.batch_size * pairs_per_row(data.train_rows) / max(seconds, 1e-6), 2),
         "evaluation": data.eval_source,
         "evaluation_note": data.eval_note,
         "candidates": data.stats["candidates"],
+        **labelled_pairs_used(trainer.loss, data),  # issue 22: "trained on N of M labelled pairs"
     }
     if trainer.state.best_metric is not None:
         metrics["best_step"] = _best_step(trainer)
         metrics["best_validation_ndcg@10"] = float(trainer.state.best_metric)
+        metrics["checkpoint_decisions"] = getattr(trainer.evaluator, "decisions", [])
     return metrics
 
 

@@ -115,10 +115,17 @@ def test_bundle_layout_spec_and_card(trained):
     card = (res / "README.md").read_text()
     head = "\n".join(card.splitlines()[:14])
     assert "from rerank_studio_bundle import load" in head and "Do not use `CrossEncoder(" in card
+    # a calibration fitted on the run's validation lists, and the cleaning of its training import (none here:
+    # the project was seeded without an import)
+    cal = spec["calibration"]
+    assert cal["method"] == "isotonic" and cal["fitted_on"] == "validation" and cal["positives"] >= 1
+    assert np.all(np.diff(cal["y"]) >= 0) and "calibrated on validation" in spec["calibration_note"]
+    assert spec["cleaning"] == [] and (res / "rerank_studio_cleaning.py").is_file()
     plain = (Path(trained["bundles"]["bce"]["path"]) / "README.md").read_text()
     assert "gives exactly the evaluated score" in plain
     assert "train queries" in card  # counts, not text
-    # the standalone loader gives the Reranker's score
+    # the standalone loader gives the Reranker's score and the calibrated relevance
+    from core.scoring.calibration import apply_calibration
     from core.scoring.reranker import Reranker
 
     sys.path.insert(0, str(res))
@@ -126,9 +133,11 @@ def test_bundle_layout_spec_and_card(trained):
         import rerank_studio_bundle
 
         q, ps = "statins and cholesterol", ["Statins lower LDL.", "A passage about rivers."]
-        assert np.allclose(
-            rerank_studio_bundle.load(res).score(q, ps), Reranker.load(res).score(q, ps), atol=1e-5
-        )
+        shipped = rerank_studio_bundle.load(res)
+        assert np.allclose(shipped.score(q, ps), Reranker.load(res).score(q, ps), atol=1e-5)
+        probs = shipped.relevance(q, ps)
+        assert np.all((probs >= 0) & (probs <= 1))
+        assert np.allclose(probs, apply_calibration(cal, Reranker.load(res).score(q, ps)), atol=1e-6)
     finally:
         sys.path.remove(str(res))
 
@@ -200,3 +209,82 @@ def test_playground_reranks_the_first_stage_with_the_run_score(trained):
     assert np.isclose(ranked[0]["score"], want.max(), atol=1e-5)
     with pytest.raises(ValueError, match="Type a query"):
         playground.try_query(conn, pid, "  ", [rid])
+
+
+def test_calibration_report_measures_relevance_on_the_test_lists(trained):
+    from core.export.calibrate import calibration_report
+
+    rep = calibration_report(trained["conn"], trained["runs"]["residual"], trained["pid"])
+    assert rep.calibration is not None and rep.test_pairs > 10
+    assert 0.0 <= rep.test_ece <= 1.0 and 0.0 <= rep.raw_sigmoid_ece <= 1.0
+    assert sum(b["count"] for b in rep.bins) == rep.test_pairs
+    assert all(0.0 <= b["predicted"] <= 1.0 and 0.0 <= b["observed"] <= 1.0 for b in rep.bins)
+
+
+def test_the_bundle_names_the_cleaning_its_training_import_used(db):
+    from core.export.calibrate import training_cleaning
+    from core.ingest.cleaning import CleaningOptions
+    from core.ingest.run import run_import
+    from core.ingest.spec import ImportSpec
+
+    out = run_import(
+        db,
+        "cleaned",
+        ImportSpec(ROOT / "sample_data" / "scifact", cleaning=CleaningOptions.from_names("html,urls")),
+    )
+    from core import store
+
+    assert out and training_cleaning(db, store.project_id(db, "cleaned")) == ["html", "urls"]
+    run_import(db, "raw", ImportSpec(ROOT / "sample_data" / "scifact", cleaning=CleaningOptions.none()))
+    assert training_cleaning(db, store.project_id(db, "raw")) == []
+
+
+def test_distill_ships_a_plain_cross_encoder_that_crossencoder_loads(trained, tmp_path):
+    from sentence_transformers import CrossEncoder
+
+    from core import evaluation
+    from core.export import bundle
+    from core.runs import records
+    from core.scoring.reranker import Reranker
+    from core.training.distill import DistillSettings, distill
+
+    conn, pid, teacher = trained["conn"], trained["pid"], trained["runs"]["residual"]
+    settings = DistillSettings(max_steps=3, batch_size=4, list_size=6, eval_steps=3, learning_rate=5e-5)
+    rid, metrics = distill(conn, pid, teacher, settings)
+    run = records.get_run(conn, rid)
+    assert run["status"] == "completed" and run["config"]["distilled_from"] == teacher
+    assert run["config"]["loss"] == "listnet" and metrics["steps"] == 3 and "gap_to_teacher" in metrics
+    assert metrics["teacher_validation_ndcg@10"] - metrics["validation_ndcg@10"] == pytest.approx(
+        metrics["gap_to_teacher"], abs=1e-5
+    )
+    out = bundle.export_bundle(conn, rid, tmp_path / "plain", project=pid)
+    spec = out["spec"]
+    assert out["kind"] == "cross-encoder" and "embedding_model" not in spec and "beta" not in spec
+    assert (
+        not (tmp_path / "plain" / "embedding-model").exists() and spec["calibration"]["method"] == "isotonic"
+    )
+    card = (tmp_path / "plain" / "README.md").read_text()
+    assert f"Distilled from run {teacher}" in card and "short by" in card and "P(relevant)" in card
+    q = store_query(conn, pid)
+    docs = ["Statins lower LDL cholesterol.", "Rivers flood in spring.", "A trial of statin therapy."]
+    plain = CrossEncoder(str(tmp_path / "plain"), max_length=spec["max_length"])
+    got = plain.predict([[q, d] for d in docs], convert_to_numpy=True)
+    assert np.allclose(got, Reranker.load(tmp_path / "plain").score(q, docs), atol=1e-4)
+    assert np.allclose(got, Reranker.load(run["model_dir"]).score(q, docs), atol=1e-4)
+    both = evaluation.evaluate(
+        conn,
+        pid,
+        [rid, teacher],
+        first_stage="bm25",
+        top_k=20,
+        include_base=False,
+        oracle=False,
+        n_bootstrap=20,
+    )
+    assert {f"run:{rid}", f"run:{teacher}"} <= set(both["realistic"])
+
+
+def store_query(conn, pid) -> str:
+    from core import store
+
+    return store.fetch_pairs(conn, pid, split="test")[0]["query"]

@@ -128,10 +128,9 @@ def test_killed_training_process_is_marked_failed_and_resumes_from_its_checkpoin
     import os
     import signal
 
-    from conftest import seed_scifact
-
     from core.runs import jobs
     from core.training import launch
+    from tests.conftest import seed_scifact
 
     pid = seed_scifact(db, n_train=24, n_test=6, n_extra=60)
     run_id = launch.submit(db, pid, tiny_train_config())

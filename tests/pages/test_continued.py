@@ -253,10 +253,10 @@ def test_folders_are_recognised(tmp_path):
 # --- GPUs ---------------------------------------------------------------------------------------------
 
 
-def test_cpu_training_arguments_are_unchanged():
-    hw = device_args.hardware_arguments(tiny(), model=None, device="cpu")
-    assert hw == {"use_cpu": True, "bf16": False, "fp16": False}
-    assert device_args.describe(hw, "cpu") == "Training on cpu in fp32."
+def test_cpu_training_arguments_are_unchanged_in_fp32():
+    hw = device_args.hardware_arguments(tiny(precision="fp32"), model=None, device="cpu")
+    assert device_args.trainer_arguments(hw) == {"use_cpu": True, "bf16": False, "fp16": False}
+    assert device_args.describe(hw, "cpu") == "Training on cpu in fp32 (set by the precision setting)."
 
 
 def test_a_batch_that_does_not_fit_is_split_into_accumulation_steps(monkeypatch):

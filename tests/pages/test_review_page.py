@@ -192,7 +192,7 @@ def test_export_from_the_page(at, seeded):
 
 def test_switching_project_starts_the_desk_over(at, seeded):
     conn, pid, ids = seeded
-    from conftest import seed_scifact
+    from tests.conftest import seed_scifact
 
     other = seed_scifact(conn, "other", n_train=10, n_test=2, n_extra=50)
     other_ids = seed_negatives(conn, other)

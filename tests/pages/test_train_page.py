@@ -135,3 +135,17 @@ def test_a_run_that_chose_on_the_test_set_says_so(workspace, db):
     shown = " ".join(s.value for s in at.info)
     assert "on the test set" in shown and "Test labels were used for: checkpoint, early stopping" in shown
     assert not at.success  # higher, but recorded without a significance test: not "beats"
+
+
+def test_a_completed_run_offers_distillation_as_a_background_job(workspace, db, monkeypatch):
+    """Issue 24: the Train page queues `distill` for the watched run (a plain cross-encoder other stacks load)."""
+    pid = seed_scifact(db, n_train=60, n_test=10, n_extra=10)
+    run_id = training.create_run(db, pid, training.TrainConfig(), status="completed")
+    monkeypatch.setattr(jobs, "_launch", lambda conn, job_id: 0)
+    monkeypatch.setattr(jobs, "pid_alive", lambda pid: False)
+    at = app(workspace, pid).run()
+    assert not at.exception
+    next(b for b in at.button if b.label == "Distill into a plain cross-encoder").click().run()
+    assert not at.exception
+    queued = jobs.list_jobs(db, pid, kind="distill")
+    assert len(queued) == 1 and queued[0].args == {"run": run_id}

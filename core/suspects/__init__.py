@@ -1,0 +1,1 @@
+"""Suspect labels: the person's own labels checked by models that never trained on them (issue 25)."""
