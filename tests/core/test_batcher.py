@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import time
 
 import numpy as np
@@ -36,7 +37,9 @@ def _run(batcher: Batcher, queries: list[str]):
         finally:
             await batcher.stop()
 
-    return asyncio.run(go())
+    # in a thread of its own: a browser test earlier in the session may leave this thread's event loop running
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, go()).result()
 
 
 def test_concurrent_requests_share_batches_and_get_their_own_scores():
