@@ -74,6 +74,8 @@ def test_a_key_flips_the_top_suspect_and_the_export_shows_it(page, planted_serve
     assert label(conn, pair_id) == 0.0
     assert exported_label(page, server, "after-flip", top["query"], top["passage"]) == {0.0}
 
+    # back from the Export view: the key is bound once the view's Undo button is drawn and enabled
+    expect(page.get_by_role("button", name=re.compile("Undo"))).to_be_enabled(timeout=30_000)
     page.locator("body").press("u")
     expect(page.get_by_text(HEADING)).to_have_text(f"Suspect #{top['id']}", timeout=30_000)
     wait_for_app(page)
