@@ -35,7 +35,7 @@ class ResidualListwiseLoss(torch.nn.Module):
         self, inputs: list[Any], labels: list[Any], prompt: str | None = None, task: str | None = None
     ) -> torch.Tensor:
         """Mean over the batch's lists of -sum(target share x log softmax(logit + beta x prior)); a graded passage's
-        share is its gain 2^grade - 1 (binary labels: the positives share equally)."""
+        share is its gain (core.scoring.metrics.gain: the grade, as NDCG counts it; binary labels share equally)."""
         queries, docs_list, priors = inputs
         if self.redrawer is not None:
             drawn = [self.redrawer(q, d, p, y) for q, d, p, y in zip(queries, docs_list, priors, labels)]
