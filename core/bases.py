@@ -21,6 +21,7 @@ from tqdm.auto import tqdm
 from core import models
 from core.errors import Cancelled, UserError
 from core.progress import Progress, noop
+from core.runs.kinds import tolerant
 from core.scoring.files import FUSION_FILE, RUN_FILE, SPEC_FILE
 
 BUNDLED_HUB_ID = "sentence-transformers/all-MiniLM-L6-v2"
@@ -282,12 +283,7 @@ def download_job(
 ) -> dict[str, Any]:
     """Background job adapter (kind "download", listed in core.queue): download args["repo_id"] into the cache."""
 
-    def report(fraction: float, message: str) -> None:
-        if should_cancel():
-            raise Cancelled("Cancelled by request.")
-        progress(fraction, message)
-
-    path = download(str(args["repo_id"]), report)
+    path = download(str(args["repo_id"]), tolerant(progress, should_cancel))
     return {"repo_id": args["repo_id"], "path": path}
 
 

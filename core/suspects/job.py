@@ -5,9 +5,8 @@ from __future__ import annotations
 import sqlite3
 from typing import Any
 
-from core.errors import Cancelled
 from core.progress import Progress
-from core.runs.kinds import JobKind, ShouldCancel
+from core.runs.kinds import JobKind, ShouldCancel, tolerant
 from core.suspects.find import find_suspects
 
 
@@ -19,13 +18,7 @@ def suspects(
     should_cancel: ShouldCancel,
 ) -> dict[str, Any]:
     """find_suspects(**args), cancellable at each progress report; nothing is saved when cancelled."""
-
-    def report(fraction: float, message: str) -> None:
-        if should_cancel():
-            raise Cancelled("Cancelled by request; nothing was saved.")
-        progress(fraction, message)
-
-    return find_suspects(conn, project, progress=report, **args).summary()
+    return find_suspects(conn, project, progress=tolerant(progress, should_cancel), **args).summary()
 
 
 KIND = JobKind(run=suspects)
