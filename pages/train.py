@@ -314,13 +314,12 @@ table = [
 ]
 st.dataframe(table, hide_index=True, width="stretch")
 with st.expander("Config, data snapshot and metrics of the watched run"):
-    run = records.get_run(db, chosen)
     st.json(
         {
-            "config": run["config"],
-            "snapshot": run["snapshot"],
-            "metrics": run["metrics"],
-            "model_dir": run["model_dir"],
+            "config": watched["config"],
+            "snapshot": watched["snapshot"],
+            "metrics": watched["metrics"],
+            "model_dir": watched["model_dir"],
         },
         expanded=False,
     )
