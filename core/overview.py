@@ -12,6 +12,7 @@ from core import store
 from core.evaluation import Results, Verdict, list_evaluations, load_evaluation
 from core.runs import jobs, records
 from core.runs.job_row import Job
+from core.runs.run_row import Run
 
 STEPS = {
     "data": "Data",
@@ -166,31 +167,31 @@ def _quality(checks: list[Any] | None, current: bool, j: Job | None, has_pairs: 
 
 def _train(conn: sqlite3.Connection, project: int, has_pairs: bool) -> Step:
     runs = records.list_runs(conn, project)
-    done = [r for r in runs if r["status"] == "completed"]
+    done = [r for r in runs if r.status == "completed"]
     counts = {"runs": len(runs), "completed": len(done)}
-    active = [r for r in runs if r["status"] in jobs.ACTIVE]
+    active = [r for r in runs if r.status in jobs.ACTIVE]
     if active:
-        prog = active[0]["progress"] or {}
+        prog = active[0].progress or {}
         step = f" step {prog.get('step')} of {prog['total']}" if prog.get("total") else ""
         return Step(
             "train",
             STEPS["train"],
             "running",
-            f"Run {active[0]['id']} is {active[0]['status']}{step}.",
+            f"Run {active[0].id} is {active[0].status}{step}.",
             counts,
         )
     if not has_pairs:
         return Step("train", STEPS["train"], "blocked", "Needs training pairs.", counts)
     if done:
         return Step(
-            "train", STEPS["train"], "done", f"{len(done)} completed run(s); newest {done[0]['id']}.", counts
+            "train", STEPS["train"], "done", f"{len(done)} completed run(s); newest {done[0].id}.", counts
         )
-    if runs and runs[0]["status"] in ("failed", "cancelled"):
+    if runs and runs[0].status in ("failed", "cancelled"):
         return Step(
             "train",
             STEPS["train"],
             "attention",
-            f"The last run {runs[0]['status']}: {runs[0].get('error') or 'resume it or start another'}.",
+            f"The last run {runs[0].status}: {runs[0].error or 'resume it or start another'}.",
             counts,
         )
     return Step("train", STEPS["train"], "todo", "No trained run yet.", counts)
@@ -207,7 +208,7 @@ def _evaluate(conn: sqlite3.Connection, project: int, counts: dict[str, int], j:
         return Step("evaluate", STEPS["evaluate"], "blocked", "Needs a test set (Data page).", c)
     if not done_runs:
         return Step("evaluate", STEPS["evaluate"], "blocked", "Needs a trained run.", c)
-    newest = done_runs[0]["id"]
+    newest = done_runs[0].id
     if any(newest in (e["params"].get("run_ids") or []) for e in stored):
         return Step(
             "evaluate", STEPS["evaluate"], "done", f"{len(stored)} evaluation(s); run {newest} evaluated.", c
@@ -318,10 +319,10 @@ class BestRun:
         return " ".join([self.picked_on, test, *self.notes])
 
 
-def shipped_validation(run: dict[str, Any]) -> float | None:
+def shipped_validation(run: Run) -> float | None:
     """NDCG@10 on the run's own validation slice of the score it ships (its blend when it keeps one); None when the
     run has none, or when its 'validation' was the test set (those are test figures, not a basis for a pick)."""
-    metrics = run.get("metrics") or {}
+    metrics = run.metrics or {}
     val = metrics.get("validation") or {}
     if (
         metrics.get("evaluation") == "test"
@@ -335,13 +336,11 @@ def shipped_validation(run: dict[str, Any]) -> float | None:
     return float(val["ndcg@10"])
 
 
-def _test_verdict(
-    conn: sqlite3.Connection, project: int, run: dict[str, Any]
-) -> tuple[Verdict | None, int | None]:
+def _test_verdict(conn: sqlite3.Connection, project: int, run: Run) -> tuple[Verdict | None, int | None]:
     """The newest evaluation's verdict of the score the run ships (its blend when it keeps one)."""
-    key = f"run:{run['id']}"
+    key = f"run:{run.id}"
     for e in list_evaluations(conn, project):
-        if run["id"] not in (e["params"].get("run_ids") or []):
+        if run.id not in (e["params"].get("run_ids") or []):
             continue
         r = Results.of(load_evaluation(conn, e["id"]))
         shipped = f"{key}:fused" if r.has(f"{key}:fused") else key
@@ -364,19 +363,19 @@ def best_run(conn: sqlite3.Connection, project: int) -> BestRun | None:
     if scored:
         value, run = max(scored, key=lambda x: x[0])  # newest first: ties keep the newer run
         picked = (
-            f"Run {run['id']}: the highest validation NDCG@10 of the score it ships ({value:.3f}"
+            f"Run {run.id}: the highest validation NDCG@10 of the score it ships ({value:.3f}"
             + (f", best of {len(scored)} runs with validation figures" if len(scored) > 1 else "")
             + "); picked on validation, never on test."
         )
-        if len(scored) > 1 and len({(r.get("snapshot") or {}).get("hash") for _, r in scored}) > 1:
+        if len(scored) > 1 and len({(r.snapshot or {}).get("hash") for _, r in scored}) > 1:
             notes.append(
                 "The runs were trained on different data versions, so their validation slices differ."
             )
     else:
         value, run = None, done[0]
         picked = (
-            f"Run {run['id']} (the newest): no completed run has validation figures of its own (validation off, "
+            f"Run {run.id} (the newest): no completed run has validation figures of its own (validation off, "
             "or on the test set), so there is no pick to make without using test labels."
         )
     verdict, evaluation = _test_verdict(conn, project, run)
-    return BestRun(run["id"], picked, value, len(scored), verdict, evaluation, tuple(notes))
+    return BestRun(run.id, picked, value, len(scored), verdict, evaluation, tuple(notes))

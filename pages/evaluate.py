@@ -69,8 +69,8 @@ with st.container(border=True):
         "Also compute oracle figures", value=True, key="eval_oracle", help=evaluation.ORACLE_NOTE
     )
     run_labels = {
-        r["id"]: f"{r['id']} · {r['config'].get('loss', '?')} · "
-        f"{r['config'].get('epochs', '?')} ep · lr {r['config'].get('learning_rate', '?')}"
+        r.id: f"{r.id} · {r.config.get('loss', '?')} · "
+        f"{r.config.get('epochs', '?')} ep · lr {r.config.get('learning_rate', '?')}"
         for r in runs
     }
     chosen = st.multiselect(
@@ -80,9 +80,7 @@ with st.container(border=True):
         key="eval_runs",
         format_func=run_labels.get,
     )
-    bases = {r["config"].get("base_model", models.BUNDLED) for r in runs if r["id"] in chosen} or {
-        models.BUNDLED
-    }
+    bases = {r.config.get("base_model", models.BUNDLED) for r in runs if r.id in chosen} or {models.BUNDLED}
     random_base = any(evaluation.base_is_random(b) for b in bases)
     include_base = st.checkbox(
         "Include the base model",
@@ -102,9 +100,7 @@ with st.container(border=True):
     last_job = latest(db, pid, ("evaluate",))
     busy = last_job is not None and last_job.status in ("queued", "running")
     workspace = store.workspace_of(db)
-    lengths = [
-        int(r["config"].get("max_length") or estimates.REFERENCE_LENGTH) for r in runs if r["id"] in chosen
-    ]
+    lengths = [int(r.config.get("max_length") or estimates.REFERENCE_LENGTH) for r in runs if r.id in chosen]
     pairs = counts["test_queries"] * int(top_k) * (len(chosen) + int(include_base))
     estimate = estimates.scoring(workspace, pairs, max(lengths, default=estimates.REFERENCE_LENGTH))
     if first_stage == "embedding":
@@ -492,7 +488,7 @@ with st.form("eval_play_form"):
     )
     play_k = p2.number_input("Top k", 1, 50, 10, key="eval_play_k")
     play_runs = st.multiselect(
-        "Runs", [r["id"] for r in runs], default=[r["id"] for r in runs][:1], key="eval_play_runs"
+        "Runs", [r.id for r in runs], default=[r.id for r in runs][:1], key="eval_play_runs"
     )
     play_go = st.form_submit_button("Rerank", icon=":material/play_arrow:")
 if play_go and play_query.strip():

@@ -204,18 +204,19 @@ runs = launch.list_runs(db, pid)
 if not runs:
     st.caption("No runs yet.")
     st.stop()
-active = [r for r in runs if r["status"] in ("running", "queued")]
-current = st.session_state.get("train_run") or (active[0]["id"] if active else runs[0]["id"])
-if current not in {r["id"] for r in runs}:
-    current = runs[0]["id"]
+active = [r for r in runs if r.status in ("running", "queued")]
+current = st.session_state.get("train_run") or (active[0].id if active else runs[0].id)
+if current not in {r.id for r in runs}:
+    current = runs[0].id
 
 
 # --- the live panel -------------------------------------------------------------------------------
 @st.fragment(run_every=2)
 def live_panel(run_id: str) -> None:
     """Polls the run every 2 s: progress, time left, curves, log, Cancel / Resume."""
-    run = launch.poll(db, run_id)
-    prog, status = run["progress"], run["status"]
+    watch = launch.poll(db, run_id)
+    run = watch.run
+    prog, status = run.progress, run.status
     st.subheader(f"Run {run_id} — {status}")
     step, total = prog.get("step") or 0, prog.get("total") or 0
     eta = prog.get("eta_s")
@@ -224,15 +225,15 @@ def live_panel(run_id: str) -> None:
         min(1.0, step / total) if total else 0.0,
         text=f"{prog.get('phase', status)} — step {step} of {total or '?'}{left}",
     )
-    if run.get("error"):
-        st.error(f"Failed: {run['error']}")
-    if prog.get("evaluation") == "none" or run["metrics"].get("evaluation") == "none":
+    if run.error:
+        st.error(f"Failed: {run.error}")
+    if prog.get("evaluation") == "none" or run.metrics.get("evaluation") == "none":
         st.info(
             "Evaluation is off for this run (too few training queries to hold out a validation slice, or "
             "turned off; test labels are never used to choose): the last "
             "checkpoint is kept."
         )
-    loss_pts, eval_pts = training.curves(run["events"])
+    loss_pts, eval_pts = training.curves(watch.events)
     c1, c2 = st.columns(2)
     if loss_pts:
         c1.plotly_chart(charts.training_loss_figure(loss_pts), key=f"loss_{run_id}")
@@ -241,7 +242,7 @@ def live_panel(run_id: str) -> None:
             charts.training_eval_figure(eval_pts, eval_pts[0].get("base_ndcg@10")), key=f"eval_{run_id}"
         )
     if status == "completed":
-        level, text = training.verdict(run["metrics"])
+        level, text = training.verdict(run.metrics)
         getattr(st, level)(text)
     b1, b2, _ = st.columns([1, 1, 4])
     if status in ("running", "queued") and b1.button(
@@ -257,24 +258,24 @@ def live_panel(run_id: str) -> None:
         lines = [
             f"{e['at'][11:19]} {e['kind']:<7} {('step ' + str(e['step'])) if e['step'] is not None else ''} "
             f"{e['data'].get('text') or json.dumps(e['data'], default=float)}"
-            for e in run["events"][-200:]
+            for e in watch.events[-200:]
         ]
         st.code("\n".join(lines) or "(empty)", language=None)
 
 
 chosen = st.selectbox(
-    "Watch run", [r["id"] for r in runs], index=[r["id"] for r in runs].index(current), key="watch_run"
+    "Watch run", [r.id for r in runs], index=[r.id for r in runs].index(current), key="watch_run"
 )
 st.session_state["train_run"] = chosen
 live_panel(chosen)
 
 # --- one plain cross-encoder from the watched run (what other serving stacks load) ---------------
 watched = records.get_run(db, chosen)
-if watched["status"] == "completed":
+if watched.status == "completed":
     with st.container(border=True, key="distill_box"):
-        teacher = watched["config"].get("distilled_from")
+        teacher = watched.config.get("distilled_from")
         if teacher:
-            gap = watched["metrics"].get("gap_to_teacher")
+            gap = watched.metrics.get("gap_to_teacher")
             st.markdown(
                 f"**A plain cross-encoder distilled from run {teacher}**"
                 + (f": {gap:+.3f} NDCG@10 short of its teacher on validation." if gap is not None else ".")
@@ -295,20 +296,20 @@ if watched["status"] == "completed":
 st.subheader("Runs")
 table = [
     {
-        "run": r["id"],
-        "status": r["status"],
-        "created": r["created_at"][:19],
-        "loss": r["config"].get("loss"),
-        "lr": r["config"].get("learning_rate"),
-        "epochs": r["config"].get("epochs"),
-        "snapshot": r["snapshot"].get("hash"),
-        "rows": r["snapshot"].get("rows"),
-        "val NDCG@10": (r["metrics"].get("validation") or {}).get("ndcg@10"),
-        "first stage": (r["metrics"].get("validation") or {}).get("first_stage_ndcg@10"),
-        "fused": (r["metrics"].get("fusion") or {}).get("validation_ndcg@10"),
-        "residual beta": (r["metrics"].get("fusion") or {}).get("beta"),
-        "model folder": r["model_dir"] or "",
-        "error": r["error"] or "",
+        "run": r.id,
+        "status": r.status,
+        "created": r.created_at[:19],
+        "loss": r.config.get("loss"),
+        "lr": r.config.get("learning_rate"),
+        "epochs": r.config.get("epochs"),
+        "snapshot": r.snapshot.get("hash"),
+        "rows": r.snapshot.get("rows"),
+        "val NDCG@10": (r.metrics.get("validation") or {}).get("ndcg@10"),
+        "first stage": (r.metrics.get("validation") or {}).get("first_stage_ndcg@10"),
+        "fused": (r.metrics.get("fusion") or {}).get("validation_ndcg@10"),
+        "residual beta": (r.metrics.get("fusion") or {}).get("beta"),
+        "model folder": r.model_dir or "",
+        "error": r.error or "",
     }
     for r in runs
 ]
@@ -316,10 +317,10 @@ st.dataframe(table, hide_index=True, width="stretch")
 with st.expander("Config, data snapshot and metrics of the watched run"):
     st.json(
         {
-            "config": watched["config"],
-            "snapshot": watched["snapshot"],
-            "metrics": watched["metrics"],
-            "model_dir": watched["model_dir"],
+            "config": watched.config,
+            "snapshot": watched.snapshot,
+            "metrics": watched.metrics,
+            "model_dir": watched.model_dir,
         },
         expanded=False,
     )

@@ -29,7 +29,7 @@ def hub_reachable() -> bool:
 
 def _folder(db: sqlite3.Connection, pid: int) -> str:
     """A run of this project or a typed folder, recognised and described; returns the folder to load ('' if none)."""
-    runs = {r["id"]: r for r in records.list_runs(db, pid, status="completed") if r.get("model_dir")}
+    runs = {r.id: r for r in records.list_runs(db, pid, status="completed") if r.model_dir}
     pick = st.selectbox(
         "One of this project's runs",
         [TYPE_FOLDER, *runs],
@@ -37,12 +37,12 @@ def _folder(db: sqlite3.Connection, pid: int) -> str:
         format_func=lambda k: (
             k
             if k == TYPE_FOLDER
-            else f"run {k} · {runs[k]['config'].get('loss', '?')} · validation NDCG@10 "
-            f"{(runs[k]['metrics'].get('validation') or {}).get('ndcg@10', '—')}"
+            else f"run {k} · {runs[k].config.get('loss', '?')} · validation NDCG@10 "
+            f"{(runs[k].metrics.get('validation') or {}).get('ndcg@10', '—')}"
         ),
     )
     if pick != TYPE_FOLDER:
-        path = str(runs[pick]["model_dir"])
+        path = str(runs[pick].model_dir)
     else:
         path = st.text_input(
             "Folder",

@@ -128,7 +128,7 @@ def cli_main(args: Any) -> dict[str, Any]:
     }
     r = Results.of(res)
     _put(out, f"{pre}first_stage", r, "first_stage")
-    ids = args.run + [as_run(m)["id"] for m in args.model]
+    ids = args.run + [as_run(m).id for m in args.model]
     if args.model and not args.run:
         out["model"] = ids[0]
     if ids:

@@ -33,6 +33,7 @@ from core.evaluation.systems import (
 )
 from core.evaluation.testsets import TestSet, project_test_set
 from core.progress import Progress, counted, noop, scaled
+from core.runs.run_row import Run
 from core.scoring.first_stage import bm25_search, embedding_search
 from core.scoring.metrics import GAIN, GAIN_NOTE
 from core.scoring.reranker import Reranker, as_run
@@ -219,13 +220,13 @@ def _check(first_stage: str, top_k: int) -> int:
     return int(top_k)
 
 
-def _mark_test_labels(work: Work, runs: list[dict[str, Any]]) -> list[str]:
+def _mark_test_labels(work: Work, runs: list[Run]) -> list[str]:
     """Every system a run touched carries the run's `test_labels_used_for`; returns them all, in order."""
-    used = {r["id"]: run_test_labels(r) for r in runs}
+    used = {r.id: run_test_labels(r) for r in runs}
     for s in work.systems:
-        if used.get(s.get("run_id")):
+        if used.get(s.get("run_id") or ""):
             with_test_labels(s, used[s["run_id"]])
-    return list(dict.fromkeys(u for r in runs for u in used[r["id"]]))
+    return list(dict.fromkeys(u for r in runs for u in used[r.id]))
 
 
 def _groups(ts: TestSet, fs_lists: dict[str, Any], oracle: bool) -> list[tuple[str, list[str]]]:
@@ -296,7 +297,7 @@ def evaluate(
         "test_set": ts.name,
         "queries": len(fs_lists),
         "run_ids": list(run_ids),
-        "models": [r["bundle"] for r in runs if "bundle" in r],
+        "models": [r.bundle for r in runs if r.bundle],
         "include_base": include_base,
         "oracle": oracle,
         "seed": seed,

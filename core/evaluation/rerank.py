@@ -13,6 +13,7 @@ from core import models
 from core.evaluation.common import Ranking
 from core.evaluation.testsets import TestSet
 from core.progress import Progress, noop
+from core.runs.run_row import Run
 from core.scoring.first_stage import bm25_scores, embedding_scores
 from core.scoring.reranker import Reranker
 
@@ -63,7 +64,7 @@ def cross_encoder_scores(
 
 
 def score_run(
-    run: dict[str, Any],
+    run: Run,
     groups: Groups,
     progress: Progress | None = None,
     message: str = "reranking",
@@ -74,8 +75,8 @@ def score_run(
     Every run's score in evaluation comes from here: the Reranker applies the run's formula, evaluation none."""
     report = progress or noop
     reranker = Reranker.load(
-        run.get("bundle") or run["model_dir"],
-        max_length=int(run["config"]["max_length"]),
+        run.source,
+        max_length=int(run.config["max_length"]),
         workspace=workspace,
     )
     return reranker, reranker.score_parts(groups, lambda f, m: report(f, f"{message}: {m}"))

@@ -11,13 +11,12 @@ from typing import Any
 from core import models
 from core.evaluation.common import RANDOM_HEAD_NOTE, EvaluationError, test_labels_note
 from core.runs import records
+from core.runs.run_row import Run
 from core.scoring.files import FUSION_FILE
 from core.scoring.formulas import RESIDUAL
 
 
-def evaluable_runs(
-    conn: sqlite3.Connection, project: int | None, run_ids: Sequence[str]
-) -> list[dict[str, Any]]:
+def evaluable_runs(conn: sqlite3.Connection, project: int | None, run_ids: Sequence[str]) -> list[Run]:
     """Completed runs of this project with a model folder under runs/, or a message saying why one is not."""
     try:
         return [records.completed_run(conn, r, project) for r in run_ids]
@@ -25,18 +24,18 @@ def evaluable_runs(
         raise EvaluationError(str(exc)) from exc
 
 
-def run_fusion(run: dict[str, Any]) -> dict[str, Any] | None:
+def run_fusion(run: Run) -> dict[str, Any] | None:
     """The score fusion a run carries (metrics or the model folder's studio_fusion.json), if any."""
-    fusion = run.get("metrics", {}).get("fusion")
-    path = Path(run.get("model_dir") or "") / FUSION_FILE
+    fusion = run.metrics.get("fusion")
+    path = Path(run.model_dir or "") / FUSION_FILE
     if not fusion and path.is_file():
         fusion = json.loads(path.read_text())
     return fusion if fusion and ("alpha" in fusion or fusion.get("method") == RESIDUAL) else None
 
 
-def run_test_labels(run: dict[str, Any]) -> list[str]:
+def run_test_labels(run: Run) -> list[str]:
     """What a run chose with the test labels: its recorded `test_labels_used_for`, else inferred from old runs."""
-    metrics, cfg = run.get("metrics") or {}, run.get("config") or {}
+    metrics, cfg = run.metrics or {}, run.config or {}
     used = metrics.get("test_labels_used_for") or cfg.get("test_labels_used_for")
     if used:
         return [str(u) for u in used]
@@ -59,9 +58,9 @@ def base_is_random(base_model: str) -> bool:
         return True
 
 
-def base_systems(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def base_systems(runs: list[Run]) -> list[dict[str, Any]]:
     """One base-model system per distinct base of the runs (the bundled encoder when there is no run)."""
-    bases = {r["config"].get("base_model", models.BUNDLED): r["config"].get("max_length", 256) for r in runs}
+    bases = {r.config.get("base_model", models.BUNDLED): r.config.get("max_length", 256) for r in runs}
     bases = bases or {models.BUNDLED: 256}
     out = []
     for i, (base, max_length) in enumerate(bases.items()):
@@ -82,18 +81,18 @@ def base_systems(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
-def run_system(run: dict[str, Any]) -> dict[str, Any]:
+def run_system(run: Run) -> dict[str, Any]:
     """The system of one fine-tuned run (its cross-encoder alone until its fusion is applied)."""
-    cfg = run["config"]
+    cfg = run.config
     if "max_length" not in cfg:
-        raise EvaluationError(f"Run {run['id']!r} has no max_length in its config.")
+        raise EvaluationError(f"Run {run.id!r} has no max_length in its config.")
     sysinfo = {
-        "key": f"run:{run['id']}",
+        "key": f"run:{run.id}",
         "kind": "run",
-        "run_id": run["id"],
+        "run_id": run.id,
         "run": run,
         "max_length": int(cfg["max_length"]),
-        "label": f"Fine-tuned run {run['id']} (cross-encoder alone)",
+        "label": f"Fine-tuned run {run.id} (cross-encoder alone)",
         "fusion": run_fusion(run),
         "notes": [],
     }

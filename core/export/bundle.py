@@ -33,6 +33,7 @@ from core import models, store
 from core.errors import UserError
 from core.progress import Progress, noop
 from core.runs import records
+from core.runs.run_row import Run
 from core.scoring.reranker import SPEC_FILE, Reranker, run_folder_spec, sha256_of
 
 EMBEDDING_DIR = "embedding-model"
@@ -99,17 +100,15 @@ def _copy_model(source: Path, target: Path, skip: tuple[str, ...] = _SKIP) -> No
         raise BundleError(f"{source} has no model.safetensors; only safetensors weights are shipped.")
 
 
-def bundle_spec(
-    spec: dict[str, Any], run: dict[str, Any], embedding: dict[str, Any] | None
-) -> dict[str, Any]:
+def bundle_spec(spec: dict[str, Any], run: Run, embedding: dict[str, Any] | None) -> dict[str, Any]:
     """The spec as written into the bundle: paths relative to the bundle, provenance added."""
     out = {k: v for k, v in spec.items() if k not in ("cross_encoder", "embedding_model")}
     out["cross_encoder"] = "."
     if embedding is not None:
         out["embedding_model"] = {"path": EMBEDDING_DIR, **embedding}
     out.update(
-        run_id=run["id"],
-        base_model=run["config"].get("base_model"),
+        run_id=run.id,
+        base_model=run.config.get("base_model"),
         pooling_note=(
             "cosine = dot product of L2-normalized sentence-transformers embeddings (normalize_embeddings=True)"
         ),
@@ -182,7 +181,7 @@ def export_bundle(
     note = progress or noop
     run = records.completed_run(conn, run_id, project)
     source = records.model_folder(conn, run)
-    spec = run_folder_spec(source, max_length=run["config"].get("max_length"))
+    spec = run_folder_spec(source, max_length=run.config.get("max_length"))
     dest = Path(dest)
     with staged(dest) as tmp:
         note(0.05, "copying the cross-encoder")
@@ -200,13 +199,13 @@ def export_bundle(
         shipped.update(
             calibration=calibration.to_dict() if calibration else None,
             calibration_note=cal_note,
-            cleaning=training_cleaning(conn, run["project_id"]),
+            cleaning=training_cleaning(conn, run.project_id),
         )
         (tmp / SPEC_FILE).write_text(json.dumps(shipped, indent=2))
         shutil.copyfile(LOADER_SOURCE, tmp / LOADER_FILE)
         shutil.copyfile(CLEANING_SOURCE, tmp / CLEANING_FILE)
         note(0.5, "checking the bundle's score against the run's")
-        groups = check_pairs(conn, run["project_id"])
+        groups = check_pairs(conn, run.project_id)
         check = verify(tmp, reference, groups)
         (tmp / "README.md").write_text(card.model_card(conn, run, shipped, check, dest.name))
         note(0.95, "moving the bundle into place")

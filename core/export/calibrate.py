@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from core import store
+from core.runs.run_row import Run
 from core.scoring.calibration import (
     Calibration,
     apply_calibration,
@@ -42,11 +43,11 @@ class CalibrationReport:
 
 
 def calibration_pairs(
-    conn: sqlite3.Connection, run: dict[str, Any], workspace: Path | None = None, split: str = "validation"
+    conn: sqlite3.Connection, run: Run, workspace: Path | None = None, split: str = "validation"
 ) -> tuple[list[tuple[str, list[str]]], list[np.ndarray], str]:
     """(groups, relevance labels per group, what they are) of the run's validation (or test) candidate lists."""
-    cfg = TrainConfig.from_dict(run["config"])
-    project = int(run["project_id"])
+    cfg = TrainConfig.from_dict(run.config)
+    project = int(run.project_id)
     if split == "test":
         samples, fitted_on = run_lists.testset_lists(conn, project, cfg, workspace), "test"
     else:
@@ -57,7 +58,7 @@ def calibration_pairs(
 
 
 def run_calibration(
-    conn: sqlite3.Connection, run: dict[str, Any], score_groups: Any, workspace: Path | None = None
+    conn: sqlite3.Connection, run: Run, score_groups: Any, workspace: Path | None = None
 ) -> tuple[Calibration | None, str]:
     """The run's score -> P(relevant) map and a note; None (with the reason) when validation cannot fit one."""
     groups, labels, fitted_on = calibration_pairs(conn, run, workspace)

@@ -8,19 +8,20 @@ from typing import Any
 
 from core.evaluation.common import test_labels_note
 from core.evaluation.verdict import ALPHA
+from core.runs.run_row import Run
 from core.training.presenters import verdict as run_verdict
 
 FIGURES = (("ndcg@10", "NDCG@10"), ("mrr@10", "MRR@10"), ("map", "MAP"))
 
 
-def latest_figures(conn: sqlite3.Connection, run: dict[str, Any]) -> dict[str, Any] | None:
+def latest_figures(conn: sqlite3.Connection, run: Run) -> dict[str, Any] | None:
     """The realistic test figures of the newest saved evaluation that includes this run, with intervals, its
     verdict against the first stage (the one rule, p as `format_p` writes it) and any test-label use."""
     from core import evaluation
 
-    key = f"run:{run['id']}"
-    for row in evaluation.list_evaluations(conn, run["project_id"]):
-        if run["id"] not in (row.get("params") or {}).get("run_ids", []):
+    key = f"run:{run.id}"
+    for row in evaluation.list_evaluations(conn, run.project_id):
+        if run.id not in (row.get("params") or {}).get("run_ids", []):
             continue
         r = evaluation.Results.of(evaluation.load_evaluation(conn, row["id"]))
         if not r.has(key, evaluation.REALISTIC):
@@ -80,7 +81,7 @@ def _figure_lines(fig: dict[str, Any] | None) -> list[str]:
     return lines + [f"Gains: {fig['gain']}.", ""]
 
 
-def _test_label_lines(run: dict[str, Any]) -> list[str]:
+def _test_label_lines(run: Run) -> list[str]:
     """The warning a run that chose with test labels carries into its bundle (every choice, by name)."""
     from core.evaluation import run_test_labels
 
@@ -144,15 +145,13 @@ def _shown_spec(spec: dict[str, Any]) -> dict[str, Any]:
 
 
 def model_card(
-    conn: sqlite3.Connection, run: dict[str, Any], spec: dict[str, Any], check: dict[str, Any], name: str
+    conn: sqlite3.Connection, run: Run, spec: dict[str, Any], check: dict[str, Any], name: str
 ) -> str:
     """README.md of a bundle; the first lines say how to get the evaluated score."""
-    snapshot = {
-        k: v for k, v in (run.get("snapshot") or {}).items() if isinstance(v, int) and k != "data_version"
-    }
-    metrics = run.get("metrics") or {}
+    snapshot = {k: v for k, v in (run.snapshot or {}).items() if isinstance(v, int) and k != "data_version"}
+    metrics = run.metrics or {}
     lines = [
-        f"# Reranker from Rerank Studio run {run['id']}",
+        f"# Reranker from Rerank Studio run {run.id}",
         "",
         f"Kind: **{spec['kind']}**. Score: `{spec['formula']}`"
         + (f" with beta = {spec['beta']:g}" if "beta" in spec else "")
@@ -166,7 +165,7 @@ def model_card(
     lines += ["## Training data (counts only)", ""]
     lines += [f"- {k.replace('_', ' ')}: {v}" for k, v in snapshot.items()] or ["- (not recorded)"]
     lines += [
-        f"- snapshot hash: {(run.get('snapshot') or {}).get('hash', '?')}",
+        f"- snapshot hash: {(run.snapshot or {}).get('hash', '?')}",
         f"- base model: {spec.get('base_model')}",
         f"- training steps: {metrics.get('steps', '?')}",
         "",

@@ -133,7 +133,7 @@ def export_onnx(
 
     run = records.completed_run(conn, run_id, project)
     source = records.model_folder(conn, run)
-    spec = run_folder_spec(source, max_length=run["config"].get("max_length"))
+    spec = run_folder_spec(source, max_length=run.config.get("max_length"))
     reranker = Reranker.load(source, max_length=spec["max_length"], device="cpu")
     dest = Path(dest)
     with staged(dest) as tmp:
@@ -156,7 +156,7 @@ def export_onnx(
                 "id": spec["embedding_model"]["id"],
                 "output": "mean-pooled, L2-normalized sentence embedding",
             }
-        groups = check_pairs(conn, run["project_id"])
+        groups = check_pairs(conn, run.project_id)
         diff = max_abs_diff(reranker.score_groups(groups), onnx_scores(tmp, reranker, groups))
         info = {
             "path": str(dest),

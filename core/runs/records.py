@@ -11,19 +11,11 @@ from typing import Any
 
 from core import store
 from core.errors import UserError
-
-JSON_COLUMNS = ("config", "snapshot", "metrics", "progress")
+from core.runs.run_row import Run, decode
 
 
 class RunError(UserError):
     """A run that does not exist, belongs elsewhere, or cannot be used the way it was asked for."""
-
-
-def _decode(row: sqlite3.Row) -> dict[str, Any]:
-    run = dict(row)
-    for k in JSON_COLUMNS:
-        run[k] = json.loads(run.get(k) or "{}")
-    return run
 
 
 def create_run(conn: sqlite3.Connection, project: int, config: dict[str, Any], status: str = "queued") -> str:
@@ -38,12 +30,12 @@ def create_run(conn: sqlite3.Connection, project: int, config: dict[str, Any], s
     return run_id
 
 
-def get_run(conn: sqlite3.Connection, run_id: str) -> dict[str, Any]:
+def get_run(conn: sqlite3.Connection, run_id: str) -> Run:
     """A run with its JSON columns decoded; RunError when there is none."""
     row = conn.execute("SELECT * FROM runs WHERE id = ?", (run_id,)).fetchone()
     if row is None:
         raise RunError(f"No run {run_id!r} in this workspace.")
-    return _decode(row)
+    return decode(row)
 
 
 def update_run(conn: sqlite3.Connection, run_id: str, **values: Any) -> None:
@@ -80,7 +72,7 @@ def run_events(conn: sqlite3.Connection, run_id: str, since_event: int = 0) -> l
     return [dict(e) | {"data": json.loads(e["data"])} for e in rows]
 
 
-def list_runs(conn: sqlite3.Connection, project: int, status: str | None = None) -> list[dict[str, Any]]:
+def list_runs(conn: sqlite3.Connection, project: int, status: str | None = None) -> list[Run]:
     """A project's runs (optionally only one status), newest first, JSON columns decoded."""
     sql = "SELECT * FROM runs WHERE project_id = ?"
     params: list[Any] = [project]
@@ -88,7 +80,7 @@ def list_runs(conn: sqlite3.Connection, project: int, status: str | None = None)
         sql += " AND status = ?"
         params.append(status)
     rows = conn.execute(sql + " ORDER BY created_at DESC, id DESC", params).fetchall()
-    return [_decode(r) for r in rows]
+    return [decode(r) for r in rows]
 
 
 def run_folder(conn: sqlite3.Connection, run_id: str) -> Path:
@@ -107,29 +99,29 @@ def latest_checkpoint(folder: Path) -> str | None:
     return str(ckpts[-1]) if ckpts else None
 
 
-def model_folder(conn: sqlite3.Connection, run: dict[str, Any]) -> Path:
+def model_folder(conn: sqlite3.Connection, run: Run) -> Path:
     """A run's model folder, only if it really lies under the workspace's runs/ (a tampered row reads nothing)."""
-    raw = str(run.get("model_dir") or "")
+    raw = run.model_dir or ""
     runs = store.runs_dir(store.workspace_of(conn)).resolve()
     if not raw:
-        raise RunError(f"Run {run.get('id')!r} has no model folder.")
+        raise RunError(f"Run {run.id!r} has no model folder.")
     folder = Path(raw).resolve()
     if ".." in Path(raw).parts or not folder.is_relative_to(runs):
         raise RunError(
-            f"The model folder {raw!r} of run {run.get('id')} is outside the workspace's runs "
+            f"The model folder {raw!r} of run {run.id} is outside the workspace's runs "
             f"folder ({runs}); it is not used."
         )
     if not folder.is_dir():
-        raise RunError(f"The model folder {raw!r} of run {run.get('id')} no longer exists.")
+        raise RunError(f"The model folder {raw!r} of run {run.id} no longer exists.")
     return folder
 
 
-def completed_run(conn: sqlite3.Connection, run_id: str, project: int | None = None) -> dict[str, Any]:
+def completed_run(conn: sqlite3.Connection, run_id: str, project: int | None = None) -> Run:
     """A completed run of `project` whose model folder lies under runs/, else RunError saying why not."""
     run = get_run(conn, run_id)
-    if project is not None and run["project_id"] != project:
+    if project is not None and run.project_id != project:
         raise RunError(f"Run {run_id!r} belongs to another project.")
-    if run["status"] != "completed":
-        raise RunError(f"Run {run_id!r} is {run['status']}; only a completed run has a model to use.")
+    if run.status != "completed":
+        raise RunError(f"Run {run_id!r} is {run.status}; only a completed run has a model to use.")
     model_folder(conn, run)
     return run

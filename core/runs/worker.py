@@ -122,9 +122,9 @@ def train_in_foreground(conn: sqlite3.Connection, project: int, run_id: str) -> 
         )
     supervise(conn, job_id)
     run = records.get_run(conn, run_id)
-    if run["status"] == "failed":
-        raise StudioError(f"Run {run_id} failed: {run['error']}")
-    return {"run_id": run_id, "status": run["status"], "metrics": run["metrics"]}
+    if run.status == "failed":
+        raise StudioError(f"Run {run_id} failed: {run.error}")
+    return {"run_id": run_id, "status": run.status, "metrics": run.metrics}
 
 
 def _record_run_death(conn: sqlite3.Connection, run_id: str, reason: str, cancelled: bool) -> None:
@@ -132,10 +132,6 @@ def _record_run_death(conn: sqlite3.Connection, run_id: str, reason: str, cancel
     if jobs.fail_run(conn, run_id, reason, cancelled) or cancelled:
         return
     run = records.get_run(conn, run_id)
-    if (
-        run["status"] == "failed"
-        and "exit status is unknown" in (run["error"] or "")
-        and "unknown" not in reason
-    ):
+    if run.status == "failed" and "exit status is unknown" in (run.error or "") and "unknown" not in reason:
         records.update_run(conn, run_id, error=reason)
         records.add_event(conn, run_id, "error", {"text": reason})

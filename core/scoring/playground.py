@@ -57,7 +57,7 @@ def try_query(
         run = records.completed_run(conn, rid, project)
         reranker = Reranker.load(
             records.model_folder(conn, run),
-            max_length=run["config"].get("max_length"),
+            max_length=run.config.get("max_length"),
             workspace=store.workspace_of(conn),
         )
         scores = reranker.score(query, [it["text"] for it in first])

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from core.errors import UserError
+from core.runs.run_row import Run
 from core.scoring.files import FUSION_FILE
 from core.scoring.formulas import RESIDUAL, fused_scores, residual_score
 
@@ -305,37 +306,37 @@ def _cached_embed(workspace: Path) -> Embed:
     return embed
 
 
-def as_run(folder: str | Path) -> dict[str, Any]:
+def as_run(folder: str | Path) -> Run:
     """A bundle (or run folder) described as a run record, so evaluation scores it exactly like the run it came from.
 
     The id is `model:<folder name>`; the fusion names the bundle's own embedding model by path."""
     folder = Path(folder).resolve()
     spec = load_spec(folder)
-    run: dict[str, Any] = {
-        "id": f"model:{folder.name}",
-        "model_dir": spec["cross_encoder"],
-        "status": "completed",
-        "config": {
-            "max_length": int(spec["max_length"]),
-            "base_model": spec.get("base_model") or spec["cross_encoder"],
-        },
-        "metrics": {},
-        "snapshot": {},
-        "bundle": str(folder),
-    }
     first_stage = f"embedding:{spec['embedding_model']['path']}" if spec["kind"] != "cross-encoder" else None
+    metrics: dict[str, Any] = {}
     if spec["kind"] == "residual":
-        run["metrics"]["fusion"] = {
+        metrics["fusion"] = {
             "method": RESIDUAL,
             "beta": float(spec["beta"]),
             "first_stage": first_stage,
             "formula": spec["formula"],
         }
     elif spec["kind"] == "blended":
-        run["metrics"]["fusion"] = {
+        metrics["fusion"] = {
             "alpha": float(spec["alpha"]),
             "first_stage": first_stage,
             "method": spec["formula"],
             "chosen_on": "validation",
         }
-    return run
+    config = {
+        "max_length": int(spec["max_length"]),
+        "base_model": spec.get("base_model") or spec["cross_encoder"],
+    }
+    return Run(
+        f"model:{folder.name}",
+        "completed",
+        config=config,
+        metrics=metrics,
+        model_dir=spec["cross_encoder"],
+        bundle=str(folder),
+    )

@@ -130,7 +130,7 @@ def _summary(conn: Any, run_id: str, metrics: dict[str, Any]) -> dict[str, Any] 
     """The JSON line rank 0 prints (test_labels_used_for stays inside metrics, where the run recorded it)."""
     if not is_main():
         return None
-    return {"run_id": run_id, "status": get_run(conn, run_id)["status"], "metrics": metrics}
+    return {"run_id": run_id, "status": get_run(conn, run_id).status, "metrics": metrics}
 
 
 def cli_main(args: argparse.Namespace) -> dict[str, Any] | None:

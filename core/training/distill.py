@@ -161,7 +161,7 @@ def distill(
 
     teacher_run = records.completed_run(conn, teacher_id, project)
     teacher_folder = records.model_folder(conn, teacher_run)
-    tcfg = TrainConfig.from_dict(teacher_run["config"])
+    tcfg = TrainConfig.from_dict(teacher_run.config)
     cfg = student_config(tcfg, settings or DistillSettings())
     run_id = create_run(conn, project, cfg, status="running")
     config = {**cfg.to_dict(), "distilled_from": teacher_id}

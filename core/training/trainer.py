@@ -22,6 +22,7 @@ from transformers.trainer_callback import PrinterCallback, TrainerCallback
 from core import models, store
 from core.runs.liveness import Heartbeat
 from core.runs.records import add_event, get_run, latest_checkpoint, run_folder, update_run
+from core.runs.run_row import Run
 from core.training import budget, continued, device_args, snapshot
 from core.training.beta import source as beta_source
 from core.training.callbacks import StoreProgress
@@ -87,7 +88,7 @@ def execute(conn: sqlite3.Connection, run_id: str) -> dict[str, Any]:
 
 def _record_end(conn: sqlite3.Connection, run_id: str, state: dict[str, Any], result: dict[str, Any]) -> None:
     """Cancelled (with a checkpoint to resume from) or completed (with metrics and the model folder)."""
-    progress = get_run(conn, run_id)["progress"]
+    progress = get_run(conn, run_id).progress
     if state.get("cancelled"):
         update_run(conn, run_id, status="cancelled", pid=None, progress={**progress, "phase": "cancelled"})
         add_event(
@@ -124,13 +125,13 @@ def failure_reason(exc: BaseException) -> str:
 
 
 def run_data(
-    conn: sqlite3.Connection, run: dict[str, Any], cfg: TrainConfig, folder: Path, workspace: Path
+    conn: sqlite3.Connection, run: Run, cfg: TrainConfig, folder: Path, workspace: Path
 ) -> TrainingData:
     """The run's data: its frozen snapshot when it has one (resume), else built from the project and frozen."""
     data = snapshot.load(folder, cfg)
     resumed = data is not None
     if data is None:
-        data = build_data(conn, run["project_id"], cfg, workspace)
+        data = build_data(conn, run.project_id, cfg, workspace)
         if not data.train_rows:
             raise ConfigError("No training rows could be built (no positives outside the validation slice).")
         if is_main():
@@ -138,14 +139,14 @@ def run_data(
     if is_main():
         update_run(
             conn,
-            run["id"],
+            run.id,
             snapshot=data.snapshot,
             progress={"phase": "loading model", "evaluation": data.eval_source},
         )
         if resumed:
             add_event(
                 conn,
-                run["id"],
+                run.id,
                 "message",
                 {
                     "text": (
@@ -154,9 +155,9 @@ def run_data(
                     )
                 },
             )
-        add_event(conn, run["id"], "message", {"text": f"Data: {json.dumps(data.stats)}"})
+        add_event(conn, run.id, "message", {"text": f"Data: {json.dumps(data.stats)}"})
         if data.eval_note:
-            add_event(conn, run["id"], "message", {"text": data.eval_note})
+            add_event(conn, run.id, "message", {"text": data.eval_note})
     return data
 
 
@@ -312,11 +313,11 @@ def make_trainer(
 
 
 def train(
-    conn: sqlite3.Connection, run: dict[str, Any], folder: Path, workspace: Path, state: dict[str, Any]
+    conn: sqlite3.Connection, run: Run, folder: Path, workspace: Path, state: dict[str, Any]
 ) -> dict[str, Any]:
     """Data, model, trainer, training (from the last checkpoint if any), final figures and the saved model."""
-    run_id = run["id"]
-    cfg = TrainConfig.from_dict(run["config"]).validate()
+    run_id = run.id
+    cfg = TrainConfig.from_dict(run.config).validate()
     torch.manual_seed(cfg.seed)
     folder.mkdir(parents=True, exist_ok=True)
     data = run_data(conn, run, cfg, folder, workspace)
@@ -346,7 +347,7 @@ def train(
     model = continued.keep_base_if_better(conn, run_id, cfg, model, base_score, metrics, data.residual_beta)
     model_dir = folder / "model"
     if is_main():
-        update_run(conn, run_id, progress={**get_run(conn, run_id)["progress"], "phase": "final evaluation"})
+        update_run(conn, run_id, progress={**get_run(conn, run_id).progress, "phase": "final evaluation"})
         model.eval()
         save_model(model, model_dir, cfg, data, final_metrics(model, cfg, data, metrics))
     barrier()

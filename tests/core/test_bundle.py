@@ -205,7 +205,7 @@ def test_playground_reranks_the_first_stage_with_the_run_score(trained):
     by_id = {it["id"]: it["rank"] for it in first}
     assert all(it["moved"] == by_id[it["id"]] - it["rank"] for it in ranked)
     run = __import__("core.runs.records", fromlist=["x"]).get_run(conn, rid)
-    want = Reranker.load(run["model_dir"]).score(query, [it["text"] for it in first])
+    want = Reranker.load(run.model_dir).score(query, [it["text"] for it in first])
     assert np.isclose(ranked[0]["score"], want.max(), atol=1e-5)
     with pytest.raises(ValueError, match="Type a query"):
         playground.try_query(conn, pid, "  ", [rid])
@@ -252,8 +252,8 @@ def test_distill_ships_a_plain_cross_encoder_that_crossencoder_loads(trained, tm
     settings = DistillSettings(max_steps=3, batch_size=4, list_size=6, eval_steps=3, learning_rate=5e-5)
     rid, metrics = distill(conn, pid, teacher, settings)
     run = records.get_run(conn, rid)
-    assert run["status"] == "completed" and run["config"]["distilled_from"] == teacher
-    assert run["config"]["loss"] == "listnet" and metrics["steps"] == 3 and "gap_to_teacher" in metrics
+    assert run.status == "completed" and run.config["distilled_from"] == teacher
+    assert run.config["loss"] == "listnet" and metrics["steps"] == 3 and "gap_to_teacher" in metrics
     assert metrics["teacher_validation_ndcg@10"] - metrics["validation_ndcg@10"] == pytest.approx(
         metrics["gap_to_teacher"], abs=1e-5
     )
@@ -270,7 +270,7 @@ def test_distill_ships_a_plain_cross_encoder_that_crossencoder_loads(trained, tm
     plain = CrossEncoder(str(tmp_path / "plain"), max_length=spec["max_length"])
     got = plain.predict([[q, d] for d in docs], convert_to_numpy=True)
     assert np.allclose(got, Reranker.load(tmp_path / "plain").score(q, docs), atol=1e-4)
-    assert np.allclose(got, Reranker.load(run["model_dir"]).score(q, docs), atol=1e-4)
+    assert np.allclose(got, Reranker.load(run.model_dir).score(q, docs), atol=1e-4)
     both = evaluation.evaluate(
         conn,
         pid,

@@ -10,6 +10,7 @@ import pytest
 
 from core import evaluation as ev
 from core import models, store
+from core.runs.run_row import Run
 from core.scoring import first_stage, metrics
 from tests.conftest import load_scifact, seed_scifact
 
@@ -510,6 +511,11 @@ def test_runs_that_used_test_labels_carry_the_label_everywhere(db, workspace, ce
 
 
 def test_older_runs_that_validated_on_the_test_set_are_labelled():
-    run = {"config": {"keep_best": True, "early_stopping_patience": 3}, "metrics": {"evaluation": "test"}}
-    assert ev.run_test_labels(run) == ["checkpoint", "early stopping"]
-    assert ev.run_test_labels({"config": {}, "metrics": {"evaluation": "split"}}) == []
+    old = Run(
+        "old",
+        "completed",
+        config={"keep_best": True, "early_stopping_patience": 3},
+        metrics={"evaluation": "test"},
+    )
+    assert ev.run_test_labels(old) == ["checkpoint", "early stopping"]
+    assert ev.run_test_labels(Run("split", "completed", metrics={"evaluation": "split"})) == []

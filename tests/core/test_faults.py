@@ -137,24 +137,24 @@ def test_killed_training_process_is_marked_failed_and_resumes_from_its_checkpoin
     folder = records.run_folder(db, run_id) / "checkpoints"
     # Wait for the first checkpoint, then SIGKILL the job: no handler, no clean-up, no last words.
     wait_until(lambda: records.latest_checkpoint(folder), 240, what="the first checkpoint")
-    job_pid = records.get_run(db, run_id)["pid"]
+    job_pid = records.get_run(db, run_id).pid
     assert job_pid and jobs.pid_alive(job_pid)
     os.kill(job_pid, signal.SIGKILL)
     wait_until(lambda: not jobs.pid_alive(job_pid), 10, what="the job to die")
 
-    run = launch.poll(db, run_id)
-    assert run["status"] == "failed"
-    assert "process died" in run["error"]
-    assert any(e["kind"] == "error" and "process died" in e["data"]["text"] for e in run["events"])
+    watch = launch.poll(db, run_id)
+    assert watch.status == "failed"
+    assert "process died" in watch.run.error
+    assert any(e["kind"] == "error" and "process died" in e["data"]["text"] for e in watch.events)
 
     launch.resume(db, run_id)
-    run = launch.wait(db, run_id, timeout=240)
-    assert run["status"] == "completed", run.get("error")
-    texts = [e["data"].get("text", "") for e in launch.poll(db, run_id)["events"]]
+    watch = launch.wait(db, run_id, timeout=240)
+    assert watch.status == "completed", watch.run.error
+    texts = [e["data"].get("text", "") for e in launch.poll(db, run_id).events]
     assert any(t.startswith("Resuming from checkpoint-") for t in texts), texts
-    assert run["metrics"]["steps"] == 6
+    assert watch.run.metrics["steps"] == 6
     assert (records.run_folder(db, run_id) / "model" / "model.safetensors").is_file()
-    assert [r["id"] for r in launch.list_runs(db, pid)] == [run_id]
+    assert [r.id for r in launch.list_runs(db, pid)] == [run_id]
 
 
 # --- the review desk in Chromium: a killed server, two tabs ------------------------------------

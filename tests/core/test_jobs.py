@@ -72,11 +72,11 @@ def test_completed_run_needs_a_model_folder_under_runs(small, tmp_path):
     inside = records.run_folder(conn, run_id) / "model"
     inside.mkdir(parents=True)
     records.update_run(conn, run_id, model_dir=str(inside))
-    assert records.completed_run(conn, run_id, project=pid)["id"] == run_id
+    assert records.completed_run(conn, run_id, project=pid).id == run_id
     with pytest.raises(records.RunError, match="another project"):
         records.completed_run(conn, run_id, project=pid + 1)
     other = records.create_run(conn, pid, {}, status="failed")
-    assert [r["id"] for r in records.list_runs(conn, pid, status="completed")] == [run_id]
+    assert [r.id for r in records.list_runs(conn, pid, status="completed")] == [run_id]
     with pytest.raises(records.RunError, match="only a completed run"):
         records.completed_run(conn, other)
 
@@ -134,7 +134,7 @@ def test_a_supervisor_leaves_alone_a_job_that_was_resumed_before_it_looked(small
     monkeypatch.setattr(worker.signal, "signal", lambda *a: None)
     assert worker.supervise(conn, job_id)["status"] == "superseded"
     assert jobs.job(conn, job_id).status == "running" and not jobs.job(conn, job_id).error
-    assert records.get_run(conn, run_id)["status"] == "running"
+    assert records.get_run(conn, run_id).status == "running"
 
 
 def test_an_uploaded_test_set_reaches_the_evaluate_job_as_a_kept_file(small, tmp_path):
@@ -327,5 +327,5 @@ def test_a_killed_training_cli_run_is_failed_with_its_cause_and_exits_nonzero(db
     line = json.loads(err.strip().splitlines()[-1])
     assert "killed (likely out of memory" in line["error"]
     failed = records.get_run(db, run["id"])
-    assert failed["status"] == "failed" and failed["error"] == f"process died: {liveness.KILLED}"
-    assert jobs.reap(db) == [] and records.get_run(db, run["id"])["status"] == "failed"
+    assert failed.status == "failed" and failed.error == f"process died: {liveness.KILLED}"
+    assert jobs.reap(db) == [] and records.get_run(db, run["id"]).status == "failed"

@@ -91,7 +91,7 @@ def test_bundle_spec_paths_are_relative_and_as_run_carries_the_formula(folders, 
     spec = load_spec(bundle)
     assert spec["cross_encoder"] == str(bundle.resolve())
     run = as_run(bundle)
-    assert run["id"] == "model:bundle" and run["metrics"]["fusion"]["beta"] == 15.0
+    assert run.id == "model:bundle" and run.metrics["fusion"]["beta"] == 15.0
     assert np.allclose(
         Reranker.load(bundle).score(QUERY, PASSAGES),
         Reranker.load(folders["residual"]).score(QUERY, PASSAGES),

@@ -272,7 +272,7 @@ def test_training_learns_keeps_best_and_records_everything(scifact_project):
         db, pid, tiny(max_steps=16, eval_steps=4, hard_negatives=1, random_negatives=1, learning_rate=1e-4)
     )
     run = records.get_run(db, run_id)
-    assert run["status"] == "completed", run["error"]
+    assert run.status == "completed", run.error
     losses = [
         json.loads(r[0])["loss"]
         for r in db.execute(
@@ -299,13 +299,13 @@ def test_training_learns_keeps_best_and_records_everything(scifact_project):
     assert metrics["best_step"] == best_step
     # the saved model is the best checkpoint: its validation score is the best one, not the last one
     assert metrics["validation"]["ndcg@10"] == pytest.approx(best["val_ndcg@10"], abs=1e-6)
-    model_dir = Path(run["model_dir"])
+    model_dir = Path(run.model_dir)
     assert (model_dir / "model.safetensors").is_file() and (model_dir / "config.json").is_file()
     readme = (model_dir / "README.md").read_text()
-    assert "Rerank Studio" in readme and run["snapshot"]["hash"] in readme and "ndcg@10" in readme
-    assert run["snapshot"]["positives"] > 0 and run["snapshot"]["validation_queries"] >= 5
-    assert run["config"]["max_length"] == 64 and run["metrics"]["steps"] == 16
-    assert run["progress"]["step"] == 16 and run["progress"]["total"] == 16
+    assert "Rerank Studio" in readme and run.snapshot["hash"] in readme and "ndcg@10" in readme
+    assert run.snapshot["positives"] > 0 and run.snapshot["validation_queries"] >= 5
+    assert run.config["max_length"] == 64 and run.metrics["steps"] == 16
+    assert run.progress["step"] == 16 and run.progress["total"] == 16
     assert "test" in metrics and 0 <= metrics["test"]["ndcg@10"] <= 1
     if "fusion" in metrics:  # recorded for the evaluation page only when it wins on validation
         assert json.loads((model_dir / files.FUSION_FILE).read_text())["alpha"] == metrics["fusion"]["alpha"]
@@ -358,34 +358,34 @@ def test_cancel_then_resume_continues_from_the_checkpoint_on_the_runs_snapshot(s
         validation="split",
     )
     run_id = launch.submit(db, pid, cfg)
-    wait_until(lambda: (records.get_run(db, run_id)["progress"].get("step") or 0) >= 2, 180, "training steps")
+    wait_until(lambda: (records.get_run(db, run_id).progress.get("step") or 0) >= 2, 180, "training steps")
     assert launch.cancel(db, run_id) == "cancelling"
-    run = wait_until(
-        lambda: (r := launch.poll(db, run_id))["status"] != "running" and r, 120, "the run to stop"
+    watch = wait_until(
+        lambda: (r := launch.poll(db, run_id)).status != "running" and r, 120, "the run to stop"
     )
-    assert run["status"] == "cancelled", run.get("error")
+    assert watch.status == "cancelled", watch.run.error
     ckpt = records.latest_checkpoint(records.run_folder(db, run_id) / "checkpoints")
     assert ckpt, "cancel saves a checkpoint"
     stopped_at = int(ckpt.rsplit("-", 1)[1])
     assert 2 <= stopped_at < 40
     with pytest.raises(ValueError, match="only a queued or running run can be cancelled"):
         launch.cancel(db, run_id)
-    first = records.get_run(db, run_id)["snapshot"]
-    frozen = snapshot.load(records.run_folder(db, run_id), TrainConfig.from_dict(run["config"]))
+    first = records.get_run(db, run_id).snapshot
+    frozen = snapshot.load(records.run_folder(db, run_id), TrainConfig.from_dict(watch.run.config))
     split = [s["query"] for s in frozen.eval_samples]
     # a reviewer judges a candidate between cancel and resume: the project now has one more training query
     review.judge(db, negative_id, "relevant", version)
-    rebuilt = training.build_data(db, pid, TrainConfig.from_dict(run["config"]))
+    rebuilt = training.build_data(db, pid, TrainConfig.from_dict(watch.run.config))
     before = frozen.stats["train_queries"] + frozen.stats["validation_queries"]
     assert rebuilt.stats["train_queries"] + rebuilt.stats["validation_queries"] == before + 1
     assert rebuilt.snapshot["hash"] != first["hash"]
     # a short remaining schedule: same run, fewer total steps keeps the test fast
-    config = records.get_run(db, run_id)["config"]
+    config = records.get_run(db, run_id).config
     records.update_run(db, run_id, config={**config, "max_steps": stopped_at + 4})
     launch.resume(db, run_id)
-    run = launch.wait(db, run_id, timeout=240)
-    assert run["status"] == "completed", run.get("error")
-    texts = [e["data"].get("text", "") for e in run["events"]]
+    watch = launch.wait(db, run_id, timeout=240)
+    assert watch.status == "completed", watch.run.error
+    texts = [e["data"].get("text", "") for e in watch.events]
     assert any(t.startswith(f"Resuming from checkpoint-{stopped_at}") for t in texts)
     assert any(t.startswith(f"Using the run's data snapshot {first['hash']}") for t in texts)
     assert any("beta fitted on the training queries' candidate lists" in t for t in texts)  # not set by hand
@@ -393,16 +393,16 @@ def test_cancel_then_resume_continues_from_the_checkpoint_on_the_runs_snapshot(s
     assert (
         len(data_lines) == 2 and data_lines[0] == data_lines[1]
     )  # same rows, split and beta before and after
-    assert run["snapshot"] == first
-    after = snapshot.load(records.run_folder(db, run_id), TrainConfig.from_dict(run["config"]))
+    assert watch.run.snapshot == first
+    after = snapshot.load(records.run_folder(db, run_id), TrainConfig.from_dict(watch.run.config))
     assert [s["query"] for s in after.eval_samples] == split
     assert (
-        run["metrics"]["fusion"]["beta"]
+        watch.run.metrics["fusion"]["beta"]
         == frozen.residual_beta
         == json.loads(data_lines[0][6:])["residual_beta"]
     )
-    assert run["metrics"]["steps"] == stopped_at + 4
-    assert Path(run["model_dir"], "model.safetensors").is_file()
+    assert watch.run.metrics["steps"] == stopped_at + 4
+    assert Path(watch.run.model_dir, "model.safetensors").is_file()
 
 
 def test_validating_on_the_test_set_only_when_asked_and_then_labelled(db):
@@ -410,13 +410,13 @@ def test_validating_on_the_test_set_only_when_asked_and_then_labelled(db):
     pid = seed_scifact(db, "asked", n_train=8, n_test=5, n_extra=20)
     run_id, metrics = training.train_project(db, pid, tiny(validation="test", max_steps=2, eval_steps=2))
     run = records.get_run(db, run_id)
-    assert run["status"] == "completed", run["error"]
+    assert run.status == "completed", run.error
     assert (
         metrics["evaluation"] == "test" and "test" not in metrics
     )  # the "validation" figures are the test set
     assert metrics["test_labels_used_for"] == ["checkpoint", "fusion weight", "validation figures"]
-    assert run["metrics"]["test_labels_used_for"] == metrics["test_labels_used_for"]
-    assert "Test labels were used for: checkpoint" in Path(run["model_dir"], "README.md").read_text()
+    assert run.metrics["test_labels_used_for"] == metrics["test_labels_used_for"]
+    assert "Test labels were used for: checkpoint" in Path(run.model_dir, "README.md").read_text()
     level, text = training.verdict(metrics)
     assert "on the test set" in text and "Test labels were used for" in text
 
@@ -425,19 +425,17 @@ def test_killed_job_is_detected_and_a_queued_run_waits_its_turn(scifact_project)
     db, pid = scifact_project
     first = launch.submit(db, pid, tiny(max_steps=200, validation="none"))
     second = launch.submit(db, pid, tiny(max_steps=2, validation="none"))
-    assert records.get_run(db, second)["status"] == "queued"  # one heavy job at a time
-    job_pid = wait_until(lambda: records.get_run(db, first)["pid"], 30, "the job's pid")
-    wait_until(
-        lambda: (records.get_run(db, first)["progress"].get("step") or 0) >= 1, 180, "training to start"
-    )
+    assert records.get_run(db, second).status == "queued"  # one heavy job at a time
+    job_pid = wait_until(lambda: records.get_run(db, first).pid, 30, "the job's pid")
+    wait_until(lambda: (records.get_run(db, first).progress.get("step") or 0) >= 1, 180, "training to start")
     os.killpg(os.getpgid(job_pid), signal.SIGKILL)
     wait_until(lambda: not jobs.pid_alive(job_pid), 10, "the job to die")
-    run = launch.poll(db, first)
-    assert run["status"] == "failed" and "process died" in run["error"]
+    watch = launch.poll(db, first)
+    assert watch.status == "failed" and "process died" in watch.run.error
     # the dead run freed the machine: the queued one starts and finishes
     done = launch.wait(db, second, timeout=200)
-    assert done["status"] == "completed", done.get("error")
-    assert records.get_run(db, first)["status"] == "failed"  # no other run touched
+    assert done.status == "completed", done.run.error
+    assert records.get_run(db, first).status == "failed"  # no other run touched
 
 
 def test_a_failure_marks_only_that_run_failed(scifact_project, tmp_path):
@@ -449,10 +447,10 @@ def test_a_failure_marks_only_that_run_failed(scifact_project, tmp_path):
     (broken / "model.safetensors").write_bytes(b"not weights")
     with pytest.raises(RuntimeError, match="Could not load cross-encoder"):
         training.train_project(db, pid, tiny(base_model=str(broken), validation="none"))
-    runs = {r["id"]: r for r in launch.list_runs(db, pid)}
-    failed = [r for r in runs.values() if r["status"] == "failed"]
+    runs = {r.id: r for r in launch.list_runs(db, pid)}
+    failed = [r for r in runs.values() if r.status == "failed"]
     assert len(failed) == 1 and "Could not load cross-encoder" in failed[0]["error"]
-    assert runs[other]["status"] == "completed"
+    assert runs[other].status == "completed"
 
 
 # --- CLI and torchrun ----------------------------------------------------------------------------
@@ -501,12 +499,12 @@ def test_torchrun_two_cpu_processes_only_rank0_writes(workspace, db):
     result = json.loads(lines[0])
     assert result["status"] == "completed" and result["metrics"]["steps"] == 3
     runs = launch.list_runs(db, pid)
-    assert [r["id"] for r in runs] == [result["run_id"]]  # one run, created once
+    assert [r.id for r in runs] == [result["run_id"]]  # one run, created once
     started = db.execute(
         "SELECT COUNT(*) FROM run_events WHERE run_id = ? AND data LIKE '%Started%'", (result["run_id"],)
     ).fetchone()[0]
     assert started == 1
-    assert Path(runs[0]["model_dir"], "model.safetensors").is_file()
+    assert Path(runs[0].model_dir, "model.safetensors").is_file()
 
 
 def test_residual_run_starts_at_the_embedding_ranking_learns_and_is_evaluated_as_trained(scifact_project):
@@ -548,7 +546,7 @@ def test_residual_run_starts_at_the_embedding_ranking_learns_and_is_evaluated_as
 
     run_id, metrics = training.train_project(db, pid, cfg)
     run = records.get_run(db, run_id)
-    assert run["status"] == "completed", run["error"]
+    assert run.status == "completed", run.error
     losses = [
         json.loads(r[0])["loss"]
         for r in db.execute(
@@ -558,7 +556,7 @@ def test_residual_run_starts_at_the_embedding_ranking_learns_and_is_evaluated_as
     assert losses and all(np.isfinite(losses))
     assert metrics["fusion"]["method"] == "residual" and metrics["fusion"]["beta"] == beta
     assert 0 <= metrics["validation"]["cross_encoder_alone_ndcg@10"] <= 1
-    model_dir = Path(run["model_dir"])
+    model_dir = Path(run.model_dir)
     assert json.loads((model_dir / files.FUSION_FILE).read_text())["beta"] == beta
     assert (
         "+ " in (model_dir / "README.md").read_text() and "x cosine" in (model_dir / "README.md").read_text()

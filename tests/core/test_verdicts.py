@@ -334,6 +334,7 @@ def test_results_say_picking_the_best_of_n_on_test_is_optimistic():
 
 def test_the_bundle_card_carries_the_test_label_warning_and_the_verdict(db):
     from core.export.card import model_card
+    from core.runs.run_row import Run
 
     pid = store.create_project(db, "card")
     _run(db, pid, "leaky", {"ndcg@10": 0.7, "first_stage_ndcg@10": 0.6})
@@ -341,16 +342,16 @@ def test_the_bundle_card_carries_the_test_label_warning_and_the_verdict(db):
     res = crafted({"first_stage": first, "run:leaky": a}, {"first_stage": "first_stage", "run:leaky": "run"})
     ev.save_evaluation(db, pid, res)
     used = ["checkpoint", "residual vs cross-encoder alone", "validation figures"]
-    run = {
-        "id": "leaky",
-        "project_id": pid,
-        "config": {},
-        "metrics": {
+    run = Run(
+        "leaky",
+        "completed",
+        project_id=pid,
+        metrics={
             "evaluation": "test",
             "test_labels_used_for": used,
             "validation": {"ndcg@10": 0.7, "first_stage_ndcg@10": 0.6},
         },
-    }
+    )
     spec = {"kind": "cross-encoder", "formula": "score = cross-encoder", "activation": "sigmoid"}
     card = model_card(db, run, spec, {"pairs_checked": 4, "max_abs_score_diff": 0.0}, "bundle")
     assert (

@@ -54,7 +54,7 @@ def continued_runs(tmp_path_factory):
     try:
         first = seed_scifact(db, "first", n_train=24, n_test=0, n_extra=60)
         run1, m1 = training.train_project(db, first, tiny(validation="none"))
-        folder1 = Path(records.get_run(db, run1)["model_dir"])
+        folder1 = Path(records.get_run(db, run1).model_dir)
         second = seed_scifact(db, "second", n_train=30, n_test=8, n_extra=80)
         run2, m2 = training.train_project(db, second, tiny(base_model=str(folder1)))
         yield {
@@ -85,14 +85,14 @@ def test_the_second_run_trains_from_the_first_and_starts_where_it_ended(continue
         str(folder1)
     )  # a trained head: no new (MISSING) head, no head learning-rate boost
     run2 = records.get_run(db, r["run2"])
-    assert run2["status"] == "completed", run2["error"]
+    assert run2.status == "completed", run2.error
     events = run_events(db, r["run2"])
     assert not any("MISSING" in json.dumps(e["data"]) for e in events)
     step0 = [e["data"] for e in events if e["kind"] == "eval" and e["step"] == 0]
     assert len(step0) == 1, "the base's validation at step 0 is recorded"
     # predictions at step 0 are the first run's: its model scores the second run's validation lists the same
-    cfg = TrainConfig.from_dict(run2["config"])
-    data = snapshot.load(Path(run2["model_dir"]).parent, cfg)
+    cfg = TrainConfig.from_dict(run2.config)
+    data = snapshot.load(Path(run2.model_dir).parent, cfg)
     first_model = models.load_cross_encoder(str(folder1), max_length=32)
     scores = training.score_samples(first_model, data.eval_samples)
     assert step0[0]["val_ndcg@10"] == pytest.approx(
@@ -109,7 +109,7 @@ def test_keep_best_never_returns_a_model_worse_than_the_base(continued_runs):
     assert m2["best_validation_ndcg@10"] >= base
     assert m2["validation"]["ndcg@10"] >= base - 1e-6
     if m2.get("kept_base"):  # the fine-tuning only hurt: the saved weights are the base's
-        saved_dir = records.get_run(continued_runs["db"], continued_runs["run2"])["model_dir"]
+        saved_dir = records.get_run(continued_runs["db"], continued_runs["run2"]).model_dir
         saved = models.load_cross_encoder(saved_dir, max_length=32)
         first = models.load_cross_encoder(str(continued_runs["folder1"]), max_length=32)
         assert torch.equal(saved.model.classifier.weight, first.model.classifier.weight)
@@ -274,7 +274,7 @@ def test_short_training_run_on_cuda_uses_mixed_precision(scifact_project):
     db, pid = scifact_project
     run_id, metrics = training.train_project(db, pid, tiny(max_steps=6, eval_steps=3, max_length=64))
     run = records.get_run(db, run_id)
-    assert run["status"] == "completed", run["error"]
+    assert run.status == "completed", run.error
     said = " ".join(e["data"].get("text", "") for e in run_events(db, run_id) if e["kind"] == "message")
     assert "Training on cuda in bf16" in said or "Training on cuda in fp16" in said
     assert metrics["steps"] == 6

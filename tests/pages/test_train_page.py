@@ -71,12 +71,12 @@ def test_train_button_submits_a_background_run_and_lists_it(workspace, db, monke
     assert not at.exception
     runs = launch.list_runs(db, pid)
     started = jobs.list_jobs(db, pid, kind="train")
-    assert len(runs) == 1 and launched == [started[0].id] and started[0].run_id == runs[0]["id"]
-    assert runs[0]["config"]["learning_rate"] == pytest.approx(
+    assert len(runs) == 1 and launched == [started[0].id] and started[0].run_id == runs[0].id
+    assert runs[0].config["learning_rate"] == pytest.approx(
         training.default_config(store.project_counts(db, pid)).learning_rate
     )
-    assert any(runs[0]["id"] in s.value for s in at.subheader)
-    assert at.dataframe[0].value["run"].tolist() == [runs[0]["id"]]
+    assert any(runs[0].id in s.value for s in at.subheader)
+    assert at.dataframe[0].value["run"].tolist() == [runs[0].id]
 
 
 def test_completed_run_that_loses_to_the_first_stage_says_so(workspace, db):
