@@ -15,8 +15,9 @@ from typing import Any
 
 from core import store
 from core.training import candidates
+from core.training.adapt import choose_validation
 from core.training.config import TrainConfig
-from core.training.data import Labels, choose_validation, read_labels
+from core.training.labels import Labels, read_labels
 
 
 @dataclass(frozen=True)
