@@ -102,3 +102,18 @@ def test_the_playground_tries_a_query_on_the_hybrid(db, workspace):
     out = playground.try_query(db, pid, "vitamin D and bone health", [], first_stage="hybrid", top_k=4)
     fused = search("hybrid", corpus, ["vitamin D and bone health"], 4, workspace=workspace)[0]
     assert [i["id"] for i in out["first_stage"]] == [d for d, _ in fused] and out["runs"] == {}
+
+
+def test_a_hybrid_runs_lists_rebuilt_after_training_come_from_the_hybrid(db, workspace):
+    """Distillation and calibration rebuild a run's lists (core.training.run_lists): a hybrid run's are the hybrid's."""
+    from core.training import run_lists
+
+    pid = store.create_project(db, "hybrid-lists")
+    with store.transaction(db):
+        store.insert_pairs(db, pid, [("vitamin D and bone health", CORPUS[1], 1.0)], split="test")
+        store.upsert_passages(db, pid, [CORPUS[k] for k in range(2, 7)], source="corpus")
+    hybrid = run_lists.testset_lists(
+        db, pid, TrainConfig(candidates_from="hybrid", candidates_k=4), workspace
+    )
+    dense = run_lists.testset_lists(db, pid, TrainConfig(candidates_k=4), workspace)
+    assert "baseline_scores" in hybrid[0] and "baseline_scores" not in dense[0]
