@@ -49,7 +49,7 @@ with st.container(border=True):
             "Rows with label 0 are judged non-relevant. Several passages per query with a score or rank "
             "column can serve as the candidates. The corpus searched is the project's passages plus the file's."
         )
-    stages = ["bm25", "embedding"] + (["file"] if source == "upload" else [])
+    stages = list(evaluation.SEARCHED) + (["file"] if source == "upload" else [])
     left, mid, right = st.columns(3)
     first_stage = left.selectbox(
         "First stage (makes the candidates)",
@@ -103,7 +103,7 @@ with st.container(border=True):
     lengths = [int(r.config.get("max_length") or estimates.REFERENCE_LENGTH) for r in runs if r.id in chosen]
     pairs = counts["test_queries"] * int(top_k) * (len(chosen) + int(include_base))
     estimate = estimates.scoring(workspace, pairs, max(lengths, default=estimates.REFERENCE_LENGTH))
-    if first_stage == "embedding":
+    if first_stage in evaluation.EMBEDDED:
         estimate = estimates.combine(
             estimates.embedding(workspace, counts["passages"] + counts["test_queries"]), estimate
         )
@@ -484,7 +484,7 @@ with st.form("eval_play_form"):
     play_query = st.text_input("Query", key="eval_play_query")
     p1, p2 = st.columns(2)
     play_stage = p1.selectbox(
-        "First stage", ["bm25", "embedding"], key="eval_play_stage", format_func=evaluation.FIRST_STAGES.get
+        "First stage", evaluation.SEARCHED, key="eval_play_stage", format_func=evaluation.FIRST_STAGES.get
     )
     play_k = p2.number_input("Top k", 1, 50, 10, key="eval_play_k")
     play_runs = st.multiselect(

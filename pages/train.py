@@ -8,6 +8,7 @@ import streamlit as st
 
 from core import models, store, training
 from core.errors import StudioError
+from core.markdown import escape_markdown as md
 from core.runs import records
 from core.training import launch
 from ui import charts
@@ -40,6 +41,13 @@ def measured_defaults(project_id: int, version: str, spec: str, data_shape: str)
     return cfg.to_dict(), why
 
 
+@st.cache_data(show_spinner=False, max_entries=4)
+def judgements(project_id: int, version: str) -> training.ProjectShape:
+    """The project's training judgements as a run reads them, once per data version (the plan counts on them)."""
+    return training.project_shape(db, project_id)
+
+
+judged = judgements(pid, store.data_version(db, pid))
 reasons: dict = {}
 try:
     if kind != "bundled" and base:
@@ -175,11 +183,17 @@ with st.container(border=True):  # not a form: the estimate under it follows eve
         random_negatives=int(rand),
         fusion=fusion,
     )
+    adapted = None
     try:
         cfg.validate()  # an invalid value is said as such, before any arithmetic on it
-        estimate = training.budget.for_project(cfg, counts, store.workspace_of(db)).text()
+        adapted = training.adaptation(cfg, judged)
+        estimate = training.budget.for_project(cfg, judged, store.workspace_of(db)).text()
     except StudioError as exc:
         estimate = f"not available ({exc})"
+    if adapted is not None:  # what the data makes this run change, before it is launched
+        st.markdown(f"**Adapted to this project's data:** {md(adapted.text())}.")
+        for note in adapted.notes:
+            st.caption(f"- {md(note)}")
     st.caption(
         f"Estimate with these settings: {estimate} — a run that would not fit in memory gets a smaller batch, "
         "or is refused with the reason."

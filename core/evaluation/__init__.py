@@ -7,6 +7,7 @@ names core.evaluation's own public API, grouped by the file that defines it.
 """
 
 from core.evaluation.common import (
+    EMBEDDED,
     FILE_ORACLE_NOTE,
     FIRST_STAGES,
     ORACLE,
@@ -14,6 +15,7 @@ from core.evaluation.common import (
     RANDOM_HEAD_NOTE,
     REALISTIC,
     REALISTIC_NOTE,
+    SEARCHED,
     EvaluationError,
     Ranking,
     figures_kind,
@@ -42,6 +44,7 @@ from core.evaluation.verdict import ALPHA, BEATS, LOSES, NOT_SIGNIFICANT, Verdic
 __all__ = [
     "ALPHA",
     "BEATS",
+    "EMBEDDED",
     "FILE_ORACLE_NOTE",
     "FIRST_STAGES",
     "LOSES",
@@ -51,6 +54,7 @@ __all__ = [
     "RANDOM_HEAD_NOTE",
     "REALISTIC",
     "REALISTIC_NOTE",
+    "SEARCHED",
     "Comparison",
     "EvaluationError",
     "Ranking",

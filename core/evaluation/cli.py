@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from core import store
-from core.evaluation.common import ORACLE, REALISTIC, figures_kind
+from core.evaluation.common import ORACLE, REALISTIC, SEARCHED, figures_kind
 from core.evaluation.evaluate import evaluate
 from core.evaluation.figures import Comparison, Results
 from core.evaluation.results import system
@@ -15,7 +15,7 @@ from core.scoring.reranker import as_run
 
 
 def cli_arguments(parser: Any) -> None:
-    """`python -m core evaluate --project NAME --run RUN_ID [--first-stage bm25|embedding] [--top-k K]`."""
+    """`python -m core evaluate --project NAME --run RUN_ID [--first-stage bm25|embedding|hybrid] [--top-k K]`."""
     parser.add_argument("--project", required=True, help="project name")
     parser.add_argument("--run", action="append", default=[], help="run id to evaluate (repeatable)")
     parser.add_argument(
@@ -24,10 +24,15 @@ def cli_arguments(parser: Any) -> None:
         default=[],
         help="an exported bundle (or model folder) to evaluate like a run (repeatable)",
     )
-    parser.add_argument("--first-stage", choices=("bm25", "embedding"), default="bm25")
+    parser.add_argument(
+        "--first-stage",
+        choices=SEARCHED,
+        default="bm25",
+        help="the candidates' first stage: BM25, the embedding model, or both fused by reciprocal rank (hybrid)",
+    )
     parser.add_argument("--top-k", type=int, default=20, help="candidates reranked per query")
     parser.add_argument(
-        "--embedding-model", default=None, help="embedding model of the embedding first stage"
+        "--embedding-model", default=None, help="embedding model of the embedding (or hybrid) first stage"
     )
     parser.add_argument("--base", action="store_true", help="also evaluate the base model")
     parser.add_argument("--no-oracle", action="store_true", help="skip the oracle figures")

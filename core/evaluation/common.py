@@ -14,9 +14,16 @@ from core.errors import UserError
 
 Ranking = list[tuple[str, float]]  # (passage key, score), best first
 
+SEARCHED = (
+    "bm25",
+    "embedding",
+    "hybrid",
+)  # first stages that search the corpus (core.scoring.first_stage.search)
+EMBEDDED = ("embedding", "hybrid")  # first stages that embed the corpus with an embedding model
 FIRST_STAGES = {
     "bm25": "BM25 (bm25s)",
     "embedding": "embedding model (exact search)",
+    "hybrid": "hybrid: BM25 + embedding model (reciprocal rank fusion)",
     "file": "candidates from the file",
 }
 SNIPPET = 400

@@ -12,12 +12,14 @@ import numpy as np
 
 from core import models, store
 from core.evaluation.common import (
+    EMBEDDED,
     FILE_ORACLE_NOTE,
     FIRST_STAGES,
     ORACLE,
     ORACLE_NOTE,
     REALISTIC,
     REALISTIC_NOTE,
+    SEARCHED,
     EvaluationError,
     Ranking,
 )
@@ -34,7 +36,7 @@ from core.evaluation.systems import (
 from core.evaluation.testsets import TestSet, project_test_set
 from core.progress import Progress, counted, noop, scaled
 from core.runs.run_row import Run
-from core.scoring.first_stage import bm25_search, embedding_search
+from core.scoring.first_stage import search
 from core.scoring.metrics import GAIN, GAIN_NOTE
 from core.scoring.reranker import Reranker, as_run
 
@@ -50,12 +52,11 @@ def first_stage_lists(
     """Each query's top-k candidates from the chosen first stage."""
     qkeys = list(ts.queries)
     texts = [ts.queries[q] for q in qkeys]
-    if first_stage in ("bm25", "embedding") and not ts.corpus:
-        raise EvaluationError("The corpus is empty: nothing to retrieve from.")
-    if first_stage == "bm25":
-        lists = bm25_search(ts.corpus, texts, top_k)
-    elif first_stage == "embedding":
-        lists = embedding_search(
+    if first_stage in SEARCHED:
+        if not ts.corpus:
+            raise EvaluationError("The corpus is empty: nothing to retrieve from.")
+        lists = search(
+            first_stage,
             ts.corpus,
             texts,
             top_k,
@@ -65,7 +66,9 @@ def first_stage_lists(
         )
     else:
         if not ts.candidates:
-            raise EvaluationError("This test set gives no candidates; choose BM25 or the embedding model.")
+            raise EvaluationError(
+                "This test set gives no candidates; choose BM25, the embedding model or the hybrid."
+            )
         lists = [ts.candidates.get(q, [])[:top_k] for q in qkeys]
     return dict(zip(qkeys, lists))
 
@@ -269,7 +272,7 @@ def evaluate(
     fs_lists = first_stage_lists(ts, first_stage, top_k, embedding_model, workspace, scaled(report, 0.0, 0.1))
     work = Work(ts, first_stage, workspace, fs_lists, _groups(ts, fs_lists, oracle))
     fs_label = FIRST_STAGES[first_stage] + (
-        f" ({models.model_key(embedding_model)})" if first_stage == "embedding" else ""
+        f" ({models.model_key(embedding_model)})" if first_stage in EMBEDDED else ""
     )
     work.systems.append(
         {
@@ -302,7 +305,7 @@ def evaluate(
         "oracle": oracle,
         "seed": seed,
         "n_bootstrap": n_bootstrap,
-        "embedding_model": models.model_key(embedding_model) if first_stage == "embedding" else None,
+        "embedding_model": models.model_key(embedding_model) if first_stage in EMBEDDED else None,
         "notes": ts.notes + ([FILE_ORACLE_NOTE] if which == ORACLE else []),
         "figures": which,
         "realistic_note": REALISTIC_NOTE,

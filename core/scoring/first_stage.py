@@ -156,12 +156,13 @@ def search(
     model_spec: str | None = None,
     *,
     workspace: Path | None = None,
+    progress: Count | None = None,
 ) -> list[Ranking]:
     """The named first stage's top k (bm25 | embedding | hybrid), the one entry every caller offering a choice uses."""
     if kind == "bm25":
         return bm25_search(corpus, queries, k)
     if kind == "embedding":
-        return embedding_search(corpus, queries, k, model_spec, workspace=workspace)
+        return embedding_search(corpus, queries, k, model_spec, workspace=workspace, progress=progress)
     if kind == "hybrid":
-        return hybrid_search(corpus, queries, k, model_spec, workspace=workspace)
+        return hybrid_search(corpus, queries, k, model_spec, workspace=workspace, progress=progress)
     raise ValueError(f"Unknown first stage {kind!r}: choose one of {', '.join(FIRST_STAGES)}.")

@@ -11,7 +11,7 @@ import numpy as np
 from core import store
 from core.errors import UserError
 from core.runs import records
-from core.scoring.first_stage import bm25_search, embedding_search
+from core.scoring.first_stage import search
 from core.scoring.reranker import Reranker
 
 
@@ -41,12 +41,7 @@ def try_query(
     corpus = {str(p["id"]): p["text"] for p in store.fetch_passages(conn, project)}  # keys as evaluation uses
     if not corpus:
         raise UserError("The project has no passages to search.")
-    search = (
-        bm25_search
-        if first_stage == "bm25"
-        else (lambda c, q, k: embedding_search(c, q, k, workspace=store.workspace_of(conn)))
-    )
-    hits = search(corpus, [query], int(top_k))[0]
+    hits = search(first_stage, corpus, [query], int(top_k), workspace=store.workspace_of(conn))[0]
     positives = labelled_positives(conn, project, query)
     first = [
         {"id": d, "text": corpus[d], "score": float(s), "rank": i + 1, "positive": d in positives, "moved": 0}

@@ -17,6 +17,7 @@ from typing import Any
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 from core.training import budget  # noqa: E402
+from core.training.adapt import Adaptation, ProjectShape, adaptation, project_shape  # noqa: E402
 from core.training.beta import fit_beta  # noqa: E402
 from core.training.config import LOSSES, VALIDATION, ConfigError, TrainConfig, check_base_model  # noqa: E402
 from core.training.data import TrainingData, build_data  # noqa: E402
@@ -55,6 +56,10 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
+    "Adaptation",
+    "ProjectShape",
+    "adaptation",
+    "project_shape",
     "LOSSES",
     "VALIDATION",
     "ConfigError",

@@ -16,6 +16,7 @@ from core import models, store
 from core.runs.records import get_run
 from core.scoring.formulas import RESIDUAL
 from core.training import budget
+from core.training.adapt import ProjectShape, adaptation, project_shape
 from core.training.beta import source as beta_source
 from core.training.config import LOSSES, VALIDATION, TrainConfig, field_help
 from core.training.defaults import TIME_BUDGET_S, default_config, project_defaults
@@ -84,6 +85,11 @@ def cli_arguments(parser: argparse.ArgumentParser) -> None:
         default=TIME_BUDGET_S / 60,
         help="adaptive defaults: training time to plan epochs and max length for (minutes)",
     )
+    parser.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="print the plan (settings, what was adapted to the data, the estimate) and stop: no run is created",
+    )
 
 
 def config_from_args(
@@ -113,15 +119,29 @@ def config_from_args(
     return TrainConfig.from_dict({**cfg.to_dict(), **overrides})
 
 
-def launch_plan(
-    conn: Any, cfg: TrainConfig, counts: dict[str, Any], reasons: dict[str, str]
-) -> dict[str, Any]:
-    """What the CLI says before training (on stderr) and in its JSON line: the defaults' reasons and the estimate."""
-    plan = budget.for_project(cfg, counts, store.workspace_of(conn))
-    chosen = {k: getattr(cfg, k) for k in ("loss", "max_length", "epochs", "batch_size", "learning_rate")}
+def launch_plan(conn: Any, cfg: TrainConfig, shape: ProjectShape, reasons: dict[str, str]) -> dict[str, Any]:
+    """What the CLI says before training (on stderr) and in its JSON line: the defaults' reasons, what the data made
+    the run adapt, and the estimate."""
+    plan = budget.for_project(cfg, shape, store.workspace_of(conn))
+    keys = (
+        "loss",
+        "max_length",
+        "epochs",
+        "batch_size",
+        "learning_rate",
+        "hard_negatives",
+        "random_negatives",
+    )
+    chosen = {k: getattr(cfg, k) for k in keys}
     if cfg.loss == RESIDUAL:
         reasons = {**reasons, "beta": beta_source(cfg.residual_beta)}
-    out = {"config": chosen, "defaults": reasons, "estimate": plan.to_dict(), "estimate_text": plan.text()}
+    out = {
+        "config": chosen,
+        "defaults": reasons,
+        "adapted": adaptation(cfg, shape).to_dict(),
+        "estimate": plan.to_dict(),
+        "estimate_text": plan.text(),
+    }
     print(json.dumps({"plan": out}), file=sys.stderr, flush=True)
     return out
 
@@ -148,7 +168,12 @@ def cli_main(args: argparse.Namespace) -> dict[str, Any] | None:
         project = store.project_id(conn, args.project)
         counts = store.project_counts(conn, project)
         cfg = config_from_args(args, counts, conn, project)
-        plan = launch_plan(conn, cfg, counts, getattr(args, "reasons", {})) if is_main() else {}
+        shape = project_shape(conn, project)
+        if getattr(args, "dry_run", False):
+            cfg.validate()  # the plan of settings that could not run is not shown as if they could
+        plan = launch_plan(conn, cfg, shape, getattr(args, "reasons", {})) if is_main() else {}
+        if getattr(args, "dry_run", False):
+            return {"plan": plan, "dry_run": True} if is_main() else None
         run_id = broadcast(create_run(conn, project, cfg, status="running") if is_main() else None)
         if world_size() == 1:  # supervised child: a killed run is recorded with its cause
             from core.runs import worker

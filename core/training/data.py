@@ -10,7 +10,7 @@ import hashlib
 import json
 import random
 import sqlite3
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -18,9 +18,16 @@ from core import models, store
 from core.scoring.formulas import RESIDUAL
 from core.training import candidates, negatives, redraw
 from core.training import rows as rowshape
+from core.training.adapt import (
+    QueryNegatives,
+    adapted_notes,
+    choose_validation,
+    fills_hard_from_first_stage,
+    query_negatives,
+)
 from core.training.beta import fit_beta
 from core.training.config import ConfigError, TrainConfig
-from core.training.defaults import MIN_VALIDATION_QUERIES
+from core.training.labels import Labels, read_labels
 
 
 @dataclass
@@ -46,100 +53,6 @@ class TrainingData:
         return self.stats.get("residual_beta")
 
 
-@dataclass
-class Labels:
-    """A split's judgements by id: query texts, graded positives, uploaded label-0 pairs and mined candidates."""
-
-    qtext: dict[int, str] = field(default_factory=dict)
-    grades: dict[int, dict[int, float]] = field(default_factory=dict)  # query -> positive passage -> grade
-    upload_negs: dict[int, set[int]] = field(default_factory=dict)
-    relevant: dict[int, set[int]] = field(default_factory=dict)  # reviewed false negatives
-    hard: dict[int, list[int]] = field(default_factory=dict)
-    rand: dict[int, list[int]] = field(default_factory=dict)
-
-    def positives(self, q: int) -> set[int]:
-        """The query's positive passage ids (labelled > 0 or reviewed relevant)."""
-        return set(self.grades.get(q, {}))
-
-
-def read_labels(conn: sqlite3.Connection, project: int, split: str) -> Labels:
-    """Pairs and (for training) mined candidates: a candidate reviewed 'relevant' is a positive, never a negative."""
-    lab = Labels()
-    for p in store.fetch_pairs(conn, project, split):
-        lab.qtext[p["query_id"]] = p["query"]
-        if p["label"] > 0:
-            lab.grades.setdefault(p["query_id"], {})[p["passage_id"]] = float(p["label"])
-        else:
-            lab.upload_negs.setdefault(p["query_id"], set()).add(p["passage_id"])
-    if split != "train":
-        return lab
-    for r in conn.execute(
-        """SELECT n.query_id, n.passage_id, n.kind, n.status, q.text AS query
-           FROM negatives n JOIN queries q ON q.id = n.query_id
-           WHERE n.project_id = ? AND q.split = 'train' ORDER BY n.query_id, n.kind, COALESCE(n.rank, 0), n.id""",
-        (project,),
-    ):
-        lab.qtext.setdefault(r["query_id"], r["query"])
-        if r["status"] == "relevant":
-            lab.relevant.setdefault(r["query_id"], set()).add(r["passage_id"])
-        elif r["status"] in ("unjudged", "negative"):
-            (lab.hard if r["kind"] == "hard" else lab.rand).setdefault(r["query_id"], []).append(
-                r["passage_id"]
-            )
-    for qid, pids in lab.relevant.items():
-        for pid in pids:
-            lab.grades.setdefault(qid, {}).setdefault(pid, 1.0)
-    return lab
-
-
-def choose_validation(
-    train_qids: list[int], cfg: TrainConfig, rng: random.Random, has_test: bool
-) -> tuple[str, list[int], str]:
-    """(source, held-out query ids, note): whole training queries held out, at least 5 of them and 5 left to train.
-
-    Too few training queries turns evaluation off (no checkpoint choice, no early stop, no fusion weight) — the test
-    set is used only when the person chose it."""
-    n = len(train_qids)
-    if cfg.validation == "split":
-        n_val = int(round(n * cfg.validation_fraction))
-        note = ""
-        if n_val < MIN_VALIDATION_QUERIES and n >= 2 * MIN_VALIDATION_QUERIES:
-            n_val = MIN_VALIDATION_QUERIES
-            note = (
-                f"Only {n} training queries: {MIN_VALIDATION_QUERIES} of them ({n_val / n:.0%}, more than the "
-                f"{cfg.validation_fraction:g} asked) are held out for validation, the least that says anything."
-            )
-        if n_val < MIN_VALIDATION_QUERIES or n - n_val < MIN_VALIDATION_QUERIES:
-            return (
-                "none",
-                [],
-                (
-                    f"Evaluation is off: only {n} training queries, too few to hold out a validation slice of "
-                    f"{MIN_VALIDATION_QUERIES} (test labels are never used to choose). No checkpoint choice, early "
-                    "stopping or fusion weight: the last checkpoint is kept"
-                    + (
-                        "; the test set only reports the final model."
-                        if has_test
-                        else ", and there is no test set."
-                    )
-                ),
-            )
-        return "split", sorted(rng.sample(train_qids, n_val)), note
-    if cfg.validation == "test":
-        if not has_test:
-            return "none", [], "Evaluation is off: the project has no test set (import one on the Data page)."
-        return (
-            "test",
-            [],
-            (
-                "Evaluating on the test set during training, as chosen: test labels pick the checkpoint, "
-                "stop training and choose the fusion weight, so its scores are optimistic (labelled "
-                "test_labels_used_for)."
-            ),
-        )
-    return "none", [], "Evaluation is off (chosen in the form): the last checkpoint is kept."
-
-
 def _hard_negatives(
     conn: sqlite3.Connection,
     project: int,
@@ -149,7 +62,7 @@ def _hard_negatives(
     workspace: Path | None,
 ) -> str:
     """Where the hard negatives come from: the mining run's, or the first stage's top ranks when there is none."""
-    if cfg.hard_negatives > 0 and not any(lab.hard.get(q) for q in fit_qids):
+    if fills_hard_from_first_stage(cfg, lab, fit_qids):
         positives = {q: lab.positives(q) for q in fit_qids}
         return negatives.fill_hard_from_first_stage(
             conn,
@@ -185,21 +98,18 @@ def _fit_rows(
     all_ids = sorted(texts)
     index: dict[int, int] = {}
     pools: dict[str, dict[str, Any]] = {}
-    short_random, short_hard, labelled = [], 0, 0
+    taken: list[QueryNegatives] = []
+    labelled = 0
     rows: list[dict[str, Any]] = []
     top_grade = max((g for q in fit_qids for g in lab.grades.get(q, {}).values()), default=1.0)
     for q in fit_qids:
         pos = sorted(lab.positives(q))
-        banned = lab.positives(q) | lab.relevant.get(q, set())
-        chosen_h = [p for p in lab.hard.get(q, []) if p not in banned][: cfg.hard_negatives * len(pos)]
-        have_r = [p for p in lab.rand.get(q, []) if p not in banned]
-        per_list = cfg.hard_negatives + cfg.random_negatives  # random ones fill what the hard ones cannot
-        want_r = (per_list - min(cfg.hard_negatives, len(chosen_h))) * len(pos)
-        chosen_r = negatives.sample_random(rng, all_ids, banned, have_r, chosen_h, want_r)
-        if len(chosen_r) < want_r:
-            short_random.append((lab.qtext[q], want_r, len(chosen_r)))
-        short_hard += len(chosen_h) < cfg.hard_negatives
-        ups = sorted(lab.upload_negs.get(q, set()) - banned)
+        neg = query_negatives(cfg, lab, q, len(all_ids))  # random ones fill what the hard ones cannot
+        chosen_h, ups = neg.hard, neg.uploads
+        chosen_r = negatives.sample_random(
+            rng, all_ids, neg.banned, neg.have_random, chosen_h, neg.want_random
+        )
+        taken.append(replace(neg, random_count=len(chosen_r)))
         labelled += len(pos) + len(ups)
         counts["hard_negatives"] += len(chosen_h)
         counts["random_negatives"] += len(chosen_r)
@@ -230,29 +140,9 @@ def _fit_rows(
     if cfg.loss == "mnrl":
         rows = rowshape.same_columns(rows)
     counts["labelled_pairs"] = labelled
-    counts["adapted"] = adapted_notes(cfg, short_random, short_hard, len(fit_qids))
+    counts["adapted"] = adapted_notes(cfg, taken)
     counts["pools"], counts["pool_texts"] = pools, [texts[p] for p in sorted(index, key=lambda p: index[p])]
     return rows, counts
-
-
-def adapted_notes(
-    cfg: TrainConfig, short_random: list[tuple[str, int, int]], short_hard: int, queries: int
-) -> list[str]:
-    """What the data made the run change from the configured counts, said plainly (the plan and the run show it)."""
-    notes = []
-    if short_random:
-        q, want, got = max(short_random, key=lambda t: t[1] - t[2])
-        notes.append(
-            f"random negatives: {len(short_random)} of {queries} queries have fewer eligible passages than their "
-            f"lists ask for, so they take every eligible one (e.g. {q[:60]!r}: {got} of {want}) and their lists "
-            "are completed with lower-graded positives and hard negatives"
-        )
-    if short_hard:
-        notes.append(
-            f"hard negatives: {short_hard} of {queries} queries have fewer than {cfg.hard_negatives}; their lists "
-            "are filled with random negatives (same list length)"
-        )
-    return notes
 
 
 def beta_on_candidates(fit_lists: list[dict[str, Any]], rows: list[dict[str, Any]]) -> float:

@@ -11,12 +11,8 @@ import numpy as np
 
 from core import models
 from core.scoring.formulas import RESIDUAL
+from core.training.adapt import MIN_VALIDATION_QUERIES, ProjectShape, adaptation, project_shape
 from core.training.config import TrainConfig
-from core.training.rows import MAX_LISTS_PER_QUERY
-
-MIN_VALIDATION_QUERIES = (
-    5  # a held-out slice smaller than this says nothing; fewer than 2x this: no slice at all
-)
 
 
 def is_trained(spec: str) -> bool:
@@ -179,19 +175,11 @@ def length_from_data(lengths: np.ndarray, limit: int) -> tuple[int, str]:
     return length, why + f": {length} covers {covered:.0%}"
 
 
-def rows_per_epoch(cfg: TrainConfig, stats: dict[str, Any]) -> tuple[int, int]:
-    """(training rows, pairs per row) one epoch will have, from the project's counts."""
-    positives = int(stats.get("train_positives") or 0)
-    if cfg.validation == "split":
-        positives = int(round(positives * (1 - cfg.validation_fraction)))
-    per_row = 1 + cfg.hard_negatives + cfg.random_negatives
-    if cfg.loss == "bce":
-        labelled_negatives = int(stats.get("train_pairs") or 0) - int(stats.get("train_positives") or 0)
-        return max(1, positives * per_row + max(0, labelled_negatives)), 1
-    if cfg.loss != "mnrl":  # listwise: at most MAX_LISTS_PER_QUERY lists per query
-        queries = int(stats.get("train_queries") or 0) or positives
-        positives = min(positives, MAX_LISTS_PER_QUERY * queries)
-    return max(1, positives), per_row
+def rows_per_epoch(cfg: TrainConfig, shape: ProjectShape) -> tuple[int, int]:
+    """(training rows, pairs per row) one epoch will have: the rows the run builds (core.training.adapt), so the time
+    budget counts what the redrawn lists train on."""
+    plan = adaptation(cfg, shape)
+    return max(1, plan.rows_per_epoch), plan.pairs_per_row
 
 
 def epoch_seconds(cfg: TrainConfig, rows: int, per_row: int, workspace: Path | None) -> float:
@@ -203,11 +191,11 @@ def epoch_seconds(cfg: TrainConfig, rows: int, per_row: int, workspace: Path | N
 
 
 def fit_time_budget(
-    cfg: TrainConfig, stats: dict[str, Any], budget_s: float, workspace: Path | None
+    cfg: TrainConfig, shape: ProjectShape, budget_s: float, workspace: Path | None
 ) -> list[str]:
     """Lower the length (not below 128) until the minimum passes fit the budget, then epochs = what the budget buys
     (at most the schedule's). Returns the reasons, for the form and the CLI."""
-    rows, per_row = rows_per_epoch(cfg, stats)
+    rows, per_row = rows_per_epoch(cfg, shape)
     passes = min(cfg.epochs, MIN_PASSES.get(cfg.loss, 1.0))
     notes = []
     start = cfg.max_length
@@ -258,10 +246,11 @@ def project_defaults(
     except models.ModelError as exc:
         length_why = f"token lengths not measured ({exc}); kept {cfg.max_length}"
     reasons = {"max_length": length_why}
-    notes = fit_time_budget(cfg, stats, budget_s, workspace)
+    judged = project_shape(conn, project)
+    notes = fit_time_budget(cfg, judged, budget_s, workspace)
     if notes[:-1]:
         reasons["max_length"] += "; " + notes[0]
     reasons["epochs"] = notes[-1]
-    steps = math.ceil(rows_per_epoch(cfg, stats)[0] / cfg.batch_size * cfg.epochs)
+    steps = math.ceil(rows_per_epoch(cfg, judged)[0] / cfg.batch_size * cfg.epochs)
     cfg.eval_steps = int(max(20, min(500, steps // 6)))
     return cfg, reasons

@@ -101,6 +101,16 @@ def query_rows(
     return list_rows(query, pos, grades, negs, hard, max(1, negatives_per_row), rng, hard_per_row)
 
 
+def rows_for_query(loss: str, positives: int, negatives: int) -> int:
+    """Training rows `query_rows` builds for a query with these counts (the plan and the time budget count with it):
+    every labelled pair (bce), one row a positive (mnrl), one list a positive up to MAX_LISTS_PER_QUERY (listwise)."""
+    if loss == "bce":
+        return positives + negatives
+    if loss == "mnrl":
+        return positives
+    return min(positives, MAX_LISTS_PER_QUERY)
+
+
 def same_columns(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """(query, positive, negatives...) rows cut to the narrowest row: a dataset needs the same columns in every row."""
     width = min((len(r) for r in rows), default=2)

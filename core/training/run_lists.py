@@ -15,8 +15,9 @@ from typing import Any
 
 from core import store
 from core.training import candidates
+from core.training.adapt import choose_validation
 from core.training.config import TrainConfig
-from core.training.data import Labels, choose_validation, read_labels
+from core.training.labels import Labels, read_labels
 
 
 @dataclass(frozen=True)
@@ -49,7 +50,8 @@ def lists(
     k: int | None = None,
     workspace: Path | None = None,
 ) -> list[dict[str, Any]]:
-    """The first stage's top k (the run's candidates_k by default) for these queries, with their positives."""
+    """The run's first stage's top k (its candidates_k by default) for these queries, with their positives: a hybrid
+    run's distillation and calibration see the candidates it was validated on."""
     texts = {p["id"]: p["text"] for p in store.fetch_passages(conn, project)}
     return candidates.candidate_samples(
         conn,
@@ -61,6 +63,7 @@ def lists(
         k or cfg.candidates_k,
         cfg.first_stage_model,
         workspace,
+        cfg.candidates_from,
     )
 
 

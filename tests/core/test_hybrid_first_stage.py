@@ -68,3 +68,52 @@ def test_training_lists_from_the_hybrid_keep_the_cosine_prior_and_rank_the_basel
 def test_an_unknown_candidate_source_is_refused_before_anything_loads():
     with pytest.raises(ConfigError, match="Candidates from 'splade' is unknown"):
         TrainConfig(candidates_from="splade").validate()
+
+
+def test_evaluate_takes_the_hybrid_first_stage_from_the_one_rrf_search(db, workspace):
+    """Issue 22: Evaluate (the function, the CLI) offers the hybrid; its candidates are core.scoring's fusion."""
+    import argparse
+
+    from core.evaluation import cli as evaluate_cli
+    from core.evaluation import evaluate, project_test_set
+    from tests.conftest import seed_scifact
+
+    pid = seed_scifact(db, "hybrid-eval", n_train=2, n_test=6, n_extra=40)
+    res = evaluate(db, pid, [], first_stage="hybrid", top_k=5, include_base=False, n_bootstrap=50, save=False)
+    ts = project_test_set(db, pid)
+    qkeys = list(ts.queries)
+    fused = search("hybrid", ts.corpus, [ts.queries[q] for q in qkeys], 5, workspace=workspace)
+    got = res["rankings"]["first_stage"]
+    assert [[d for d, _ in got[q]] for q in qkeys] == [[d for d, _ in f] for f in fused]
+    assert res["params"]["first_stage_label"].startswith("hybrid: BM25 + embedding model")
+    assert res["params"]["embedding_model"] == models.model_key(None)
+    parser = argparse.ArgumentParser()
+    evaluate_cli.cli_arguments(parser)
+    assert parser.parse_args(["--project", "p", "--first-stage", "hybrid"]).first_stage == "hybrid"
+
+
+def test_the_playground_tries_a_query_on_the_hybrid(db, workspace):
+    from core.scoring import playground
+
+    pid = store.create_project(db, "hybrid-play")
+    with store.transaction(db):
+        store.upsert_passages(db, pid, list(CORPUS.values()), source="corpus")
+    corpus = {str(p["id"]): p["text"] for p in store.fetch_passages(db, pid)}
+    out = playground.try_query(db, pid, "vitamin D and bone health", [], first_stage="hybrid", top_k=4)
+    fused = search("hybrid", corpus, ["vitamin D and bone health"], 4, workspace=workspace)[0]
+    assert [i["id"] for i in out["first_stage"]] == [d for d, _ in fused] and out["runs"] == {}
+
+
+def test_a_hybrid_runs_lists_rebuilt_after_training_come_from_the_hybrid(db, workspace):
+    """Distillation and calibration rebuild a run's lists (core.training.run_lists): a hybrid run's are the hybrid's."""
+    from core.training import run_lists
+
+    pid = store.create_project(db, "hybrid-lists")
+    with store.transaction(db):
+        store.insert_pairs(db, pid, [("vitamin D and bone health", CORPUS[1], 1.0)], split="test")
+        store.upsert_passages(db, pid, [CORPUS[k] for k in range(2, 7)], source="corpus")
+    hybrid = run_lists.testset_lists(
+        db, pid, TrainConfig(candidates_from="hybrid", candidates_k=4), workspace
+    )
+    dense = run_lists.testset_lists(db, pid, TrainConfig(candidates_k=4), workspace)
+    assert "baseline_scores" in hybrid[0] and "baseline_scores" not in dense[0]

@@ -24,6 +24,7 @@ from core import models
 from core.scoring.metrics import gain_targets
 from core.training import budget, cli, defaults
 from core.training import rows as rowshape
+from core.training.adapt import project_shape
 from core.training.beta import fit_beta, log_likelihood
 from core.training.config import ConfigError, TrainConfig
 from core.training.results import CROSS_ENCODER, choose_scoring
@@ -205,8 +206,11 @@ def test_project_defaults_measure_the_long_graded_shape(graded_folder, db):
     chosen = cli.config_from_args(args, {}, conn, pid)  # a flag the person gave wins, and its reason says so
     assert chosen.max_length == 64 and args.reasons["max_length"] == "set on the command line"
     assert args.reasons["epochs"] == why["epochs"]
-    plan = cli.launch_plan(conn, chosen, store.project_counts(conn, pid), args.reasons)
+    plan = cli.launch_plan(conn, chosen, project_shape(conn, pid), args.reasons)
     assert plan["defaults"]["beta"].startswith("beta fitted on the training queries' candidate lists")
+    # graded queries with many positives: at most 8 lists each, from the queries left after the held-out slice
+    adapted = plan["adapted"]
+    assert 0 < adapted["rows_per_epoch"] <= 8 * adapted["train_queries"] < 8 * 50
 
 
 PEAK = (

@@ -221,3 +221,24 @@ def test_verdicts_say_significance_p_bounds_best_of_n_and_judged(db, workspace, 
     assert figures["judged@10"].tolist() == [round(r.judged(s.key), 4) for s in r.systems]
     if any(r.judged(s.key) < 0.8 for s in r.systems):  # SciFact judges only the relevant passages
         assert any("judged@10" in c.value and "Only part of each top 10" in c.value for c in at.caption)
+
+
+def test_the_first_stage_picker_offers_the_hybrid_and_evaluates_with_it(stored):
+    """Issue 22: the hybrid (BM25 + embedding model, reciprocal rank fusion) is offered wherever a first stage is."""
+    db, pid, _ = stored
+    at = app(pid).run()
+    picker = at.selectbox(key="eval_first_stage")
+    assert picker.options == ["BM25 (bm25s)", "embedding model (exact search)", ev.FIRST_STAGES["hybrid"]]
+    assert "hybrid" in at.selectbox(key="eval_play_stage").options[-1]
+    picker.set_value("hybrid")
+    at.multiselect(key="eval_runs").set_value([])  # the first stage alone: what the choice changes
+    at.button(key="eval_go").click().run()
+    assert not at.exception
+    job = jobs.list_jobs(db, pid, "evaluate")[0]
+    assert job.args["first_stage"] == "hybrid"
+    done = queue.wait(db, job.id, timeout=300)
+    assert done.status == "completed", done.error
+    newest = ev.list_evaluations(db, pid)[0]
+    assert newest["params"]["first_stage"] == "hybrid" and newest["params"]["embedding_model"]
+    at.run()
+    assert not at.exception and at.selectbox(key="eval_pick").value == newest["id"]

@@ -149,3 +149,27 @@ def test_a_completed_run_offers_distillation_as_a_background_job(workspace, db, 
     assert not at.exception
     queued = jobs.list_jobs(db, pid, kind="distill")
     assert len(queued) == 1 and queued[0].args == {"run": run_id}
+
+
+def test_the_form_says_what_the_data_makes_the_run_adapt_before_launch(workspace, db):
+    """Issue 22: the plan shows the adapted counts (rows an epoch, held-out queries, where hard negatives come
+    from) before Train is pressed, and follows the values being edited."""
+    pid = seed_scifact(db, n_train=60, n_test=10, n_extra=10)
+    at = app(workspace, pid).run()
+    assert not at.exception
+
+    def shown() -> tuple[str, list[str]]:  # the plan line and its notes, Markdown escapes removed
+        plan = next(m.value for m in at.markdown if m.value.startswith("**Adapted to this project's data:**"))
+        return plan.replace("\\", ""), [c.value.replace("\\", "") for c in at.caption]
+
+    queries = store.project_counts(db, pid)["train_queries"]
+    plan, notes = shown()
+    assert "rows an epoch" in plan and "held out for validation" in plan
+    assert any("no mining run" in n for n in notes)
+    # 2% of ~60 queries is 1: raised to the least that says anything
+    at.slider(key="val_fraction").set_value(0.02).run()
+    assert not at.exception
+    plan, notes = shown()
+    assert any(n.startswith(f"- Only {queries} training queries: 5 of them") for n in notes), notes
+    assert f"{queries - 5} training queries, 5 held out for validation" in plan
+    assert not any("ProjectShape" in n for n in notes)
