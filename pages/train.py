@@ -159,11 +159,21 @@ with st.container(border=True):  # not a form: the estimate under it follows eve
         )
 
     st.subheader("Negatives per positive")
-    c1, c2 = st.columns(2)
+    c1, c2, c3 = st.columns(3)
     hard = c1.number_input(
         "Hard (mined; never one reviewed as relevant)", 0, 50, int(defaults.hard_negatives), key="hard"
     )
     rand = c2.number_input("Random", 0, 50, int(defaults.random_negatives), key="rand")
+    sources = list(training.CANDIDATE_SOURCES)
+    candidates_from = c3.selectbox(
+        "Candidate lists from",
+        sources,
+        index=sources.index(defaults.candidates_from),
+        key="candidates_from",
+        help="The first stage whose top k makes the validation lists, the beta fit and the hard negatives when "
+        "nothing is mined. Hybrid fuses BM25 and the embedding model by reciprocal rank; on development data it "
+        "helped on SciFact (held-out train) and not on NFCorpus (dev), so it is an option, not the default.",
+    )
     cfg = training.TrainConfig(
         base_model=base,
         loss=loss,
@@ -181,6 +191,7 @@ with st.container(border=True):  # not a form: the estimate under it follows eve
         early_stopping_patience=int(patience),
         hard_negatives=int(hard),
         random_negatives=int(rand),
+        candidates_from=candidates_from,
         fusion=fusion,
     )
     adapted = None

@@ -19,7 +19,14 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 from core.training import budget  # noqa: E402
 from core.training.adapt import Adaptation, ProjectShape, adaptation, project_shape  # noqa: E402
 from core.training.beta import fit_beta  # noqa: E402
-from core.training.config import LOSSES, VALIDATION, ConfigError, TrainConfig, check_base_model  # noqa: E402
+from core.training.config import (  # noqa: E402
+    CANDIDATE_SOURCES,
+    LOSSES,
+    VALIDATION,
+    ConfigError,
+    TrainConfig,
+    check_base_model,
+)
 from core.training.data import TrainingData, build_data  # noqa: E402
 from core.training.defaults import default_config, is_trained, project_defaults, propose_loss  # noqa: E402
 from core.training.presenters import curves, test_label_note, verdict  # noqa: E402
@@ -60,6 +67,7 @@ __all__ = [
     "ProjectShape",
     "adaptation",
     "project_shape",
+    "CANDIDATE_SOURCES",
     "LOSSES",
     "VALIDATION",
     "ConfigError",

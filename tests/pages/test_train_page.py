@@ -79,6 +79,19 @@ def test_train_button_submits_a_background_run_and_lists_it(workspace, db, monke
     assert at.dataframe[0].value["run"].tolist() == [runs[0].id]
 
 
+def test_hybrid_candidate_lists_chosen_on_the_form_reach_the_run(workspace, db, monkeypatch):
+    pid = seed_scifact(db, n_train=60, n_test=10, n_extra=10)
+    monkeypatch.setattr(jobs, "_launch", lambda conn, job_id: 0)
+    monkeypatch.setattr(jobs, "pid_alive", lambda pid: False)
+    at = app(workspace, pid).run()
+    picker = at.selectbox(key="candidates_from")
+    assert picker.value == "embedding" and list(picker.options) == ["embedding", "hybrid"]
+    picker.select("hybrid").run()
+    next(b for b in at.button if b.label == "Train").click().run()
+    assert not at.exception
+    assert [r.config["candidates_from"] for r in launch.list_runs(db, pid)] == ["hybrid"]
+
+
 def test_completed_run_that_loses_to_the_first_stage_says_so(workspace, db):
     pid = seed_scifact(db, n_train=60, n_test=10, n_extra=10)
     run_id = training.create_run(db, pid, training.TrainConfig(), status="completed")
