@@ -14,8 +14,12 @@ Usage (training takes ~30 min on 2 CPU cores, the whole bench ~42 min; run on an
         [--data DIR]   # any BEIR folder (default SciFact); e.g. ../shared/data/nfcorpus
         [--split dev]  # evaluate on qrels/dev.tsv (or 20% of train held out): compare defaults here, never on test
         [--max-train-queries N] [--max-eval-queries N]   # a fixed subset for a short run
+        [--distill] [--distill-arg=--epochs=1 ...]   # also distill the run (its defaults; 4 steps with --quick)
 Target: on the better first stage's top k the reranker beats it with p < 0.05, and beats the other one on its top k;
-exits non-zero on a miss (not with --quick). Prints peak RSS, wall time and "trained on N of M labelled pairs".
+exits non-zero on a miss (not with --quick). With --distill, also: the plain student's NDCG@10 beside the teacher's
+on each first stage, distill_gap_bm25 (teacher minus student on BM25's top k; goal <= 0.01, a miss exits non-zero
+except with --quick) and the teacher's expected calibration error on the evaluated split (bench/calibration.py).
+Prints peak RSS, wall time and "trained on N of M labelled pairs".
 Data: BEIR SciFact (CC BY-NC 2.0), /work/shared/data/scifact or $SCIFACT_DIR.
 """
 
@@ -39,6 +43,8 @@ PEAK = (
     "print('PEAK_KB', resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, file=sys.stderr); "
     "sys.exit(p.returncode)"
 )  # peak RSS of the command's biggest process (the supervised trainer included)
+DISTILL_GAP = 0.01  # issue 24: the plain student within 0.01 NDCG@10 of its teacher on BM25's top 20
+QUICK_DISTILL = ["--max-steps", "4", "--eval-steps", "4"]  # --quick: a 4-step student (figures mean nothing)
 QUICK_TRAIN = ["--max-steps", "4", "--max-length", "64", "--eval-steps", "4", "--candidates-k", "10"]
 
 
@@ -120,6 +126,108 @@ def target(out: dict) -> tuple[str, bool]:
     return text, met
 
 
+def evaluate_run(
+    args: argparse.Namespace, env: dict[str, str], run_id: str, stage: str
+) -> tuple[dict, float]:
+    """`core evaluate` of one run on the first stage's top k of the evaluated queries."""
+    quick = ["--bootstrap", "100", "--no-oracle"] if args.quick else []
+    command = ["evaluate", "--project", args.project, "--run", run_id, "--first-stage", stage]
+    return cli([*command, "--top-k", str(args.top_k), *quick], env)
+
+
+def teacher_figures(res: dict, stage: str, k: int) -> dict:
+    """The trained run's figures on one first stage's top k: NDCG@10 and its margin, the parts of its score."""
+    out = {
+        f"ndcg10_{stage}": res["first_stage_ndcg10"],
+        f"ndcg10_{stage}_ci": res["first_stage_ndcg10_ci"],
+        f"ndcg10_finetuned_{stage}_top{k}": res["reranked_ndcg10"],
+        f"ndcg10_finetuned_{stage}_top{k}_ci": res["reranked_ndcg10_ci"],
+        f"mrr10_finetuned_{stage}_top{k}": res["reranked_mrr10"],
+        f"map_finetuned_{stage}_top{k}": res["reranked_map"],
+        f"margin_finetuned_over_{stage}": round(res["reranked_ndcg10"] - res["first_stage_ndcg10"], 6),
+        f"p_finetuned_vs_{stage}": res["reranked_vs_first_stage_p"],
+        f"oracle_ndcg10_finetuned_{stage}_top{k}": res.get("oracle_reranked_ndcg10"),
+    }
+    if "cross_encoder_part_ndcg10" in res:  # a residual run: its score is logit + beta x embedding cosine
+        out[f"ndcg10_cross_encoder_part_{stage}_top{k}"] = res["cross_encoder_part_ndcg10"]
+        out["residual_beta"] = res.get("residual_beta")
+    if (
+        "prior_only_ndcg10" in res
+    ):  # the embedding cosine alone on these candidates: the cross-encoder adds the rest
+        out[f"ndcg10_prior_only_{stage}_top{k}"] = res["prior_only_ndcg10"]
+        out[f"p_finetuned_vs_prior_only_{stage}"] = res["reranked_vs_prior_only_p"]
+    if "fused_ndcg10" in res:
+        out[f"ndcg10_fused_{stage}_top{k}"] = res["fused_ndcg10"]
+        out[f"ndcg10_fused_{stage}_top{k}_ci"] = res["fused_ndcg10_ci"]
+        out[f"margin_fused_over_{stage}"] = round(res["fused_ndcg10"] - res["first_stage_ndcg10"], 6)
+        out["fused_alpha"] = res["fused_alpha"]
+    return out
+
+
+def teacher_ece(args: argparse.Namespace, env: dict[str, str], workspace: Path, run_id: str) -> dict:
+    """bench/calibration.py on the teacher: its calibration fitted on validation, the ECE on the evaluated split."""
+    command = [
+        sys.executable,
+        str(ROOT / "bench" / "calibration.py"),
+        "--project",
+        args.project,
+        "--run",
+        run_id,
+    ]
+    proc = subprocess.run(
+        [*command, "--home", str(workspace)], cwd=ROOT, env=env, capture_output=True, text=True
+    )
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
+    if proc.returncode not in (0, 1) or not lines:  # 1: measured, above its target
+        sys.stderr.write(proc.stderr[-4000:])
+        return {"teacher_ece": None, "teacher_ece_note": f"bench/calibration.py failed ({proc.returncode})"}
+    rep = json.loads(lines[-1])
+    return {
+        "teacher_ece": rep["test_ece"],
+        "teacher_raw_sigmoid_ece": rep["raw_sigmoid_ece"],
+        "teacher_ece_pairs": rep["test_pairs"],
+        "teacher_ece_note": f"{rep['note']}; measured on the evaluated split's first-stage candidate lists",
+        "teacher_ece_target": rep["target"],
+    }
+
+
+def distill_and_compare(
+    args: argparse.Namespace, env: dict[str, str], teacher: str, out: dict, walls: dict[str, float]
+) -> dict:
+    """`core distill` of the teacher with its defaults, the plain student evaluated on the same queries and first
+    stages, and its NDCG@10 beside the teacher's (distill_gap_STAGE = teacher - student)."""
+    student, walls["distill_s"] = cli(
+        ["distill", "--project", args.project, "--run", teacher, *args.distill_arg], env, measure=True
+    )
+    k, got = args.top_k, {"student_run_id": student["run"], "student_peak_rss_gb": student.get("peak_rss_gb")}
+    got["student_validation_gap"] = student.get("gap_to_teacher")
+    for stage in ("bm25", "embedding"):
+        res, walls[f"evaluate_student_{stage}_s"] = evaluate_run(args, env, student["run"], stage)
+        got[f"ndcg10_student_{stage}_top{k}"] = res["reranked_ndcg10"]
+        got[f"ndcg10_student_{stage}_top{k}_ci"] = res["reranked_ndcg10_ci"]
+        got[f"distill_gap_{stage}"] = round(
+            out[f"ndcg10_finetuned_{stage}_top{k}"] - res["reranked_ndcg10"], 6
+        )
+    got["distill_target"] = f"distill_gap_bm25 <= {DISTILL_GAP} (teacher minus plain student, BM25 top {k})"
+    got["distill_target_met"] = got["distill_gap_bm25"] <= DISTILL_GAP
+    return got
+
+
+def distill_line(out: dict, k: int) -> str:
+    """One line: teacher and plain student side by side on each first stage's top k, the gap and the ECE."""
+    parts = [
+        f"{stage} top {k}: teacher {out[f'ndcg10_finetuned_{stage}_top{k}']:.4f} vs student "
+        f"{out[f'ndcg10_student_{stage}_top{k}']:.4f} (gap {out[f'distill_gap_{stage}']:+.4f})"
+        for stage in ("bm25", "embedding")
+    ]
+    ece = out.get("teacher_ece")
+    met = "met" if out["distill_target_met"] else "MISSED"
+    return (
+        f"distilled {out['student_run_id']} (NDCG@10): {'; '.join(parts)}; {out['distill_target']}: {met}; "
+        f"teacher ECE {'n/a' if ece is None else f'{ece:.4f}'} (goal <= {out.get('teacher_ece_target')})"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workspace", type=Path, help="workspace folder (default: a fresh temporary one)")
@@ -150,9 +258,17 @@ def main() -> None:
     parser.add_argument(
         "--max-eval-queries", type=int, help="short run: this many evaluation queries (fixed)"
     )
+    parser.add_argument(
+        "--distill",
+        action="store_true",
+        help="also `core distill` the run (its defaults), evaluate the plain student beside it, and print the "
+        f"teacher's ECE; exits non-zero when distill_gap_bm25 > {DISTILL_GAP} (not with --quick)",
+    )
+    parser.add_argument("--distill-arg", action="append", default=[], help="extra flag for `core distill`")
     args = parser.parse_args()
     if args.quick:
         args.train_arg = QUICK_TRAIN + args.train_arg
+        args.distill_arg = QUICK_DISTILL + args.distill_arg
         args.queries, args.test_queries = min(args.queries, 50), min(args.test_queries, 10)
     workspace = args.workspace or Path(tempfile.mkdtemp(prefix="rerank-outcome-"))
     env = {
@@ -184,45 +300,12 @@ def main() -> None:
         "defaults": chosen_defaults(train),
     }
     for stage in ("bm25", "embedding"):
-        res, walls[f"evaluate_{stage}_s"] = cli(
-            [
-                "evaluate",
-                "--project",
-                args.project,
-                "--run",
-                run_id,
-                "--first-stage",
-                stage,
-                "--top-k",
-                str(args.top_k),
-                *(["--bootstrap", "100", "--no-oracle"] if args.quick else []),
-            ],
-            env,
-        )
-        k = args.top_k
+        res, walls[f"evaluate_{stage}_s"] = evaluate_run(args, env, run_id, stage)
         out["queries"] = res["queries"]
-        out[f"ndcg10_{stage}"] = res["first_stage_ndcg10"]
-        out[f"ndcg10_{stage}_ci"] = res["first_stage_ndcg10_ci"]
-        out[f"ndcg10_finetuned_{stage}_top{k}"] = res["reranked_ndcg10"]
-        out[f"ndcg10_finetuned_{stage}_top{k}_ci"] = res["reranked_ndcg10_ci"]
-        out[f"mrr10_finetuned_{stage}_top{k}"] = res["reranked_mrr10"]
-        out[f"map_finetuned_{stage}_top{k}"] = res["reranked_map"]
-        out[f"margin_finetuned_over_{stage}"] = round(res["reranked_ndcg10"] - res["first_stage_ndcg10"], 6)
-        out[f"p_finetuned_vs_{stage}"] = res["reranked_vs_first_stage_p"]
-        out[f"oracle_ndcg10_finetuned_{stage}_top{k}"] = res.get("oracle_reranked_ndcg10")
-        if "cross_encoder_part_ndcg10" in res:  # a residual run: its score is logit + beta x embedding cosine
-            out[f"ndcg10_cross_encoder_part_{stage}_top{k}"] = res["cross_encoder_part_ndcg10"]
-            out["residual_beta"] = res.get("residual_beta")
-        if (
-            "prior_only_ndcg10" in res
-        ):  # the embedding cosine alone on these candidates: the cross-encoder adds the rest
-            out[f"ndcg10_prior_only_{stage}_top{k}"] = res["prior_only_ndcg10"]
-            out[f"p_finetuned_vs_prior_only_{stage}"] = res["reranked_vs_prior_only_p"]
-        if "fused_ndcg10" in res:
-            out[f"ndcg10_fused_{stage}_top{k}"] = res["fused_ndcg10"]
-            out[f"ndcg10_fused_{stage}_top{k}_ci"] = res["fused_ndcg10_ci"]
-            out[f"margin_fused_over_{stage}"] = round(res["fused_ndcg10"] - res["first_stage_ndcg10"], 6)
-            out["fused_alpha"] = res["fused_alpha"]
+        out.update(teacher_figures(res, stage, args.top_k))
+    if args.distill:
+        out.update(distill_and_compare(args, env, run_id, out, walls))
+        out.update(teacher_ece(args, env, workspace, run_id))
     out["beats_both_first_stages"] = all(out[f"margin_finetuned_over_{s}"] > 0 for s in ("bm25", "embedding"))
     metrics = train.get("metrics") or {}
     out["labelled_pairs_used"] = metrics.get("labelled_pairs_used")
@@ -246,8 +329,12 @@ def main() -> None:
         f"target ({arranged.get('split')} queries): {out['target']}: {'met' if out['target_met'] else 'MISSED'}",
         file=sys.stderr,
     )
+    if args.distill:
+        print(distill_line(out, args.top_k), file=sys.stderr)
     if not args.quick and not out["target_met"]:
         raise SystemExit("target missed: " + out["target"])
+    if args.distill and not args.quick and not out["distill_target_met"]:
+        raise SystemExit("distillation target missed: " + out["distill_target"])
 
 
 if __name__ == "__main__":

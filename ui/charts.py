@@ -302,6 +302,45 @@ def eval_score_figure(
     return fig
 
 
+def reliability_figure(bins: list[dict[str, float]], *, title: str, labels: str = "test labels") -> go.Figure:
+    """Predicted P(relevant) against the observed share relevant per bin: on the diagonal, a threshold means what
+    it says; markers sized by how many pairs fall in the bin."""
+    biggest = max((b["count"] for b in bins), default=1) or 1
+    fig = go.Figure()
+    fig.add_trace(
+        go.Scatter(
+            x=[0, 1],
+            y=[0, 1],
+            mode="lines",
+            name="perfectly calibrated",
+            line=dict(dash="dash", color="#888"),
+        )
+    )
+    fig.add_trace(
+        go.Scatter(
+            x=[b["predicted"] for b in bins],
+            y=[b["observed"] for b in bins],
+            mode="lines+markers",
+            name="relevance_score",
+            marker=dict(size=[8 + 22 * (b["count"] / biggest) ** 0.5 for b in bins], color="#4C78A8"),
+            customdata=[[b["lower"], b["upper"], b["count"]] for b in bins],
+            hovertemplate="bin %{customdata[0]:.1f}-%{customdata[1]:.1f}: predicted %{x:.3f}, observed %{y:.3f}"
+            " (%{customdata[2]} pairs)<extra></extra>",
+        )
+    )
+    fig.update_layout(
+        title=title,
+        xaxis_title="predicted P(relevant) (mean relevance_score in the bin)",
+        yaxis_title=f"observed share relevant ({_hover_safe(labels, 40, 40)})",
+        xaxis_range=[0, 1],
+        yaxis_range=[0, 1],
+        height=380,
+        margin=dict(l=40, r=10, t=40, b=40),
+        legend=dict(orientation="h", y=-0.2),
+    )
+    return fig
+
+
 # --- mining (Mine page) ----------------------------------------------------------------------------
 
 

@@ -40,6 +40,8 @@ class CalibrationReport:
     test_ece: float | None = None  # expected calibration error of relevance_score on the test candidate lists
     raw_sigmoid_ece: float | None = None  # the same for a plain sigmoid of the raw score, for comparison
     bins: list[dict[str, float]] = field(default_factory=list)  # reliability: predicted vs observed per bin
+    test_positives: int = 0
+    measured_on: str = ""  # which labels the plot and the ECE are measured on, in words
 
 
 def calibration_pairs(
@@ -82,7 +84,8 @@ def calibration_report(
 
     run = records.completed_run(conn, run_id, project)
     workspace = store.workspace_of(conn)
-    reranker = Reranker.load(records.model_folder(conn, run), workspace=workspace)
+    max_length = run.config.get("max_length")  # as the bundle export loads it
+    reranker = Reranker.load(records.model_folder(conn, run), max_length=max_length, workspace=workspace)
     cal, note = run_calibration(conn, run, reranker.score_groups, workspace)
     groups, labels, _ = calibration_pairs(conn, run, workspace, split="test")
     if cal is None or not groups:
@@ -90,6 +93,7 @@ def calibration_report(
     raw = np.concatenate([np.asarray(s, dtype=float) for s in reranker.score_groups(groups)])
     y = np.concatenate(labels)
     probs = apply_calibration(cal, raw)
+    k = TrainConfig.from_dict(run.config).candidates_k
     return CalibrationReport(
         run_id,
         cal,
@@ -98,6 +102,9 @@ def calibration_report(
         test_ece=expected_calibration_error(probs, y, bins),
         raw_sigmoid_ece=expected_calibration_error(apply_calibration(None, raw), y, bins),
         bins=reliability(probs, y, bins),
+        test_positives=int(y.sum()),
+        measured_on=f"the project's test set: {len(groups)} queries, the embedding model's top {k} candidates "
+        f"of each ({len(y)} pairs, {int(y.sum())} labelled relevant)",
     )
 
 

@@ -7,7 +7,9 @@ Layout: `cross-encoder/model.onnx` (+ tokenizer), `embedding-model/model.onnx` (
 L2-normalized sentence embedding), `onnx_spec.json` (the formula, runtime "onnx") and a README. The spec is NOT named
 `rerank_spec.json`: that name marks a torch bundle, and `Reranker.load`, `core serve` and the bundle's standalone
 loader would take this folder for one and fail on it; here they refuse it as "not a bundle" instead. `load(folder)`
-scores with onnxruntime by the same formula. Nothing stays on disk unless it passed.
+scores with onnxruntime by the same formula, after the cleaning rules the run's training data went through (recorded
+in the spec as in a bundle; `load(folder, clean=False)` scores texts as given). Nothing stays on disk unless it
+passed.
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ from typing import Any
 import numpy as np
 
 from core.export.bundle import BundleError, check_pairs, max_abs_diff, staged
+from core.export.calibrate import training_cleaning
+from core.ingest.cleaning import clean_input, inference_options
 from core.runs import records
 from core.scoring.reranker import Reranker, run_folder_spec
 
@@ -141,6 +145,7 @@ def export_onnx(
         _export(ce.model, ce.tokenizer, tmp / "cross-encoder", int(spec["max_length"]), pool=False)
         shipped = {k: v for k, v in spec.items() if k not in ("cross_encoder", "embedding_model")}
         shipped.update(runtime="onnx", cross_encoder="cross-encoder/model.onnx", run_id=run_id)
+        shipped["cleaning"] = training_cleaning(conn, run.project_id)
         if spec["kind"] != "cross-encoder":
             emb = models.load_embedder(spec["embedding_model"]["path"], device="cpu")
             _embedding_parts(emb)
@@ -198,6 +203,8 @@ def _readme(spec: dict[str, Any], info: dict[str, Any]) -> str:
         if spec["kind"] != "cross-encoder"
         else "- no embedding model: the score is the cross-encoder's alone",
         f"- `{ONNX_SPEC_FILE}`: the formula and its constants; `studio_onnx.json`: the export check",
+        f"- cleaning: {', '.join(spec.get('cleaning') or []) or 'none'} — the rules the training text went "
+        "through; apply them to queries and passages before scoring (the loader below does)",
         "",
         "In Rerank Studio: `from core.export.onnx import load; load(folder).score(query, passages)`.",
         "",
@@ -209,25 +216,30 @@ def _readme(spec: dict[str, Any], info: dict[str, Any]) -> str:
 
 
 class OnnxReranker:
-    """An ONNX export scored with onnxruntime by the spec's formula (the Reranker's `combine`)."""
+    """An ONNX export scored with onnxruntime by the spec's formula (the Reranker's `combine`), on texts cleaned
+    by the spec's rules (as training saw them) unless `clean` is off."""
 
-    def __init__(self, folder: str | Path) -> None:
+    def __init__(self, folder: str | Path, clean: bool = True) -> None:
         self.folder = Path(folder).resolve()
         path = self.folder / ONNX_SPEC_FILE
         if not path.is_file():
             raise BundleError(f"{self.folder} is not an ONNX export: expected {ONNX_SPEC_FILE}.")
         self.spec = json.loads(path.read_text())
         self._formula = Reranker(self.spec, None)
+        self.cleaning = inference_options(self.spec.get("cleaning"), clean)
 
     def score_groups(self, groups: list[tuple[str, list[str]]]) -> list[np.ndarray]:
-        """The run's full score for each (query, passages)."""
-        return onnx_scores(self.folder, self._formula, groups)
+        """The run's full score for each (query, passages), texts cleaned as the training data was."""
+        cleaned = [
+            (clean_input(q, self.cleaning), [clean_input(p, self.cleaning) for p in ps]) for q, ps in groups
+        ]
+        return onnx_scores(self.folder, self._formula, cleaned)
 
     def score(self, query: str, passages: list[str]) -> np.ndarray:
         """The run's full score of each passage for this query."""
         return self.score_groups([(query, list(passages))])[0]
 
 
-def load(folder: str | Path) -> OnnxReranker:
-    """An ONNX export, ready to score (onnxruntime on CPU)."""
-    return OnnxReranker(folder)
+def load(folder: str | Path, clean: bool = True) -> OnnxReranker:
+    """An ONNX export, ready to score (onnxruntime on CPU); clean=False scores texts exactly as given."""
+    return OnnxReranker(folder, clean)

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from core.errors import UserError
-from core.ingest.cleaning import CleaningOptions, clean_text
+from core.ingest.cleaning import CleaningOptions, clean_input, inference_options
 from core.scoring.calibration import apply_calibration
 
 MAX_BODY = 1 << 20  # 1 MiB
@@ -89,13 +89,11 @@ class ServedModel:
     def of(cls, reranker: Any, name: str, clean: bool = True) -> ServedModel:
         """Read the cleaning rules and the calibration from the model's spec (a run folder has neither)."""
         spec = reranker.spec
-        rules = spec.get("cleaning") or []
-        cleaning = CleaningOptions.from_names(rules) if clean and rules else CleaningOptions.none()
-        return cls(reranker, name, cleaning, spec.get("calibration"))
+        return cls(reranker, name, inference_options(spec.get("cleaning"), clean), spec.get("calibration"))
 
     def clean(self, text: str) -> str:
         """The text as training saw it (the bundle's cleaning rules), or as sent when cleaning is off."""
-        return clean_text(text, self.cleaning)[0] if self.cleaning.names() else text
+        return clean_input(text, self.cleaning)
 
     def inputs(self, request: dict[str, Any]) -> tuple[str, list[str]]:
         """The (query, passages) group to score, cleaned like the training data."""

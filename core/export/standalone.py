@@ -38,8 +38,8 @@ def _cleaner(folder: Path, rules: list[str]):
     module = importlib.util.module_from_spec(found)
     sys.modules[found.name] = module  # dataclasses look their module up while the file runs
     found.loader.exec_module(module)
-    options = module.CleaningOptions.from_names(list(rules))
-    return lambda text: module.clean_text(text, options)[0]
+    options = module.inference_options(rules)
+    return lambda text: module.clean_input(text, options)
 
 
 def calibrate(calibration: dict | None, scores: np.ndarray) -> np.ndarray:

@@ -224,6 +224,16 @@ def clean_text(text: str, options: CleaningOptions) -> tuple[str, tuple[str, ...
     return text, tuple(changed)
 
 
+def inference_options(rules: list[str] | tuple[str, ...] | None, on: bool = True) -> CleaningOptions:
+    """The rules a shipped model's spec names (none when switched off): served text is read like training text."""
+    return CleaningOptions.from_names(list(rules)) if on and rules else CleaningOptions.none()
+
+
+def clean_input(text: str, options: CleaningOptions) -> str:
+    """A text to score, cleaned as the training data was (exactly as given when no rule is on)."""
+    return clean_text(text, options)[0] if options.names() else text
+
+
 class Cleaner:
     """Cleans many texts with counts per rule; memoises repeats (a passage often appears in many rows)."""
 

@@ -242,3 +242,36 @@ def test_the_first_stage_picker_offers_the_hybrid_and_evaluates_with_it(stored):
     assert newest["params"]["first_stage"] == "hybrid" and newest["params"]["embedding_model"]
     at.run()
     assert not at.exception and at.selectbox(key="eval_pick").value == newest["id"]
+
+
+def test_reliability_plot_and_ece_of_the_selected_run(db, workspace, ce_folder):
+    """Issue 24: the Evaluate page measures the run's relevance_score — the map fitted on validation, the
+    reliability plot and the ECE on the test set's labels (the one computation, core.export.calibrate)."""
+    from core.export.calibrate import calibration_report
+
+    pid = seed_scifact(db, name="calibrated", n_train=18, n_test=8, n_extra=80)
+    insert_run(db, pid, ce_folder, run_id="run-cal")
+    ev.evaluate(db, pid, ["run-cal"], first_stage="bm25", top_k=5, include_base=False, n_bootstrap=50)
+    at = app(pid).run()
+    assert not at.exception and "Calibration of relevance_score" in [s.value for s in at.subheader]
+    assert at.selectbox(key="eval_cal_run").value == "run-cal"
+    charts_before = len(at.get("plotly_chart"))
+    at.button(key="eval_cal_go").click().run()
+    assert not at.exception and not [e.value for e in at.error if "beat" not in e.value]
+    want = calibration_report(db, "run-cal", pid)
+    assert (
+        want.calibration is not None
+        and want.calibration.fitted_on == "validation"
+        and want.test_ece is not None
+    )
+    shown = {m.label: m.value for m in at.metric}
+    assert shown["Expected calibration error (test labels)"] == f"{want.test_ece:.3f}"
+    assert shown["ECE of a plain sigmoid of the score"] == f"{want.raw_sigmoid_ece:.3f}"
+    assert shown["Test pairs"] == f"{want.test_pairs:,}"
+    assert len(at.get("plotly_chart")) == charts_before + 1  # the reliability diagram
+    said = " ".join(c.value for c in at.caption)
+    assert "Map fitted on the labels of validation" in said and "8 queries" in want.measured_on
+    assert f"measured on {escape_markdown(want.measured_on)}" in said and "test set" in want.measured_on
+    assert not [w for w in at.warning if "not an out-of-sample check" in w.value]
+    at.run()  # the measured report stays on screen across reruns
+    assert {m.label: m.value for m in at.metric}["Test pairs"] == f"{want.test_pairs:,}"
