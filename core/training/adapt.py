@@ -16,9 +16,8 @@ from core.training.config import TrainConfig
 from core.training.labels import Labels, read_labels
 from core.training.rows import LISTWISE, MAX_LISTS_PER_QUERY, rows_for_query
 
-MIN_VALIDATION_QUERIES = (
-    5  # a held-out slice smaller than this says nothing; fewer than 2x this: no slice at all
-)
+# a held-out slice smaller than this says nothing; fewer than 2x this: no slice at all
+MIN_VALIDATION_QUERIES = 5
 FIRST_STAGE_EXTRA = 10  # hard negatives the first stage gives a query beyond the asked count (no mining run)
 
 
@@ -78,9 +77,8 @@ class QueryNegatives:
     positives: int
     banned: set[int]  # its positives and reviewed-relevant passages: never a negative
     hard: list[int]  # hard negatives taken (empty before launch when the first stage gives them)
-    hard_count: (
-        int  # how many it gets (before launch from the first stage: what the first stage is asked for)
-    )
+    # how many it gets (before launch from the first stage: what the first stage is asked for)
+    hard_count: int
     have_random: list[int]  # random negatives a mining run already drew
     want_random: int
     random_count: int  # random negatives its pool can give (want_random unless the pool is short)
