@@ -282,6 +282,7 @@ def test_reliability_plot_and_ece_of_the_selected_run(db, workspace, ce_folder):
     assert "Map fitted on the labels of validation" in said and "8 queries" in want.measured_on
     assert f"measured on {escape_markdown(want.measured_on)}" in said and "test set" in want.measured_on
     assert not [w for w in at.warning if "not an out-of-sample check" in w.value]
-    reloaded = app(pid).run()  # a new session (a reload, a restarted studio): the stored report is shown again
+    # a new session (a reload, a restarted studio): the stored report is shown again
+    reloaded = app(pid).run()
     assert not reloaded.exception
     assert {m.label: m.value for m in reloaded.metric}["Test pairs"] == f"{want.test_pairs:,}"
