@@ -13,6 +13,7 @@ from typing import Any
 
 from core import bases, store
 from core.evaluation import job as evaluation_job
+from core.export import job as export_job
 from core.mining import job as mining_job
 from core.quality import job as quality_job
 from core.runs import jobs, worker
@@ -30,6 +31,7 @@ KINDS: dict[str, JobKind] = {
     "download": JobKind(run=bases.download_job),  # a hub model into the local cache (issue 16)
     "distill": training_job.DISTILL,  # a plain cross-encoder from any run (issue 24)
     "suspects": suspects_job.KIND,  # suspect labels and missing positives (issue 25)
+    export_job.NAME: export_job.KIND,  # a run's relevance_score measured on the test set (issue 24)
 }
 
 

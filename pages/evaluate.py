@@ -5,11 +5,11 @@ from __future__ import annotations
 import streamlit as st
 
 from core import estimates, evaluation, models, review, store
-from core.export import bundle, calibrate, onnx
+from core.export import bundle, onnx
 from core.markdown import escape_markdown as md
 from core.runs import records
 from core.scoring import playground
-from ui import charts
+from ui import calibration, charts
 from ui.common import conn, project, project_name
 from ui.job_panel import estimate_caption, job_panel, latest, submit
 
@@ -520,54 +520,5 @@ if play_go and play_query.strip():
     except (ValueError, OSError) as exc:
         st.error(str(exc))
 
-# --- 6. calibration ----------------------------------------------------------------------------------
-st.subheader("Calibration of relevance_score")
-st.caption(
-    "A bundle and the server return relevance_score: the run's score mapped to P(relevant) by a monotone map "
-    "fitted on the run's validation queries, never on test. Here that map is checked against the test set's labels: "
-    "on the diagonal, a cut-off at 0.8 keeps passages that are relevant 8 times in 10."
-)
-if run_ids:
-    cal_run = st.selectbox("Run", run_ids, key="eval_cal_run")
-    reports = st.session_state.setdefault("eval_cal_reports", {})
-    if st.button(
-        "Measure calibration",
-        icon=":material/straighten:",
-        key="eval_cal_go",
-        help="Fits the map on validation as the bundle does, then scores the test queries' candidate lists "
-        "(as long as an evaluation of one run).",
-    ):
-        try:
-            with st.spinner("Fitting on validation and scoring the test candidates…"):
-                reports[cal_run] = calibrate.calibration_report(db, cal_run, pid)
-        except (ValueError, OSError) as exc:
-            st.error(md(exc))
-    cal_report = reports.get(cal_run)
-    if cal_report is not None and (cal_report.calibration is None or cal_report.test_ece is None):
-        st.info(md(cal_report.note))
-    elif cal_report is not None:
-        m1, m2, m3 = st.columns(3)
-        m1.metric(
-            "Expected calibration error (test labels)",
-            f"{cal_report.test_ece:.3f}",
-            help="Mean gap between predicted P(relevant) and the observed share relevant, over 10 equal-width "
-            "bins weighted by their pairs. 0 is perfect; the studio's goal is at most 0.05.",
-        )
-        m2.metric("ECE of a plain sigmoid of the score", f"{cal_report.raw_sigmoid_ece:.3f}")
-        m3.metric("Test pairs", f"{cal_report.test_pairs:,}")
-        st.plotly_chart(
-            charts.reliability_figure(cal_report.bins, title=f"Reliability of run {cal_run}"),
-            key="eval_reliability",
-        )
-        st.caption(
-            f"Map fitted on the labels of {md(cal_report.calibration.fitted_on)} ({cal_report.calibration.pairs:,} "
-            f"pairs, {cal_report.calibration.positives:,} relevant; {md(cal_report.calibration.method)}). Plot and ECE "
-            f"measured on {md(cal_report.measured_on)} — the project's test set, also when the evaluation above "
-            "used an uploaded file."
-        )
-        if cal_report.calibration.fitted_on != "validation":
-            st.warning(
-                f"The map was fitted on {md(cal_report.calibration.fitted_on)}, not on a validation slice, so "
-                "this figure is not an out-of-sample check.",
-                icon=":material/warning:",
-            )
+# --- 6. calibration (a background job; the latest stored measurement of the chosen run) ---------------
+calibration.section(db, pid, run_ids)

@@ -25,6 +25,7 @@ KIND_LABEL = {
     "distill": "Distillation",
     "suspects": "Suspect search",
     "download": "Model download",
+    "calibrate": "Calibration measurement",
 }
 KIND_PAGE = {
     "mine": "pages/mine.py",
@@ -35,6 +36,7 @@ KIND_PAGE = {
     "distill": "pages/train.py",
     "suspects": "pages/review.py",
     "download": "pages/train.py",
+    "calibrate": "pages/evaluate.py",
 }
 
 

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from core import store
+from core.progress import Progress, noop, scaled
 from core.runs.run_row import Run
 from core.scoring.calibration import (
     Calibration,
@@ -42,6 +43,22 @@ class CalibrationReport:
     bins: list[dict[str, float]] = field(default_factory=list)  # reliability: predicted vs observed per bin
     test_positives: int = 0
     measured_on: str = ""  # which labels the plot and the ECE are measured on, in words
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON form a calibrate job stores as its result (core.export.job), bins included."""
+        return asdict(self)  # the calibration as Calibration.to_dict writes it (its fields, plainly)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> CalibrationReport:
+        """The report a job stored, read back as it was measured (keys this version does not know are ignored)."""
+        names = {f.name for f in fields(cls)}
+        values = {k: v for k, v in data.items() if k in names}
+        cal = values.get("calibration")
+        if isinstance(cal, dict):
+            known = {f.name for f in fields(Calibration)}
+            values["calibration"] = Calibration(**{k: v for k, v in cal.items() if k in known})
+        values["bins"] = [dict(b) for b in values.get("bins") or []]
+        return cls(**values)
 
 
 def calibration_pairs(
@@ -75,25 +92,45 @@ def run_calibration(
     return cal, f"calibrated on {fitted_on}: {cal.pairs} pairs, {cal.positives} relevant, ECE {cal.ece:.3f}"
 
 
+def _phase(progress: Progress, start: float, end: float, what: str) -> Progress:
+    """A phase's own 0..1 mapped onto [start, end] of the caller's bar, its messages prefixed with the phase."""
+    inner = scaled(progress, start, end)
+    return lambda fraction, message: inner(fraction, f"{what}: {message}")
+
+
 def calibration_report(
-    conn: sqlite3.Connection, run_id: str, project: int | None = None, bins: int = 10
+    conn: sqlite3.Connection,
+    run_id: str,
+    project: int | None = None,
+    bins: int = 10,
+    progress: Progress | None = None,
 ) -> CalibrationReport:
-    """Fit the run's calibration on validation (as its bundle does) and measure it on the test candidate lists."""
+    """Fit the run's calibration on validation (as its bundle does) and measure it on the test candidate lists.
+
+    progress(fraction, message) hears each phase (a job's callback raises there to cancel)."""
     from core.runs import records
     from core.scoring.reranker import Reranker
 
+    say = progress or noop
     run = records.completed_run(conn, run_id, project)
     workspace = store.workspace_of(conn)
     max_length = run.config.get("max_length")  # as the bundle export loads it
+    say(0.0, "loading the run's model")
     reranker = Reranker.load(records.model_folder(conn, run), max_length=max_length, workspace=workspace)
-    cal, note = run_calibration(conn, run, reranker.score_groups, workspace)
+    say(0.05, "fitting on validation: building the candidate lists")
+    fit = _phase(say, 0.05, 0.45, "fitting on validation")
+    cal, note = run_calibration(conn, run, lambda g: reranker.score_groups(g, fit), workspace)
+    say(0.5, "scoring the test candidates: building the candidate lists")
     groups, labels, _ = calibration_pairs(conn, run, workspace, split="test")
     if cal is None or not groups:
+        say(1.0, "nothing to measure")
         return CalibrationReport(run_id, cal, note if groups else f"{note}; the project has no test set")
-    raw = np.concatenate([np.asarray(s, dtype=float) for s in reranker.score_groups(groups)])
+    test = _phase(say, 0.5, 0.95, "scoring the test candidates")
+    raw = np.concatenate([np.asarray(s, dtype=float) for s in reranker.score_groups(groups, test)])
     y = np.concatenate(labels)
     probs = apply_calibration(cal, raw)
     k = TrainConfig.from_dict(run.config).candidates_k
+    say(1.0, f"measured on {len(y)} test pairs")
     return CalibrationReport(
         run_id,
         cal,

@@ -79,6 +79,16 @@ def list_jobs(conn: sqlite3.Connection, project: int, kind: str | None = None, l
     return [decode(conn, r) for r in rows]
 
 
+def latest_completed(conn: sqlite3.Connection, project: int, kind: str, **args: Any) -> Job | None:
+    """The newest completed job of a kind whose args hold these values: a stored result a page shows again."""
+    sql = "SELECT * FROM jobs WHERE project_id = ? AND kind = ? AND status = 'completed'"
+    params: list[Any] = [project, kind]
+    for key, value in args.items():
+        sql, params = sql + " AND json_extract(args, ?) = ?", [*params, f'$."{key}"', value]
+    row = conn.execute(sql + " ORDER BY id DESC LIMIT 1", params).fetchone()
+    return decode(conn, row) if row is not None else None
+
+
 # --- the queue --------------------------------------------------------------------------------
 
 

@@ -245,8 +245,9 @@ def test_the_first_stage_picker_offers_the_hybrid_and_evaluates_with_it(stored):
 
 
 def test_reliability_plot_and_ece_of_the_selected_run(db, workspace, ce_folder):
-    """Issue 24: the Evaluate page measures the run's relevance_score — the map fitted on validation, the
-    reliability plot and the ECE on the test set's labels (the one computation, core.export.calibrate)."""
+    """Issue 24: the Evaluate page measures the run's relevance_score in a background job (kind "calibrate") — the
+    map fitted on validation, the reliability plot and the ECE on the test set's labels (the one computation,
+    core.export.calibrate) — and shows the job's stored report, also on a fresh session (a reload)."""
     from core.export.calibrate import calibration_report
 
     pid = seed_scifact(db, name="calibrated", n_train=18, n_test=8, n_extra=80)
@@ -258,6 +259,14 @@ def test_reliability_plot_and_ece_of_the_selected_run(db, workspace, ce_folder):
     charts_before = len(at.get("plotly_chart"))
     at.button(key="eval_cal_go").click().run()
     assert not at.exception and not [e.value for e in at.error if "beat" not in e.value]
+    job = jobs.list_jobs(db, pid, "calibrate")[0]
+    assert job.args == {"run_id": "run-cal"}
+    assert at.button(key="eval_cal_go").disabled or job.status not in jobs.ACTIVE  # one at a time
+    done = queue.wait(db, job.id, timeout=300)
+    assert done.status == "completed", done.error
+    assert done.fraction == 1.0 and done.result["run_id"] == "run-cal"
+    at.run()
+    assert not at.exception and not at.button(key="eval_cal_go").disabled
     want = calibration_report(db, "run-cal", pid)
     assert (
         want.calibration is not None
@@ -273,5 +282,7 @@ def test_reliability_plot_and_ece_of_the_selected_run(db, workspace, ce_folder):
     assert "Map fitted on the labels of validation" in said and "8 queries" in want.measured_on
     assert f"measured on {escape_markdown(want.measured_on)}" in said and "test set" in want.measured_on
     assert not [w for w in at.warning if "not an out-of-sample check" in w.value]
-    at.run()  # the measured report stays on screen across reruns
-    assert {m.label: m.value for m in at.metric}["Test pairs"] == f"{want.test_pairs:,}"
+    # a new session (a reload, a restarted studio): the stored report is shown again
+    reloaded = app(pid).run()
+    assert not reloaded.exception
+    assert {m.label: m.value for m in reloaded.metric}["Test pairs"] == f"{want.test_pairs:,}"
