@@ -9,8 +9,8 @@ A bf16 CPU run also turns attention dropout off (`fused_attention`): PyTorch's f
 dropout, so with it on `scaled_dot_product_attention` takes the unfused math path (bmm, softmax, dropout, bmm), which
 under bf16 autocast upcasts and copies (copy_ was the top op of a bf16 step, 23%). `bench/training_step.py` (MiniLM-L6,
 32 pairs at length 128, fused AdamW, order alternated, 2-core AMX Xeon shared, load 5-9): per step, autocast alone
-1.06x fp32; autocast without attention dropout 1.58x (one run) and 1.27x (another), where fp32 without attention
-dropout was 1.33x: most of the gain is the fused kernel, not bf16 arithmetic. bf16 matmuls are 4.3x here but matmuls
+1.06x / 1.26x fp32 (two runs); autocast without attention dropout 1.58x / 1.46x in the same runs and 1.27x in a
+third, where fp32 without attention dropout was 1.33x: much of the gain is the fused kernel, not bf16 arithmetic. bf16 matmuls are 4.3x here but matmuls
 are only ~40% of an fp32 step (dropout RNG 10%, AdamW over 23M parameters, element-wise ops and autocast's casts are
 the rest). Hidden-state dropout stays. fp32 runs keep today's path, dropout included.
 """
