@@ -13,6 +13,11 @@ larger in size of the embedding first stage's and of the run's full score (its f
 cosine) over the first stage's top k. Goal (issue 23): both speed-ups >= 2.0, |ndcg10_delta| <= 0.005, on a
 trained model (`--model`, a run's model folder or a bundle); exits 1 on a miss.
 
+int8 (issue 23, not shipped): torch dynamic int8 (`quantize_dynamic`, nn.Linear, qint8) on a trained SciFact
+residual reranker, 300 sample pairs, 3 rounds alternated, load 4-7 (`bench/scoring_int8.py`): 15.1 pairs/s against
+bf16 weights' 21.0 and fp32's 10.6 (0.72x bf16), and NDCG@10 of the logits 0.5738 vs 0.5961 (-0.022; bf16 0.0).
+Slower than bf16 on AMX and outside 0.005, so the fast path here stays bf16.
+
 Make a trained model (SciFact sample, a few minutes):
     RERANK_STUDIO_HOME=/tmp/ws python -m core ingest sample_data/scifact --project sf
     RERANK_STUDIO_HOME=/tmp/ws python -m core mine --project sf

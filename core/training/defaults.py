@@ -182,11 +182,17 @@ def rows_per_epoch(cfg: TrainConfig, shape: ProjectShape) -> tuple[int, int]:
     return max(1, plan.rows_per_epoch), plan.pairs_per_row
 
 
+def rate_precision(cfg: TrainConfig) -> str | None:
+    """The precision the run's training rate is for: its setting, or None ('auto': what this process would use)."""
+    asked = (getattr(cfg, "precision", None) or "auto").strip().lower()
+    return None if asked == "auto" else asked
+
+
 def epoch_seconds(cfg: TrainConfig, rows: int, per_row: int, workspace: Path | None) -> float:
-    """Seconds one epoch takes at the measured (or default) training rate, at cfg.max_length."""
+    """Seconds one epoch takes at the measured (or default) training rate in the run's precision, at cfg.max_length."""
     from core import estimates
 
-    rate, _ = estimates.rate(workspace, "train_pairs_per_s")
+    rate, _ = estimates.rate(workspace, "train_pairs_per_s", rate_precision(cfg))
     return rows * per_row / (rate / max(1.0, cfg.max_length / estimates.REFERENCE_LENGTH))
 
 
@@ -194,7 +200,10 @@ def fit_time_budget(
     cfg: TrainConfig, shape: ProjectShape, budget_s: float, workspace: Path | None
 ) -> list[str]:
     """Lower the length (not below 128) until the minimum passes fit the budget, then epochs = what the budget buys
-    (at most the schedule's). Returns the reasons, for the form and the CLI."""
+    (at most the schedule's). Returns the reasons, for the form and the CLI; the last one (epochs) says the rate it
+    planned with, so a faster machine or precision shows what it bought."""
+    from core import estimates
+
     rows, per_row = rows_per_epoch(cfg, shape)
     passes = min(cfg.epochs, MIN_PASSES.get(cfg.loss, 1.0))
     notes = []
@@ -217,6 +226,7 @@ def fit_time_budget(
         if epochs < cfg.epochs
         else f"{epochs:g} epochs (~{epoch_s * epochs / 60:.0f} min), within the {budget_s / 60:.0f}-minute budget"
     )
+    notes[-1] += f" {estimates.training_rate_words(workspace, rate_precision(cfg))}"
     cfg.epochs = epochs
     return notes
 

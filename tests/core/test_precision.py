@@ -78,6 +78,27 @@ def test_training_arguments_follow_the_run_precision(monkeypatch):
     assert device_args.trainer_arguments(hw) == {"use_cpu": True, "bf16": False, "fp16": False}
 
 
+def test_bf16_cpu_training_turns_attention_dropout_off_and_fp32_keeps_it():
+    from core import models
+
+    def dropouts(model):
+        return sorted({m.p for m in model.modules() if isinstance(m, torch.nn.Dropout)})
+
+    model = models.load_cross_encoder(None, max_length=MAX_LENGTH)
+    assert dropouts(model) == [0.1]
+    fp32 = {"use_cpu": True, "bf16": False, "fp16": False, "precision_reason": "fp32: test"}
+    assert device_args.fused_attention(model, fp32) == 0 and dropouts(model) == [0.1]
+    bf16 = {"use_cpu": True, "bf16": True, "fp16": False, "precision_reason": "bf16 on AMX"}
+    layers = model.model.config.num_hidden_layers
+    assert device_args.fused_attention(model, bf16) == layers
+    assert dropouts(model) == [0.0, 0.1]  # hidden-state dropout stays
+    assert all(layer.attention.self.dropout.p == 0.0 for layer in model.model.bert.encoder.layer)
+    assert device_args.describe(bf16, "cpu").endswith(
+        "attention dropout off so the fused bf16 attention kernel runs."
+    )
+    assert device_args.trainer_arguments(bf16) == {"use_cpu": True, "bf16": True, "fp16": False}
+
+
 def test_bf16_copy_leaves_the_fp32_model_alone():
     layer = torch.nn.Linear(4, 2)
     fast = torch_precision.in_precision(layer, Precision("bf16", "test"), copy_first=True)
@@ -164,3 +185,25 @@ def test_bf16_embedder_pools_in_fp32_and_keeps_the_vectors():
     b = fast.encode([QUERY] + PASSAGES, normalize_embeddings=True)
     assert b.dtype == np.float32
     assert float(np.min(np.sum(a * b, axis=1))) >= 0.9995  # bf16 pooling alone gave 0.998 on SciFact
+
+
+def test_the_epochs_reason_says_the_rate_and_precision_it_planned_with(tmp_path, monkeypatch):
+    from core.training import defaults
+
+    monkeypatch.setattr(defaults, "rows_per_epoch", lambda cfg, shape: (1000, 8))
+    assert estimates.observe(tmp_path, estimates.rate_key("train_pairs_per_s", "bf16"), 30.0, "run:bf16")
+
+    def plan(precision):
+        cfg = TrainConfig(epochs=3.0, max_length=128, precision=precision)
+        return cfg, defaults.fit_time_budget(cfg, None, 600.0, tmp_path)
+
+    fast, fast_notes = plan("bf16")
+    slow, slow_notes = plan("fp32")
+    assert fast_notes[-1].endswith("at 30.0 pairs/s (length 128) in bf16, measured here")
+    assert slow_notes[-1].endswith("at 9.0 pairs/s (length 128) in fp32, default")
+    assert fast.epochs == pytest.approx(2.2) and slow.epochs == pytest.approx(
+        0.6
+    )  # 600 s x rate / 8,000 pairs
+    monkeypatch.setattr(precision, "_detected", lambda: None)
+    monkeypatch.setenv(PRECISION_ENV, "auto")
+    assert plan("auto")[1][-1].endswith("in fp32, default")  # auto: what this CPU would train in
