@@ -99,6 +99,9 @@ class TrainConfig:
     first-stage candidate lists."""
     precision: str = "auto"
     """auto | bf16 | fp32: CPU training precision; auto = bf16 autocast where the CPU has bf16 units (AMX)."""
+    attention_dropout: bool = True
+    """Keep attention dropout. Off lets a bf16 CPU step use PyTorch's fused attention kernel (1.3-1.6x a step in
+    bench/training_step.py); not the default until a full run shows the same validation NDCG@10 without it."""
 
     def validate(self) -> TrainConfig:
         """Check ranges before any model is loaded, with messages that say what is allowed."""

@@ -5,7 +5,8 @@ gradient-accumulation micro-batches that do. On a CPU the batch is kept as given
 autocast where the CPU has bf16 units (AMX, avx512_bf16; core.inference.precision), fp32 elsewhere or when the
 run's precision setting says fp32.
 
-A bf16 CPU run also turns attention dropout off (`fused_attention`): PyTorch's fused CPU attention kernel has no
+A bf16 CPU run with `attention_dropout` off (not the default: its effect on quality is not measured yet) turns
+attention dropout off (`fused_attention`): PyTorch's fused CPU attention kernel has no
 dropout, so with it on `scaled_dot_product_attention` takes the unfused math path (bmm, softmax, dropout, bmm), which
 under bf16 autocast upcasts and copies (copy_ was the top op of a bf16 step, 23%). `bench/training_step.py` (MiniLM-L6,
 32 pairs at length 128, fused AdamW, order alternated, 2-core AMX Xeon shared, load 5-9): per step, autocast alone
@@ -72,15 +73,16 @@ def cpu_precision(cfg: TrainConfig, device: str = "cpu") -> Precision:
     return choose(getattr(cfg, "precision", None) or "auto", device=device)
 
 
-def fused_attention(model: Any, hardware: dict[str, Any]) -> int:
-    """On a bf16 CPU run, attention dropout off so the fused attention kernel runs; returns the modules changed.
+def fused_attention(model: Any, hardware: dict[str, Any], keep_dropout: bool = False) -> int:
+    """On a bf16 CPU run that asked for it (`attention_dropout` off), attention dropout off so the fused attention
+    kernel runs; returns the modules changed.
 
     Only for models on sdpa attention (eager attention gains nothing from it); any other run is left unchanged."""
     import torch
 
     inner = getattr(model, "model", model)
     sdpa = getattr(getattr(inner, "config", None), "_attn_implementation", None) == "sdpa"
-    if not (hardware.get("bf16") and hardware.get("use_cpu") and sdpa):
+    if keep_dropout or not (hardware.get("bf16") and hardware.get("use_cpu") and sdpa):
         return 0
     changed = 0
     for module in inner.modules():

@@ -287,7 +287,7 @@ def make_trainer(
     )
     total, eval_steps = schedule(cfg, len(data.train_rows))
     hardware = device_args.hardware_arguments(cfg, model, pairs_per_row(data.train_rows))
-    device_args.fused_attention(model, hardware)
+    device_args.fused_attention(model, hardware, keep_dropout=cfg.attention_dropout)
     state["precision"] = "bf16" if hardware.get("bf16") else "fp16" if hardware.get("fp16") else "fp32"
     args = training_arguments(
         cfg,

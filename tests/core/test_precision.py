@@ -78,7 +78,7 @@ def test_training_arguments_follow_the_run_precision(monkeypatch):
     assert device_args.trainer_arguments(hw) == {"use_cpu": True, "bf16": False, "fp16": False}
 
 
-def test_bf16_cpu_training_turns_attention_dropout_off_and_fp32_keeps_it():
+def test_bf16_cpu_training_turns_attention_dropout_off_when_asked_and_fp32_keeps_it():
     from core import models
 
     def dropouts(model):
@@ -89,6 +89,7 @@ def test_bf16_cpu_training_turns_attention_dropout_off_and_fp32_keeps_it():
     fp32 = {"use_cpu": True, "bf16": False, "fp16": False, "precision_reason": "fp32: test"}
     assert device_args.fused_attention(model, fp32) == 0 and dropouts(model) == [0.1]
     bf16 = {"use_cpu": True, "bf16": True, "fp16": False, "precision_reason": "bf16 on AMX"}
+    assert device_args.fused_attention(model, dict(bf16), keep_dropout=True) == 0 and dropouts(model) == [0.1]
     layers = model.model.config.num_hidden_layers
     assert device_args.fused_attention(model, bf16) == layers
     assert dropouts(model) == [0.0, 0.1]  # hidden-state dropout stays
