@@ -6,7 +6,7 @@ from __future__ import annotations
 import sqlite3
 from typing import Any
 
-from core.export.calibrate import CalibrationReport
+from core.export.calibrate import CalibrationReport, calibration_report
 from core.progress import Progress
 from core.runs import jobs
 from core.runs.kinds import JobKind, ShouldCancel, tolerant
@@ -22,8 +22,6 @@ def calibrate(
     should_cancel: ShouldCancel,
 ) -> dict[str, Any]:
     """Measure args["run_id"]'s calibration (fit on validation, score the test lists); the report is the result."""
-    from core.export.calibrate import calibration_report
-
     run_id = str(args["run_id"])
     report = calibration_report(conn, run_id, project, progress=tolerant(progress, should_cancel))
     return {"run_id": run_id, "report": report.to_dict()}
