@@ -78,8 +78,9 @@ class RerankingEvaluator(BaseEvaluator):
             )
             self.best = (steps, value, vec)
         else:
+            verdict = "worse beyond the noise" if diff.worse_beyond_noise else "within the noise"
             self.decisions.append(
-                f"step {steps}: {value:.4f}, {diff.text()} over step {self.best[0]}: within the noise, "
+                f"step {steps}: {value:.4f}, {diff.text()} over step {self.best[0]}: {verdict}, "
                 f"step {self.best[0]} stays the best"
             )
         return self.best[1]

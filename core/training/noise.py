@@ -34,6 +34,11 @@ class Difference:
         """Better at p < 0.05 (one-sided); with under 2 queries nothing is."""
         return self.queries >= 2 and self.mean > 0 and self.mean > Z_ONE_SIDED * self.se
 
+    @property
+    def worse_beyond_noise(self) -> bool:
+        """Worse at p < 0.05 (one-sided): a drop the log must not call noise."""
+        return self.queries >= 2 and self.mean < 0 and -self.mean > Z_ONE_SIDED * self.se
+
     def text(self) -> str:
         """'+0.0070 ± 0.0041 (SE) on 81 queries'."""
         return f"{self.mean:+.4f} ± {self.se:.4f} (SE) on {self.queries} queries"

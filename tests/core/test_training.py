@@ -449,7 +449,7 @@ def test_a_failure_marks_only_that_run_failed(scifact_project, tmp_path):
         training.train_project(db, pid, tiny(base_model=str(broken), validation="none"))
     runs = {r.id: r for r in launch.list_runs(db, pid)}
     failed = [r for r in runs.values() if r.status == "failed"]
-    assert len(failed) == 1 and "Could not load cross-encoder" in failed[0]["error"]
+    assert len(failed) == 1 and "Could not load cross-encoder" in failed[0].error
     assert runs[other].status == "completed"
 
 

@@ -37,6 +37,9 @@ def test_a_checkpoint_replaces_the_best_only_beyond_the_noise():
     assert "within the noise, step 100 stays the best" in ev.decisions[-1]
     clear = first + 0.1  # every query better: beyond the noise
     assert ev.decide(clear, 300) == clear.mean() and "new best" in ev.decisions[-1]
+    drop = clear - 0.05  # every query worse: a drop beyond the noise is not called noise
+    assert ev.decide(drop, 400) == clear.mean()
+    assert "worse beyond the noise, step 300 stays the best" in ev.decisions[-1]
 
 
 def test_the_evaluator_reports_the_interval_and_the_decision_figure():
