@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 JSON_COLUMNS = ("config", "snapshot", "metrics", "progress")
@@ -34,10 +34,6 @@ class Run:
     def source(self) -> str:
         """The folder a Reranker loads this run from: the bundle when there is one, else the model folder."""
         return self.bundle or self.model_dir or ""
-
-    def with_metrics(self, **values: Any) -> Run:
-        """The same run with some metrics added (a record is never changed in place)."""
-        return replace(self, metrics={**self.metrics, **values})
 
 
 def decode(row: sqlite3.Row) -> Run:
