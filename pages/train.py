@@ -198,7 +198,7 @@ with st.container(border=True):  # not a form: the estimate under it follows eve
     try:
         cfg.validate()  # an invalid value is said as such, before any arithmetic on it
         adapted = training.adaptation(cfg, judged)
-        estimate = training.budget.for_project(cfg, judged, store.workspace_of(db)).text()
+        estimate = training.budget.for_project(cfg, adapted, store.workspace_of(db)).text()
     except StudioError as exc:
         estimate = f"not available ({exc})"
     if adapted is not None:  # what the data makes this run change, before it is launched

@@ -187,6 +187,11 @@ class Adaptation:
     hard_source: str
     notes: list[str] = field(default_factory=list)
 
+    @property
+    def epoch_rows(self) -> tuple[int, int]:
+        """(rows an epoch, pairs a row) as the time budget and the estimate count them (at least one row)."""
+        return max(1, self.rows_per_epoch), self.pairs_per_row
+
     def text(self) -> str:
         """'292 rows an epoch (8 passages each) from 657 training queries, 73 held out for validation'."""
         held = f", {self.validation_queries} held out for validation" if self.validation == "split" else ""

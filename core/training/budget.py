@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from core import estimates, models
-from core.training.adapt import ProjectShape
+from core.training.adapt import Adaptation
 from core.training.config import ConfigError, TrainConfig
 
 RUNTIME_BYTES = 900 * 2**20  # python, torch, tokenizers, datasets and the run's data before the model
@@ -198,12 +198,12 @@ def fit(
     return cfg, budget
 
 
-def for_project(cfg: TrainConfig, shape: ProjectShape, workspace: Path | None) -> Budget:
-    """The estimate before any row is built (the Train form, the CLI): the rows per epoch the run will build."""
+def for_project(cfg: TrainConfig, plan: Adaptation, workspace: Path | None) -> Budget:
+    """The estimate before any row is built (the Train form, the CLI): the rows per epoch the run will build, from
+    the plan the caller already shows (computed once)."""
     from core.inference.device import pick_device
-    from core.training.defaults import rows_per_epoch
     from core.training.device_args import cpu_precision
 
-    rows, per_row = rows_per_epoch(cfg, shape)
+    rows, per_row = plan.epoch_rows
     precision = cpu_precision(cfg, pick_device()).name
     return estimate(cfg, rows, workspace, per_row if cfg.loss != "bce" else 1, precision=precision)

@@ -122,7 +122,8 @@ def config_from_args(
 def launch_plan(conn: Any, cfg: TrainConfig, shape: ProjectShape, reasons: dict[str, str]) -> dict[str, Any]:
     """What the CLI says before training (on stderr) and in its JSON line: the defaults' reasons, what the data made
     the run adapt, and the estimate."""
-    plan = budget.for_project(cfg, shape, store.workspace_of(conn))
+    adapted = adaptation(cfg, shape)
+    plan = budget.for_project(cfg, adapted, store.workspace_of(conn))
     keys = (
         "loss",
         "max_length",
@@ -138,7 +139,7 @@ def launch_plan(conn: Any, cfg: TrainConfig, shape: ProjectShape, reasons: dict[
     out = {
         "config": chosen,
         "defaults": reasons,
-        "adapted": adaptation(cfg, shape).to_dict(),
+        "adapted": adapted.to_dict(),
         "estimate": plan.to_dict(),
         "estimate_text": plan.text(),
     }

@@ -178,8 +178,7 @@ def length_from_data(lengths: np.ndarray, limit: int) -> tuple[int, str]:
 def rows_per_epoch(cfg: TrainConfig, shape: ProjectShape) -> tuple[int, int]:
     """(training rows, pairs per row) one epoch will have: the rows the run builds (core.training.adapt), so the time
     budget counts what the redrawn lists train on."""
-    plan = adaptation(cfg, shape)
-    return max(1, plan.rows_per_epoch), plan.pairs_per_row
+    return adaptation(cfg, shape).epoch_rows
 
 
 def rate_precision(cfg: TrainConfig) -> str | None:
