@@ -11,14 +11,13 @@ from collections.abc import Sequence
 from typing import Any
 
 from core.errors import UserError
+from core.scoring.first_stage import FIRST_STAGES as FIRST_STAGE_KINDS
 
 Ranking = list[tuple[str, float]]  # (passage key, score), best first
 
 SEARCHED = (
-    "bm25",
-    "embedding",
-    "hybrid",
-)  # first stages that search the corpus (core.scoring.first_stage.search)
+    FIRST_STAGE_KINDS  # first stages that search the corpus: core.scoring.first_stage.search's own list
+)
 EMBEDDED = ("embedding", "hybrid")  # first stages that embed the corpus with an embedding model
 FIRST_STAGES = {
     "bm25": "BM25 (bm25s)",
