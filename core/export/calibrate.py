@@ -129,7 +129,7 @@ def calibration_report(
     raw = np.concatenate([np.asarray(s, dtype=float) for s in reranker.score_groups(groups, test)])
     y = np.concatenate(labels)
     probs = apply_calibration(cal, raw)
-    k = TrainConfig.from_dict(run.config).candidates_k
+    cfg = TrainConfig.from_dict(run.config)  # its candidate lists: candidates_k from its candidates_from
     say(1.0, f"measured on {len(y)} test pairs")
     return CalibrationReport(
         run_id,
@@ -140,8 +140,8 @@ def calibration_report(
         raw_sigmoid_ece=expected_calibration_error(apply_calibration(None, raw), y, bins),
         bins=reliability(probs, y, bins),
         test_positives=int(y.sum()),
-        measured_on=f"the project's test set: {len(groups)} queries, the embedding model's top {k} candidates "
-        f"of each ({len(y)} pairs, {int(y.sum())} labelled relevant)",
+        measured_on=f"the project's test set: {len(groups)} queries, the top {cfg.candidates_k} candidates of each "
+        f"from the run's {cfg.candidates_from} first stage ({len(y)} pairs, {int(y.sum())} labelled relevant)",
     )
 
 

@@ -280,6 +280,7 @@ def test_reliability_plot_and_ece_of_the_selected_run(db, workspace, ce_folder):
     assert len(at.get("plotly_chart")) == charts_before + 1  # the reliability diagram
     said = " ".join(c.value for c in at.caption)
     assert "Map fitted on the labels of validation" in said and "8 queries" in want.measured_on
+    assert "from the run's embedding first stage" in want.measured_on  # the lists the run itself ranks
     assert f"measured on {escape_markdown(want.measured_on)}" in said and "test set" in want.measured_on
     assert not [w for w in at.warning if "not an out-of-sample check" in w.value]
     # a new session (a reload, a restarted studio): the stored report is shown again
