@@ -102,6 +102,16 @@ def load_embedder(
             raise ModelError(f"Could not load embedding model {spec or BUNDLED!r}: {exc}") from exc
 
 
+def trainable_embedder(spec: str | None = None, *, trust_remote_code: bool = False) -> SentenceTransformer:
+    """A private copy to fine-tune: the shared one (load_embedder) keeps serving the cached embeddings."""
+    from sentence_transformers import SentenceTransformer
+
+    try:
+        return SentenceTransformer(resolve(spec), device="cpu", **_load_kwargs(trust_remote_code))
+    except Exception as exc:  # noqa: BLE001 - report any loader failure as a model problem
+        raise ModelError(f"Could not load embedding model {spec or BUNDLED!r}: {exc}") from exc
+
+
 def load_cross_encoder(
     spec: str | None = None,
     *,

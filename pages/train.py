@@ -70,6 +70,8 @@ st.caption(
 proposed, why = training.propose_loss(shape, fresh=fresh)
 if reasons:
     st.caption(f"Max length {defaults.max_length}: {reasons['max_length']}. Epochs: {reasons['epochs']}.")
+    if "prior_steps" in reasons:
+        st.caption(f"Embedding model: {reasons['prior_steps']}.")
 
 with st.container(border=True):  # not a form: the estimate under it follows every edit
     st.subheader("Loss")
@@ -174,6 +176,18 @@ with st.container(border=True):  # not a form: the estimate under it follows eve
         "nothing is mined. Hybrid fuses BM25 and the embedding model by reciprocal rank; on development data it "
         "helped on SciFact (held-out train) and not on NFCorpus (dev), so it is an option, not the default.",
     )
+    prior_steps = 0
+    if loss == "residual":
+        prior_steps = st.number_input(
+            "Fine-tune the embedding model first (steps of 32 judged pairs; 0 = off)",
+            0,
+            100_000,
+            int(defaults.prior_steps),
+            key="prior_steps",
+            help="The residual adds this model's cosine to the cross-encoder's logit. A bi-encoder step is ~3.5x "
+            "cheaper a pair, so on a project too large for one cross-encoder epoch it lets far more of your "
+            "labels count; the candidate lists still come from the untouched first stage.",
+        )
     cfg = training.TrainConfig(
         base_model=base,
         loss=loss,
@@ -193,6 +207,7 @@ with st.container(border=True):  # not a form: the estimate under it follows eve
         random_negatives=int(rand),
         candidates_from=candidates_from,
         fusion=fusion,
+        prior_steps=int(prior_steps),
     )
     adapted = None
     try:

@@ -45,15 +45,20 @@ def candidate_samples(
     spec: str,
     workspace: Path | None,
     kind: str = "embedding",
+    prior: str | None = None,
 ) -> list[dict[str, Any]]:
-    """One validation/test list per query: its first-stage top k, positives by text and their graded gains; from the
-    hybrid, `baseline_scores` (RRF) give the first stage's order and `first_stage_scores` stay the cosine prior."""
+    """One validation/test list per query: its first-stage top k, positives by text and their graded gains. When the
+    first stage's scores are not the residual's prior (a hybrid's RRF, or a run with a tuned prior model),
+    `baseline_scores` give the first stage's order and `first_stage_scores` are the prior's cosines."""
     if not qids:
         return []
     found = tops(conn, project, [qtext[q] for q in qids], k, spec, workspace, kind)
+    separate = kind == "hybrid" or bool(prior)
     cosines: list[Any] = (
-        embedding_scores([(qtext[q], [texts[p] for p, _ in t]) for q, t in zip(qids, found)], spec, workspace)
-        if kind == "hybrid"
+        embedding_scores(
+            [(qtext[q], [texts[p] for p, _ in t]) for q, t in zip(qids, found)], prior or spec, workspace
+        )
+        if separate
         else [[s for _, s in t] for t in found]
     )
     out = []
@@ -66,7 +71,7 @@ def candidate_samples(
                 "gains": {texts[p]: float(g) for p, g in judged.items()},
                 "documents": [texts[p] for p, _ in top],
                 "first_stage_scores": [float(c) for c in cos],
-                **({"baseline_scores": [s for _, s in top]} if kind == "hybrid" else {}),
+                **({"baseline_scores": [s for _, s in top]} if separate else {}),
             }
         )
     return out

@@ -35,6 +35,7 @@ DATA_FIELDS = (
     "candidates_from",
     "first_stage_model",
     "residual_beta",
+    "prior_steps",
 )
 
 
@@ -97,6 +98,9 @@ class TrainConfig:
     residual_beta: float | None = None
     """Residual loss: weight of the embedding cosine in the score; None = fitted on the training queries'
     first-stage candidate lists."""
+    prior_steps: int = 0
+    """Residual loss: steps (32 judged pairs each) of fine-tuning the embedding model that gives the prior, before the
+    cross-encoder trains; 0 = off. The defaults turn it on when the time budget buys less than one epoch."""
     precision: str = "auto"
     """auto | bf16 | fp32: CPU training precision; auto = bf16 autocast where the CPU has bf16 units (AMX)."""
     attention_dropout: bool = True
@@ -166,6 +170,10 @@ def _data_problem(c: TrainConfig) -> str | None:
         return f"Candidates from {c.candidates_from!r} is unknown: choose {' or '.join(CANDIDATE_SOURCES)}."
     if not (1 <= int(c.candidates_k) <= 1000):
         return "Candidates per query must be between 1 and 1000."
+    if not (isinstance(c.prior_steps, int) and 0 <= c.prior_steps <= 100_000):
+        return f"Prior steps {c.prior_steps!r} is out of range: use a whole number 0 .. 100000 (0 = off)."
+    if c.prior_steps and c.loss != "residual":
+        return "Prior steps tune the residual loss's embedding model: set them with the residual loss, or 0."
     if c.residual_beta is not None and not (0 <= float(c.residual_beta) <= 1000):
         return f"Residual beta {c.residual_beta} is out of range (0 .. 1000)."
     return None

@@ -216,10 +216,15 @@ def _stats(
 
 
 def build_data(
-    conn: sqlite3.Connection, project: int, cfg: TrainConfig, workspace: Path | None = None
+    conn: sqlite3.Connection,
+    project: int,
+    cfg: TrainConfig,
+    workspace: Path | None = None,
+    prior: str | None = None,
 ) -> TrainingData:
     """Datasets from the store: positives (label > 0 and reviewed false negatives), negatives (hard mined ones not
-    marked relevant, random ones, uploaded label-0 pairs), a validation slice of training queries, the test set."""
+    marked relevant, random ones, uploaded label-0 pairs), a validation slice of training queries, the test set.
+    `prior`: the run's fine-tuned embedding model (core.training.prior), whose cosine the residual adds to."""
     rng = random.Random(cfg.seed)
     if not store.fetch_pairs(conn, project, "train"):
         raise ConfigError("The project has no training pairs: import data on the Data page first.")
@@ -248,13 +253,15 @@ def build_data(
             cfg.first_stage_model,
             workspace,
             cfg.candidates_from,
+            prior,
         )
 
     residual_beta = None
+    prior_spec = prior or cfg.first_stage_model
     pools, pool_texts = counts.pop("pools"), counts.pop("pool_texts")
     if cfg.loss == RESIDUAL:
-        rows = rowshape.add_priors(rows, cfg.first_stage_model, workspace)
-        pools = redraw.add_cosines(pools, pool_texts, cfg.first_stage_model, workspace)
+        rows = rowshape.add_priors(rows, prior_spec, workspace)
+        pools = redraw.add_cosines(pools, pool_texts, prior_spec, workspace)
         residual_beta = (
             float(cfg.residual_beta)
             if cfg.residual_beta is not None
@@ -271,6 +278,8 @@ def build_data(
     stats["lists"] = "drawn afresh at each step from every judged passage" if pools else "fixed"
     if residual_beta is not None:
         stats["residual_beta"] = residual_beta
+    if prior:
+        stats["prior_model"] = prior
     n_neg = counts["hard_negatives"] + counts["random_negatives"] + counts["upload_negatives"]
     snapshot = _snapshot(conn, project, rows, eval_samples, stats, stats["positives"], n_neg)
     return TrainingData(

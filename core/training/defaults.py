@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from pathlib import Path
@@ -11,6 +12,7 @@ import numpy as np
 
 from core import models
 from core.scoring.formulas import RESIDUAL
+from core.training import prior
 from core.training.adapt import MIN_VALIDATION_QUERIES, ProjectShape, adaptation, project_shape
 from core.training.config import TrainConfig
 
@@ -230,6 +232,21 @@ def fit_time_budget(
     return notes
 
 
+def prior_plan(cfg: TrainConfig, budget_s: float, workspace: Path | None) -> tuple[str, float]:
+    """Give the embedding model's fine-tuning its share of the budget (sets cfg.prior_steps); (why, seconds)."""
+    from core import estimates
+
+    seconds = budget_s * prior.PRIOR_SHARE
+    rate, _ = estimates.rate(workspace, "train_pairs_per_s", rate_precision(cfg))
+    cfg.prior_steps = prior.planned_steps(seconds, rate, cfg.max_length)
+    why = (
+        f"the budget buys the cross-encoder less than one epoch, so the embedding model that gives the prior is "
+        f"fine-tuned first: {cfg.prior_steps} steps x {prior.PRIOR_BATCH} judged pairs (~{seconds / 60:.0f} min, "
+        "every query in turn); chosen on NFCorpus dev (bench/prior_tuning.py)"
+    )
+    return why, seconds
+
+
 def project_defaults(
     conn: Any,
     project: int,
@@ -256,7 +273,13 @@ def project_defaults(
         length_why = f"token lengths not measured ({exc}); kept {cfg.max_length}"
     reasons = {"max_length": length_why}
     judged = project_shape(conn, project)
-    notes = fit_time_budget(cfg, judged, budget_s, workspace)
+    trial = dataclasses.replace(cfg)
+    notes = fit_time_budget(trial, judged, budget_s, workspace)
+    if prior.wanted(trial, trial.epochs if trial.epochs < cfg.epochs else 1.0):
+        reasons["prior_steps"], prior_s = prior_plan(cfg, budget_s, workspace)
+        notes = fit_time_budget(cfg, judged, budget_s - prior_s, workspace)
+    else:
+        cfg = trial
     if notes[:-1]:
         reasons["max_length"] += "; " + notes[0]
     reasons["epochs"] = notes[-1]

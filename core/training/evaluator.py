@@ -42,11 +42,14 @@ def run_scores(
     return [reranker.combine(c, s["first_stage_scores"]) for c, s in zip(ce, samples)], ce
 
 
+def first_stage_order(samples: list[dict[str, Any]]) -> list[np.ndarray]:
+    """Each list's first-stage scores (a hybrid's RRF, the untouched embedding model's cosine), not the prior's."""
+    return [np.asarray(s.get("baseline_scores", s["first_stage_scores"]), dtype=float) for s in samples]
+
+
 def first_stage_metrics(samples: list[dict[str, Any]]) -> dict[str, float]:
     """NDCG@10 / MRR@10 of the candidate lists in first-stage order (the baseline a reranker must beat)."""
-    return rank_metrics(
-        samples, [np.asarray(s.get("baseline_scores", s["first_stage_scores"]), dtype=float) for s in samples]
-    )
+    return rank_metrics(samples, first_stage_order(samples))
 
 
 DECISION = "decision_ndcg@10"  # what keep-best and early stopping compare: it moves only beyond the noise

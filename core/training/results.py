@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
-
 from core import models
 from core.evaluation.statistics import paired_test
 from core.scoring.formulas import PRIMARY, RESIDUAL, choose_fusion
@@ -13,7 +11,7 @@ from core.scoring.metrics import rank_metrics
 from core.scoring.reranker import Reranker
 from core.training.config import TrainConfig
 from core.training.data import TrainingData
-from core.training.evaluator import first_stage_metrics, run_scores
+from core.training.evaluator import first_stage_metrics, first_stage_order, run_scores
 from core.training.noise import Difference, difference, per_query_ndcg
 from core.training.presenters import verdict
 
@@ -41,7 +39,7 @@ def test_labels_used_for(cfg: TrainConfig, eval_source: str, beta: float | None)
 
 def vs_first_stage(samples: list[dict[str, Any]], scores: list[Any]) -> dict[str, Any]:
     """The paired randomization test of a scoring against the first stage's order, per list (NDCG@10)."""
-    first = [np.asarray(s["first_stage_scores"], dtype=float) for s in samples]
+    first = first_stage_order(samples)
     test = paired_test(per_query_ndcg(samples, first).tolist(), per_query_ndcg(samples, scores).tolist())
     keep = ("mean_diff", "p_value", "significant", "n", "draws", "method")
     return {k: test[k] for k in keep}
@@ -64,13 +62,18 @@ def _figures(
     return out, ce, full
 
 
+def prior_model(cfg: TrainConfig, data: TrainingData) -> str:
+    """The embedding model whose cosine the run's score adds: its tuned prior if it has one, else the first stage's."""
+    return str(data.stats.get("prior_model") or models.model_key(cfg.first_stage_model))
+
+
 def _fusion(cfg: TrainConfig, data: TrainingData, ce_val: list[Any], alone: float) -> dict[str, Any] | None:
     """The blend with the first stage, chosen on validation, kept only when it beats the cross-encoder alone."""
     fusion = choose_fusion(data.eval_samples, ce_val)
     if fusion["alpha"] < 1.0 and fusion["validation_ndcg@10"] > alone:
         return {
             "alpha": fusion["alpha"],
-            "first_stage": f"embedding:{models.model_key(cfg.first_stage_model)}",
+            "first_stage": f"embedding:{prior_model(cfg, data)}",
             "method": "alpha*z(ce)+(1-alpha)*z(first_stage cosine), z-scored per query over the top-k",
             "chosen_on": data.eval_source,
             **{k: v for k, v in fusion.items() if k != "alpha"},
@@ -120,10 +123,14 @@ def final_metrics(
         metrics["fusion"] = {
             "method": RESIDUAL,
             "beta": beta,
-            "first_stage": f"embedding:{models.model_key(cfg.first_stage_model)}",
+            "first_stage": f"embedding:{prior_model(cfg, data)}",
             "formula": "score = cross-encoder logit + beta x cosine(query, passage) of the "
             "embedding model (as trained)",
         }
+        if data.stats.get("prior_model"):
+            metrics["fusion"]["prior"] = (
+                "the first stage's embedding model, fine-tuned on the judged pairs first"
+            )
     used = test_labels_used_for(cfg, data.eval_source, beta)
     if used:
         metrics["test_labels_used_for"] = used

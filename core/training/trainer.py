@@ -23,7 +23,7 @@ from core import models, store
 from core.runs.liveness import Heartbeat
 from core.runs.records import add_event, get_run, latest_checkpoint, run_folder, update_run
 from core.runs.run_row import Run
-from core.training import budget, continued, device_args, snapshot
+from core.training import budget, continued, device_args, prior, snapshot
 from core.training.beta import source as beta_source
 from core.training.callbacks import StoreProgress
 from core.training.config import ConfigError, TrainConfig
@@ -124,14 +124,65 @@ def failure_reason(exc: BaseException) -> str:
     return text[:1000]
 
 
+def tune_prior(
+    conn: sqlite3.Connection, run: Run, cfg: TrainConfig, folder: Path, workspace: Path, state: dict[str, Any]
+) -> dict[str, Any] | None:
+    """The embedding model fine-tuned first when the run asks for it (rank 0 tunes, the others wait and load it)."""
+    if cfg.loss != "residual" or cfg.prior_steps <= 0:
+        return None
+    t0 = time.time()
+
+    def report(step: int, total: int) -> bool:
+        if is_main():
+            rate = step / max(time.time() - t0, 1e-6)
+            update_run(
+                conn,
+                run.id,
+                heartbeat_at=store.now(),
+                progress={
+                    "phase": "tuning the embedding model",
+                    "step": step,
+                    "total": total,
+                    "elapsed_s": round(time.time() - state["t0"], 1),
+                    "eta_s": round((total - step) / rate, 1) if rate > 0 else None,
+                },
+            )
+        asked = conn.execute("SELECT cancel_requested FROM runs WHERE id = ?", (run.id,)).fetchone()[0]
+        if state.get("signal") or asked:
+            state["cancelled"] = True
+        return not state.get("cancelled")
+
+    if is_main():
+        add_event(
+            conn,
+            run.id,
+            "message",
+            {
+                "text": f"Fine-tuning the embedding model for {cfg.prior_steps} steps before the cross-encoder."
+            },
+        )
+        tuned = prior.ensure(conn, run.project_id, cfg, folder, workspace, report)
+    barrier()
+    if not is_main():
+        tuned = prior.ensure(conn, run.project_id, cfg, folder, workspace)
+    if tuned and is_main() and not tuned.get("resumed"):
+        add_event(conn, run.id, "message", {"text": prior.describe(tuned)})
+    return tuned
+
+
 def run_data(
-    conn: sqlite3.Connection, run: Run, cfg: TrainConfig, folder: Path, workspace: Path
+    conn: sqlite3.Connection,
+    run: Run,
+    cfg: TrainConfig,
+    folder: Path,
+    workspace: Path,
+    tuned: dict[str, Any] | None = None,
 ) -> TrainingData:
     """The run's data: its frozen snapshot when it has one (resume), else built from the project and frozen."""
     data = snapshot.load(folder, cfg)
     resumed = data is not None
     if data is None:
-        data = build_data(conn, run.project_id, cfg, workspace)
+        data = build_data(conn, run.project_id, cfg, workspace, tuned["path"] if tuned else None)
         if not data.train_rows:
             raise ConfigError("No training rows could be built (no positives outside the validation slice).")
         if is_main():
@@ -321,7 +372,10 @@ def train(
     cfg = TrainConfig.from_dict(run.config).validate()
     torch.manual_seed(cfg.seed)
     folder.mkdir(parents=True, exist_ok=True)
-    data = run_data(conn, run, cfg, folder, workspace)
+    tuned = tune_prior(conn, run, cfg, folder, workspace, state)
+    if state.get("cancelled"):
+        return {"metrics": {}, "model_dir": None, "cancelled": True}
+    data = run_data(conn, run, cfg, folder, workspace, tuned)
     cfg = plan_memory(conn, run_id, cfg, data, workspace, state)
     model = load_model(conn, run_id, cfg, data.residual_beta)
     trainer, total = make_trainer(conn, run_id, cfg, data, model, folder, state)
@@ -343,6 +397,8 @@ def train(
     if state.get("cancelled"):
         return {"metrics": {}, "model_dir": None, "cancelled": True}
     metrics = _training_metrics(trainer, out, cfg, data, seconds)
+    if tuned and not tuned.get("resumed"):
+        metrics["prior"] = {k: v for k, v in tuned.items() if k != "path"}
     metrics["estimate"] = state.get("estimate")
     metrics["precision"] = state.get("precision", "fp32")
     model = continued.keep_base_if_better(conn, run_id, cfg, model, base_score, metrics, data.residual_beta)
