@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from core import estimates, models
+from core.training import prior
 from core.training.adapt import Adaptation
 from core.training.config import ConfigError, TrainConfig
 
@@ -153,14 +154,18 @@ def estimate(
         else max(1, math.ceil(math.ceil(rows / cfg.batch_size) * cfg.epochs))
     )
     step_s = per_step / rate_here
+    tuning = prior.seconds_for(cfg.prior_steps, rate, cfg.max_length) if cfg.prior_steps > 0 else 0.0
     return Budget(
         peak_memory(size, per_step, cfg.max_length, cfg.loss),
         available if available is not None else available_memory(),
         per_step,
         step_s,
         steps,
-        estimates.STARTUP_S + steps * step_s,
+        estimates.STARTUP_S + steps * step_s + tuning,
         measured,
+        notes=[f"Includes ~{estimates.duration(tuning)} fine-tuning the embedding model first."]
+        if tuning
+        else [],
         precision=precision,
     )
 

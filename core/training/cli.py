@@ -134,6 +134,8 @@ def launch_plan(conn: Any, cfg: TrainConfig, shape: ProjectShape, reasons: dict[
         "random_negatives",
     )
     chosen = {k: getattr(cfg, k) for k in keys}
+    if cfg.prior_steps:
+        chosen["prior_steps"] = cfg.prior_steps
     if cfg.loss == RESIDUAL:
         reasons = {**reasons, "beta": beta_source(cfg.residual_beta)}
     out = {

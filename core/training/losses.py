@@ -69,20 +69,31 @@ def make_residual_loss(
     return ResidualListwiseLoss(model, beta, mini_batch_size, redrawer)
 
 
-def labelled_pairs_used(loss: Any, data: TrainingData) -> dict[str, Any]:
-    """How many of the run's judged pairs reached the model: counted by the loss when lists are drawn afresh, else
-    the judged pairs the fixed rows hold (every row is seen once an epoch)."""
+def labelled_pairs_used(
+    loss: Any, data: TrainingData, prior_pairs: set[tuple[str, str]] | None = None
+) -> dict[str, Any]:
+    """How many of the run's judged pairs reached a model: counted by the loss when lists are drawn afresh, else
+    the judged pairs the fixed rows hold (every row is seen once an epoch), with those the tuned prior saw."""
     labelled = int(data.stats.get("labelled_pairs") or 0)
     redrawer = getattr(loss, "redrawer", None)
-    if redrawer is not None:
-        return {**coverage(len(redrawer.used), labelled), "adapted": data.stats.get("adapted") or []}
     judged: set[tuple[str, str]] = set()
-    for r in data.train_rows:
+    if redrawer is not None:
+        judged = {(q, data.pool_texts[i]) for q, i in redrawer.used}
+    for r in [] if redrawer is not None else data.train_rows:
         if "docs" in r:
             judged |= {(r["query"], d) for d, y in zip(r["docs"], r["labels"]) if y > 0}
         elif "positive" in r or r.get("label", 0) > 0:
             judged.add((r["query"], r.get("positive") or r["passage"]))
-    return {**coverage(len(judged), max(labelled, len(judged))), "adapted": data.stats.get("adapted") or []}
+    out = {
+        **coverage(len(judged | (prior_pairs or set())), max(labelled, len(judged))),
+        "adapted": data.stats.get("adapted") or [],
+    }
+    if prior_pairs:
+        out["labelled_pairs_text"] += (
+            f" (cross-encoder {len(judged):,}; the embedding model, fine-tuned first, {len(prior_pairs):,})"
+        )
+        out["labelled_pairs_by_model"] = {"cross_encoder": len(judged), "embedding_model": len(prior_pairs)}
+    return out
 
 
 def make_loss(model: Any, cfg: TrainConfig, data: TrainingData) -> torch.nn.Module:

@@ -40,13 +40,23 @@ def wanted(cfg: TrainConfig, epochs_affordable: float) -> bool:
     return cfg.loss == "residual" and cfg.prior_steps == 0 and epochs_affordable < 1.0
 
 
-def planned_steps(seconds: float, ce_pairs_per_s: float, max_length: int) -> int:
-    """Steps of PRIOR_BATCH pairs that fit `seconds`, from the cross-encoder's measured rate at the reference length."""
+def pairs_per_s(ce_pairs_per_s: float, max_length: int) -> float:
+    """The prior's tuning rate, from the cross-encoder's measured rate at the reference length."""
     from core import estimates
 
     length = min(max_length, PRIOR_LENGTH)
-    rate = ce_pairs_per_s * PRIOR_SPEEDUP / max(1.0, length / estimates.REFERENCE_LENGTH)
+    return ce_pairs_per_s * PRIOR_SPEEDUP / max(1.0, length / estimates.REFERENCE_LENGTH)
+
+
+def planned_steps(seconds: float, ce_pairs_per_s: float, max_length: int) -> int:
+    """Steps of PRIOR_BATCH pairs that fit `seconds`."""
+    rate = pairs_per_s(ce_pairs_per_s, max_length)
     return int(max(1, min(MAX_PRIOR_STEPS, math.floor(seconds * rate / PRIOR_BATCH))))
+
+
+def seconds_for(steps: int, ce_pairs_per_s: float, max_length: int) -> float:
+    """How long `steps` of tuning take (the run's estimate adds them)."""
+    return steps * PRIOR_BATCH / pairs_per_s(ce_pairs_per_s, max_length)
 
 
 def pairs(lab: Labels, qids: list[int], texts: dict[int, str], seed: int) -> list[tuple[str, str]]:
@@ -128,6 +138,7 @@ def tune(
         "path": str(target),
         "steps": int(trainer.state.global_step),
         "pairs": min(len(used), int(trainer.state.global_step) * PRIOR_BATCH),
+        "used": set(used[: int(trainer.state.global_step) * PRIOR_BATCH]),
         "seconds": round(time.time() - t0, 1),
         "loss": float(out.training_loss),
         "precision": "bf16" if bf16 else "fp32",

@@ -396,9 +396,9 @@ def train(
     seconds = time.time() - t_train
     if state.get("cancelled"):
         return {"metrics": {}, "model_dir": None, "cancelled": True}
-    metrics = _training_metrics(trainer, out, cfg, data, seconds)
+    metrics = _training_metrics(trainer, out, cfg, data, seconds, tuned)
     if tuned and not tuned.get("resumed"):
-        metrics["prior"] = {k: v for k, v in tuned.items() if k != "path"}
+        metrics["prior"] = {k: v for k, v in tuned.items() if k not in ("path", "used")}
     metrics["estimate"] = state.get("estimate")
     metrics["precision"] = state.get("precision", "fp32")
     model = continued.keep_base_if_better(conn, run_id, cfg, model, base_score, metrics, data.residual_beta)
@@ -412,7 +412,12 @@ def train(
 
 
 def _training_metrics(
-    trainer: Any, out: Any, cfg: TrainConfig, data: TrainingData, seconds: float
+    trainer: Any,
+    out: Any,
+    cfg: TrainConfig,
+    data: TrainingData,
+    seconds: float,
+    tuned: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Loss, steps, speed, the evaluation source and the best checkpoint."""
     steps = int(trainer.state.global_step)
@@ -425,7 +430,9 @@ def _training_metrics(
         "evaluation": data.eval_source,
         "evaluation_note": data.eval_note,
         "candidates": data.stats["candidates"],
-        **labelled_pairs_used(trainer.loss, data),  # issue 22: "trained on N of M labelled pairs"
+        **labelled_pairs_used(
+            trainer.loss, data, (tuned or {}).get("used")
+        ),  # "trained on N of M labelled pairs"
     }
     if trainer.state.best_metric is not None:
         metrics["best_step"] = _best_step(trainer)

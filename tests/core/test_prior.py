@@ -76,6 +76,10 @@ def test_a_run_with_a_tuned_prior_scores_with_it_everywhere_and_ships_it(scifact
     judged = sum(len(split.train.positives(q)) for q in split.fit_qids)
     assert metrics["prior"]["steps"] == 3 and metrics["prior"]["pairs"] == min(judged, 3 * prior.PRIOR_BATCH)
     assert metrics["fusion"]["first_stage"] == f"embedding:{tuned}"
+    by_model = metrics["labelled_pairs_by_model"]  # every label counts: the prior's pairs are counted too
+    assert by_model["embedding_model"] == metrics["prior"]["pairs"]
+    assert max(by_model.values()) <= metrics["labelled_pairs_used"] <= sum(by_model.values())
+    assert "the embedding model, fine-tuned first" in metrics["labelled_pairs_text"]
     bundled = Path(models.resolve(models.BUNDLED)) / "model.safetensors"
     assert sha256_of(tuned / "model.safetensors") != sha256_of(bundled)  # it moved
     # the validation figure of "the first stage" is the untouched model's order, not the tuned prior's
