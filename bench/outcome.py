@@ -15,6 +15,7 @@ Usage (training takes ~30 min on 2 CPU cores, the whole bench ~42 min; run on an
         [--split dev]  # evaluate on qrels/dev.tsv (or 20% of train held out): compare defaults here, never on test
         [--max-train-queries N] [--max-eval-queries N]   # a fixed subset for a short run
         [--distill] [--distill-arg=--epochs=1 ...]   # also distill the run (its defaults; 4 steps with --quick)
+        [--workspace DIR --teacher-run ID]   # reuse a completed run of an earlier bench (no ingest, mine, train)
 Target: on the better first stage's top k the reranker beats it with p < 0.05, and beats the other one on its top k;
 exits non-zero on a miss (not with --quick). With --distill, also: the plain student's NDCG@10 beside the teacher's
 on each first stage, distill_gap_bm25 (teacher minus student on BM25's top k; goal <= 0.01, a miss exits non-zero
@@ -106,6 +107,16 @@ def prepare(args: argparse.Namespace, workspace: Path) -> tuple[Path, dict]:
     return folder, arrange(
         data, folder, args.split, args.dev_share, args.max_train_queries, args.max_eval_queries
     )
+
+
+def earlier_run(workspace: Path, run_id: str) -> dict:
+    """A completed run of the workspace, shaped like `core train`'s JSON line (no plan: it was printed then)."""
+    sys.path.insert(0, str(ROOT))
+    from core.runs.records import get_run
+    from core.store.db import connect
+
+    run = get_run(connect(workspace), run_id)
+    return {"run_id": run.id, "status": run.status, "metrics": run.metrics, "plan": {}, "peak_rss_gb": None}
 
 
 def target(out: dict) -> tuple[str, bool]:
@@ -265,7 +276,14 @@ def main() -> None:
         f"teacher's ECE; exits non-zero when distill_gap_bm25 > {DISTILL_GAP} (not with --quick)",
     )
     parser.add_argument("--distill-arg", action="append", default=[], help="extra flag for `core distill`")
+    parser.add_argument(
+        "--teacher-run",
+        help="with --workspace: skip ingest, mining and training and use this completed run of the workspace's "
+        "project (e.g. distill an earlier bench's run); its figures are re-evaluated",
+    )
     args = parser.parse_args()
+    if args.teacher_run and not args.workspace:
+        parser.error("--teacher-run needs the --workspace the run lives in")
     if args.quick:
         args.train_arg = QUICK_TRAIN + args.train_arg
         args.distill_arg = QUICK_DISTILL + args.distill_arg
@@ -281,10 +299,20 @@ def main() -> None:
     total = time.time()
 
     workspace.mkdir(parents=True, exist_ok=True)
-    source, arranged = prepare(args, workspace)
-    ingest, walls["ingest_s"] = cli(["ingest", str(source), "--project", args.project], env)
-    mine, walls["mine_s"] = cli(["mine", "--project", args.project], env)
-    train, walls["train_s"] = cli(["train", "--project", args.project, *args.train_arg], env, measure=True)
+    if args.teacher_run:
+        ingest, mine, train, arranged = (
+            {},
+            {},
+            earlier_run(workspace, args.teacher_run),
+            {"split": "as ingested"},
+        )
+    else:
+        source, arranged = prepare(args, workspace)
+        ingest, walls["ingest_s"] = cli(["ingest", str(source), "--project", args.project], env)
+        mine, walls["mine_s"] = cli(["mine", "--project", args.project], env)
+        train, walls["train_s"] = cli(
+            ["train", "--project", args.project, *args.train_arg], env, measure=True
+        )
     run_id = train["run_id"]
     if train.get("status") != "completed":
         raise SystemExit(f"training ended {train.get('status')}: {json.dumps(train)[:2000]}")

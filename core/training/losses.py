@@ -69,6 +69,17 @@ def make_residual_loss(
     return ResidualListwiseLoss(model, beta, mini_batch_size, redrawer)
 
 
+def rows_judged(rows: list[dict[str, Any]]) -> set[tuple[str, str]]:
+    """The judged (query, passage) pairs fixed rows hold: every row is seen once an epoch."""
+    judged: set[tuple[str, str]] = set()
+    for r in rows:
+        if "docs" in r:
+            judged |= {(r["query"], d) for d, y in zip(r["docs"], r["labels"]) if y > 0}
+        elif "positive" in r or r.get("label", 0) > 0:
+            judged.add((r["query"], r.get("positive") or r["passage"]))
+    return judged
+
+
 def labelled_pairs_used(
     loss: Any, data: TrainingData, prior_pairs: set[tuple[str, str]] | None = None
 ) -> dict[str, Any]:
@@ -76,14 +87,11 @@ def labelled_pairs_used(
     the judged pairs the fixed rows hold (every row is seen once an epoch), with those the tuned prior saw."""
     labelled = int(data.stats.get("labelled_pairs") or 0)
     redrawer = getattr(loss, "redrawer", None)
-    judged: set[tuple[str, str]] = set()
-    if redrawer is not None:
-        judged = {(q, data.pool_texts[i]) for q, i in redrawer.used}
-    for r in [] if redrawer is not None else data.train_rows:
-        if "docs" in r:
-            judged |= {(r["query"], d) for d, y in zip(r["docs"], r["labels"]) if y > 0}
-        elif "positive" in r or r.get("label", 0) > 0:
-            judged.add((r["query"], r.get("positive") or r["passage"]))
+    judged = (
+        {(q, data.pool_texts[i]) for q, i in redrawer.used}
+        if redrawer is not None
+        else rows_judged(data.train_rows)
+    )
     out = {
         **coverage(len(judged | (prior_pairs or set())), max(labelled, len(judged))),
         "adapted": data.stats.get("adapted") or [],

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from core import models, store
+from core import estimates, models, store
 from core.training.config import TrainConfig
 from core.training.labels import Labels
 from core.training.run_lists import run_split
@@ -42,8 +42,6 @@ def wanted(cfg: TrainConfig, epochs_affordable: float) -> bool:
 
 def pairs_per_s(ce_pairs_per_s: float, max_length: int) -> float:
     """The prior's tuning rate, from the cross-encoder's measured rate at the reference length."""
-    from core import estimates
-
     length = min(max_length, PRIOR_LENGTH)
     return ce_pairs_per_s * PRIOR_SPEEDUP / max(1.0, length / estimates.REFERENCE_LENGTH)
 
