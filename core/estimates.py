@@ -23,12 +23,25 @@ from core import store
 
 FILE = "throughput.json"
 KEEP = 7  # measurements kept per rate
-DEFAULTS = {"embed_texts_per_s": 60.0, "predict_pairs_per_s": 35.0, "train_pairs_per_s": 9.0}
+DEFAULTS = {
+    "embed_texts_per_s": 60.0,
+    "predict_pairs_per_s": 35.0,
+    "train_pairs_per_s": 9.0,
+    "prior_pairs_per_s": 23.0,  # tuning the embedding model (core.training.prior); see BF16_SPEEDUP
+}
 # bf16 over fp32 on the 2-core AMX Xeon, same process, order alternated (issue 23, bench/scoring.py --quick on a
 # trained reranker, load 9: embedding 2.1x, scoring 2.8x). Training under bf16 autocast: 1.30x on an idle machine
 # (issue 23) but 0.9-1.06x with the 2 cores shared (load 9-12), so the plan assumes no gain until a bf16 run has
 # measured its own rate here (`learn` files it under train_pairs_per_s.bf16).
-BF16_SPEEDUP = {"embed_texts_per_s": 2.0, "predict_pairs_per_s": 2.0, "train_pairs_per_s": 1.0}
+# The prior's fp32 default is the cross-encoder's fp32 training rate measured on the idle machine (23 pairs/s: a
+# bi-encoder pair holds about as many tokens), and its bf16 speed-up the 1.5x bench/training.py --precision measured
+# there (34 pairs/s, as bench/prior_tuning.py saw); until a tuning run here measures its own.
+BF16_SPEEDUP = {
+    "embed_texts_per_s": 2.0,
+    "predict_pairs_per_s": 2.0,
+    "train_pairs_per_s": 1.0,
+    "prior_pairs_per_s": 1.5,
+}
 REFERENCE_LENGTH = 128  # the max length the training and predicting defaults were measured at
 STARTUP_S = 8.0  # loading a model and the data before the first batch
 PLAUSIBLE = (0.05, 50_000.0)  # a measurement outside this range is noise (a cached run, a clock jump)
@@ -220,5 +233,15 @@ def learn(conn: sqlite3.Connection, project: int | None = None) -> int:
             at_reference = float(pps) * _length_factor(int(config.get("max_length") or REFERENCE_LENGTH))
             key = rate_key("train_pairs_per_s", str(metrics.get("precision") or "fp32"))
             if observe(workspace, key, at_reference, f"run:{row['id']}"):
+                new += 1
+        tuned = metrics.get("prior") or {}
+        if tuned.get("pairs") and (tuned.get("seconds") or 0) > 5:
+            at_reference = (
+                tuned["pairs"]
+                / tuned["seconds"]
+                * _length_factor(min(int(config.get("max_length") or REFERENCE_LENGTH), REFERENCE_LENGTH))
+            )
+            key = rate_key("prior_pairs_per_s", str(tuned.get("precision") or "fp32"))
+            if observe(workspace, key, at_reference, f"prior:{row['id']}"):
                 new += 1
     return new

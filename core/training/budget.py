@@ -154,7 +154,11 @@ def estimate(
         else max(1, math.ceil(math.ceil(rows / cfg.batch_size) * cfg.epochs))
     )
     step_s = per_step / rate_here
-    tuning = prior.seconds_for(cfg.prior_steps, rate, cfg.max_length) if cfg.prior_steps > 0 else 0.0
+    tuning = (
+        prior.seconds_for(cfg.prior_steps, workspace, precision, cfg.max_length)
+        if cfg.prior_steps > 0
+        else 0.0
+    )
     return Budget(
         peak_memory(size, per_step, cfg.max_length, cfg.loss),
         available if available is not None else available_memory(),

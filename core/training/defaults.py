@@ -234,11 +234,8 @@ def fit_time_budget(
 
 def prior_plan(cfg: TrainConfig, budget_s: float, workspace: Path | None) -> tuple[str, float]:
     """Give the embedding model's fine-tuning its share of the budget (sets cfg.prior_steps); (why, seconds)."""
-    from core import estimates
-
     seconds = budget_s * prior.PRIOR_SHARE
-    rate, _ = estimates.rate(workspace, "train_pairs_per_s", rate_precision(cfg))
-    cfg.prior_steps = prior.planned_steps(seconds, rate, cfg.max_length)
+    cfg.prior_steps = prior.planned_steps(seconds, workspace, rate_precision(cfg), cfg.max_length)
     why = (
         f"the budget buys the cross-encoder less than one epoch, so the embedding model that gives the prior is "
         f"fine-tuned first: {cfg.prior_steps} steps x {prior.PRIOR_BATCH} judged pairs (~{seconds / 60:.0f} min, "

@@ -1,11 +1,11 @@
 """The residual's prior, fine-tuned: the embedding model learns from the judged pairs the cross-encoder has no time
 for, before the cross-encoder trains over it (issue 22: every label counts on large projects).
 
-A bi-encoder step costs far less than a cross-encoder step (in-batch negatives, the query encoded on its own):
-on 2 CPU cores, bf16, length 128, 34 pairs/s against ~10 (bench/prior_tuning.py). On NFCorpus (99,577 judged
-pairs) the 30-minute budget buys the cross-encoder 0.1 of an epoch; ten minutes of the embedding model see ~20,000
-pairs, one per query in turn, and rerank the first stage's top 20 better on NFCorpus *dev* (+0.008 and +0.011
-NDCG@10 in two runs, bench/prior_tuning.py). The candidate lists keep coming from the untouched first stage, so a
+A bi-encoder pair costs about what a cross-encoder pair does (34 vs 33 pairs/s, 2 idle CPU cores, bf16, length
+128), but each pair also meets 31 in-batch negatives, and the prior's whole job is the cosine the residual adds. On
+NFCorpus (99,577 judged pairs) the 30-minute budget plans the cross-encoder 0.1 of an epoch; ten minutes of the
+embedding model see ~19,000 pairs, one per query in turn, and rerank the first stage's top 20 better on NFCorpus
+*dev* (+0.008 and +0.011 NDCG@10 in two runs, bench/prior_tuning.py). The candidate lists keep coming from the untouched first stage, so a
 run is still compared with the first stage the person has.
 """
 
@@ -29,7 +29,6 @@ PRIOR_SHARE = 1 / 3  # of the time budget, when the budget buys the cross-encode
 PRIOR_BATCH = 32  # pairs a step (in-batch negatives: 31 a pair)
 PRIOR_LR = 5e-5  # NFCorpus dev: 5e-5 with linear decay over the planned steps
 PRIOR_LENGTH = 128  # tokens of a passage while tuning (the first 128 hold the abstract's claim)
-PRIOR_SPEEDUP = 3.5  # bi-encoder pairs per cross-encoder pair-time at the same length (34.3 vs ~9.7 pairs/s)
 MAX_PRIOR_STEPS = 100_000
 
 Report = Callable[[int, int], bool]  # (step, total) -> keep going
@@ -40,21 +39,21 @@ def wanted(cfg: TrainConfig, epochs_affordable: float) -> bool:
     return cfg.loss == "residual" and cfg.prior_steps == 0 and epochs_affordable < 1.0
 
 
-def pairs_per_s(ce_pairs_per_s: float, max_length: int) -> float:
-    """The prior's tuning rate, from the cross-encoder's measured rate at the reference length."""
-    length = min(max_length, PRIOR_LENGTH)
-    return ce_pairs_per_s * PRIOR_SPEEDUP / max(1.0, length / estimates.REFERENCE_LENGTH)
+def pairs_per_s(workspace: Path | None, precision: str | None, max_length: int) -> float:
+    """The prior's tuning rate here: measured by an earlier tuning run in this workspace, else the default."""
+    rate, _ = estimates.rate(workspace, "prior_pairs_per_s", precision)
+    return rate / max(1.0, min(max_length, PRIOR_LENGTH) / estimates.REFERENCE_LENGTH)
 
 
-def planned_steps(seconds: float, ce_pairs_per_s: float, max_length: int) -> int:
+def planned_steps(seconds: float, workspace: Path | None, precision: str | None, max_length: int) -> int:
     """Steps of PRIOR_BATCH pairs that fit `seconds`."""
-    rate = pairs_per_s(ce_pairs_per_s, max_length)
+    rate = pairs_per_s(workspace, precision, max_length)
     return int(max(1, min(MAX_PRIOR_STEPS, math.floor(seconds * rate / PRIOR_BATCH))))
 
 
-def seconds_for(steps: int, ce_pairs_per_s: float, max_length: int) -> float:
+def seconds_for(steps: int, workspace: Path | None, precision: str | None, max_length: int) -> float:
     """How long `steps` of tuning take (the run's estimate adds them)."""
-    return steps * PRIOR_BATCH / pairs_per_s(ce_pairs_per_s, max_length)
+    return steps * PRIOR_BATCH / pairs_per_s(workspace, precision, max_length)
 
 
 def pairs(lab: Labels, qids: list[int], texts: dict[int, str], seed: int) -> list[tuple[str, str]]:

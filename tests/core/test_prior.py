@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from core import models, store, training
+from core import estimates, models, store, training
 from core.embeddings import embed_texts
 from core.export.bundle import export_bundle
 from core.runs import records
@@ -41,6 +41,16 @@ def test_prior_steps_belong_to_the_residual_loss():
         TrainConfig(loss="bce", prior_steps=5).validate()
     with pytest.raises(ConfigError, match="0 .. 100000"):
         TrainConfig(loss="residual", prior_steps=-1).validate()
+
+
+def test_the_prior_plans_with_its_own_rate_measured_here(db):
+    workspace = store.workspace_of(db)
+    planned = prior.planned_steps(600.0, workspace, "bf16", 128)
+    assert planned == int(600 * 23.0 * 1.5 // prior.PRIOR_BATCH)  # defaults until a tuning run measures it
+    estimates.observe(workspace, estimates.rate_key("prior_pairs_per_s", "bf16"), 64.0, "test")
+    assert prior.planned_steps(600.0, workspace, "bf16", 128) == 600 * 64 // prior.PRIOR_BATCH
+    assert prior.planned_steps(600.0, workspace, "bf16", 512) == 600 * 64 // prior.PRIOR_BATCH  # tunes at 128
+    assert prior.seconds_for(1200, workspace, "bf16", 128) == pytest.approx(600.0)
 
 
 def test_defaults_tune_the_prior_only_when_the_budget_buys_less_than_one_epoch(scifact_project):
@@ -101,3 +111,5 @@ def test_a_run_with_a_tuned_prior_scores_with_it_everywhere_and_ships_it(scifact
     shipped = json.loads((Path(bundle["path"]) / "rerank_spec.json").read_text())
     assert shipped["embedding_model"]["sha256"] == sha256_of(tuned / "model.safetensors")
     assert bundle["check"]["max_abs_score_diff"] <= 1e-4
+    estimates.learn(db)  # the next plan in this workspace tunes at the rate this run measured
+    assert estimates.rate(ws, "prior_pairs_per_s", metrics["prior"]["precision"])[1] is True
