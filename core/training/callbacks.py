@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 import time
+from collections.abc import Callable
 from typing import Any
 
 from transformers import TrainerCallback
@@ -96,3 +97,16 @@ class StoreProgress(TrainerCallback):
         if is_main():
             add_event(self.conn, self.run_id, "eval", m, st.global_step)
             self._write(st, force=True, eval=m)
+
+
+class StepReport(TrainerCallback):
+    """Each step to `report(step, total)`; training stops when it answers False (a cancel)."""
+
+    def __init__(self, report: Callable[[int, int], bool]) -> None:
+        self.report = report
+
+    def on_step_end(self, args: Any, st: Any, control: Any, **kw: Any) -> Any:  # type: ignore[override]  # transformers names each argument; we take **kw
+        """Report; stop on a cancel."""
+        if not self.report(int(st.global_step), int(st.max_steps)):
+            control.should_training_stop = True
+        return control

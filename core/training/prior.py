@@ -20,7 +20,10 @@ from pathlib import Path
 from typing import Any
 
 from core import estimates, models, store
+from core.runs.records import add_event, update_run
+from core.runs.run_row import Run
 from core.training.config import TrainConfig
+from core.training.distributed import barrier, is_main
 from core.training.labels import Labels
 from core.training.run_lists import run_split
 
@@ -84,9 +87,9 @@ def tune(
     from sentence_transformers import SentenceTransformerTrainer, SentenceTransformerTrainingArguments
     from sentence_transformers.losses import MultipleNegativesRankingLoss
     from sentence_transformers.training_args import BatchSamplers
-    from transformers import TrainerCallback
     from transformers.trainer_callback import PrinterCallback
 
+    from core.training.callbacks import StepReport
     from core.training.device_args import cpu_precision, pick_device
 
     model = models.trainable_embedder(cfg.first_stage_model)
@@ -95,12 +98,6 @@ def tune(
     used = examples[: steps * PRIOR_BATCH]
     t0 = time.time()
     cuda = torch.cuda.is_available()
-
-    class Report_(TrainerCallback):
-        def on_step_end(self, args: Any, state: Any, control: Any, **kw: Any) -> Any:
-            if report is not None and not report(int(state.global_step), steps):
-                control.should_training_stop = True
-            return control
 
     bf16 = cuda or cpu_precision(cfg, pick_device()).name == "bf16"
     args = SentenceTransformerTrainingArguments(
@@ -125,7 +122,7 @@ def tune(
         args=args,
         train_dataset=data,
         loss=MultipleNegativesRankingLoss(model),
-        callbacks=[Report_()],
+        callbacks=[StepReport(report)] if report is not None else [],
     )
     trainer.remove_callback(PrinterCallback)
     out = trainer.train()
@@ -151,6 +148,12 @@ def describe(tuned: dict[str, Any]) -> str:
     )
 
 
+def existing(folder: Path) -> dict[str, Any] | None:
+    """The prior a run already tuned (a resumed run, or another process of a distributed run), if any."""
+    target = folder / PRIOR_DIR
+    return {"path": str(target), "resumed": True} if (target / "model.safetensors").is_file() else None
+
+
 def ensure(
     conn: sqlite3.Connection,
     project: int,
@@ -163,9 +166,54 @@ def ensure(
     positives (never the validation slice's); None when the run does not tune one."""
     if cfg.loss != "residual" or int(cfg.prior_steps) <= 0:
         return None
-    target = folder / PRIOR_DIR
-    if (target / "model.safetensors").is_file():
-        return {"path": str(target), "resumed": True}
+    if found := existing(folder):
+        return found
     split = run_split(conn, project, cfg)
     texts = {p["id"]: p["text"] for p in store.fetch_passages(conn, project)}
     return tune(cfg, pairs(split.train, split.fit_qids, texts, cfg.seed), folder, report)
+
+
+def tune_for_run(
+    conn: sqlite3.Connection, run: Run, cfg: TrainConfig, folder: Path, workspace: Path, state: dict[str, Any]
+) -> dict[str, Any] | None:
+    """The run's phase before the cross-encoder: progress, cancel and log while rank 0 tunes; the others wait for it."""
+    if cfg.loss != "residual" or cfg.prior_steps <= 0:
+        return None
+    t0 = time.time()
+
+    def report(step: int, total: int) -> bool:
+        if is_main():
+            rate = step / max(time.time() - t0, 1e-6)
+            update_run(
+                conn,
+                run.id,
+                heartbeat_at=store.now(),
+                progress={
+                    "phase": "tuning the embedding model",
+                    "step": step,
+                    "total": total,
+                    "elapsed_s": round(time.time() - state["t0"], 1),
+                    "eta_s": round((total - step) / rate, 1) if rate > 0 else None,
+                },
+            )
+        asked = conn.execute("SELECT cancel_requested FROM runs WHERE id = ?", (run.id,)).fetchone()[0]
+        if state.get("signal") or asked:
+            state["cancelled"] = True
+        return not state.get("cancelled")
+
+    if is_main():
+        add_event(
+            conn,
+            run.id,
+            "message",
+            {
+                "text": f"Fine-tuning the embedding model for {cfg.prior_steps} steps before the cross-encoder."
+            },
+        )
+        tuned = ensure(conn, run.project_id, cfg, folder, workspace, report)
+    barrier()
+    if not is_main():  # never tunes a second copy: rank 0's, or none when rank 0 was cancelled
+        tuned = existing(folder)
+    if tuned and is_main() and not tuned.get("resumed"):
+        add_event(conn, run.id, "message", {"text": describe(tuned)})
+    return tuned

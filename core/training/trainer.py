@@ -124,52 +124,6 @@ def failure_reason(exc: BaseException) -> str:
     return text[:1000]
 
 
-def tune_prior(
-    conn: sqlite3.Connection, run: Run, cfg: TrainConfig, folder: Path, workspace: Path, state: dict[str, Any]
-) -> dict[str, Any] | None:
-    """The embedding model fine-tuned first when the run asks for it (rank 0 tunes, the others wait and load it)."""
-    if cfg.loss != "residual" or cfg.prior_steps <= 0:
-        return None
-    t0 = time.time()
-
-    def report(step: int, total: int) -> bool:
-        if is_main():
-            rate = step / max(time.time() - t0, 1e-6)
-            update_run(
-                conn,
-                run.id,
-                heartbeat_at=store.now(),
-                progress={
-                    "phase": "tuning the embedding model",
-                    "step": step,
-                    "total": total,
-                    "elapsed_s": round(time.time() - state["t0"], 1),
-                    "eta_s": round((total - step) / rate, 1) if rate > 0 else None,
-                },
-            )
-        asked = conn.execute("SELECT cancel_requested FROM runs WHERE id = ?", (run.id,)).fetchone()[0]
-        if state.get("signal") or asked:
-            state["cancelled"] = True
-        return not state.get("cancelled")
-
-    if is_main():
-        add_event(
-            conn,
-            run.id,
-            "message",
-            {
-                "text": f"Fine-tuning the embedding model for {cfg.prior_steps} steps before the cross-encoder."
-            },
-        )
-        tuned = prior.ensure(conn, run.project_id, cfg, folder, workspace, report)
-    barrier()
-    if not is_main():
-        tuned = prior.ensure(conn, run.project_id, cfg, folder, workspace)
-    if tuned and is_main() and not tuned.get("resumed"):
-        add_event(conn, run.id, "message", {"text": prior.describe(tuned)})
-    return tuned
-
-
 def run_data(
     conn: sqlite3.Connection,
     run: Run,
@@ -372,7 +326,7 @@ def train(
     cfg = TrainConfig.from_dict(run.config).validate()
     torch.manual_seed(cfg.seed)
     folder.mkdir(parents=True, exist_ok=True)
-    tuned = tune_prior(conn, run, cfg, folder, workspace, state)
+    tuned = prior.tune_for_run(conn, run, cfg, folder, workspace, state)
     if state.get("cancelled"):
         return {"metrics": {}, "model_dir": None, "cancelled": True}
     data = run_data(conn, run, cfg, folder, workspace, tuned)
