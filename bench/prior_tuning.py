@@ -89,6 +89,7 @@ def main() -> None:
     cfg = TrainConfig(loss="residual", max_length=prior.PRIOR_LENGTH, prior_steps=args.steps)
     started = time.time()
     tuned = prior.tune(cfg, examples, work)
+    assert tuned is not None  # no report, so nothing stops it
     after = rerank_top(tuned["path"], corpus, qtexts, tops, work)
     before = np.asarray([ndcg_at(t, qrels[q], 10) for t, q in zip(tops, qids)])
     now = np.asarray([ndcg_at(t, qrels[q], 10) for t, q in zip(after, qids)])

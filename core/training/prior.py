@@ -5,8 +5,8 @@ A bi-encoder pair costs about what a cross-encoder pair does (34 vs 33 pairs/s, 
 128), but each pair also meets 31 in-batch negatives, and the prior's whole job is the cosine the residual adds. On
 NFCorpus (99,577 judged pairs) the 30-minute budget plans the cross-encoder 0.1 of an epoch; ten minutes of the
 embedding model see ~19,000 pairs, one per query in turn, and rerank the first stage's top 20 better on NFCorpus
-*dev* (+0.008 and +0.011 NDCG@10 in two runs, bench/prior_tuning.py). The candidate lists keep coming from the untouched first stage, so a
-run is still compared with the first stage the person has.
+*dev* (+0.008 and +0.011 NDCG@10 in two runs, bench/prior_tuning.py). The candidate lists keep coming from the
+untouched first stage, so a run is still compared with the first stage the person has.
 """
 
 from __future__ import annotations
@@ -79,9 +79,10 @@ def pairs(lab: Labels, qids: list[int], texts: dict[int, str], seed: int) -> lis
 
 def tune(
     cfg: TrainConfig, examples: list[tuple[str, str]], folder: Path, report: Report | None = None
-) -> dict[str, Any]:
+) -> dict[str, Any] | None:
     """Fine-tune the first-stage embedding model with in-batch negatives (sentence-transformers' MNRL, no duplicate
-    texts in a batch) for cfg.prior_steps steps; saves it to folder/PRIOR_DIR and returns what was done."""
+    texts in a batch) for cfg.prior_steps steps; saves it to folder/PRIOR_DIR and returns what was done (None when
+    `report` stopped it: a half-tuned prior is never kept)."""
     import torch
     from datasets import Dataset
     from sentence_transformers import SentenceTransformerTrainer, SentenceTransformerTrainingArguments
@@ -126,6 +127,8 @@ def tune(
     )
     trainer.remove_callback(PrinterCallback)
     out = trainer.train()
+    if int(trainer.state.global_step) < steps:  # cancelled: nothing saved, so a resumed run tunes afresh
+        return None
     target = folder / PRIOR_DIR
     model.save(str(target), safe_serialization=True)
     return {
@@ -159,7 +162,6 @@ def ensure(
     project: int,
     cfg: TrainConfig,
     folder: Path,
-    workspace: Path | None,
     report: Report | None = None,
 ) -> dict[str, Any] | None:
     """The run's tuned prior: the one already in its folder (a resumed run), else tuned now on the fitted queries'
@@ -174,7 +176,7 @@ def ensure(
 
 
 def tune_for_run(
-    conn: sqlite3.Connection, run: Run, cfg: TrainConfig, folder: Path, workspace: Path, state: dict[str, Any]
+    conn: sqlite3.Connection, run: Run, cfg: TrainConfig, folder: Path, state: dict[str, Any]
 ) -> dict[str, Any] | None:
     """The run's phase before the cross-encoder: progress, cancel and log while rank 0 tunes; the others wait for it."""
     if cfg.loss != "residual" or cfg.prior_steps <= 0:
@@ -210,7 +212,7 @@ def tune_for_run(
                 "text": f"Fine-tuning the embedding model for {cfg.prior_steps} steps before the cross-encoder."
             },
         )
-        tuned = ensure(conn, run.project_id, cfg, folder, workspace, report)
+        tuned = ensure(conn, run.project_id, cfg, folder, report)
     barrier()
     if not is_main():  # never tunes a second copy: rank 0's, or none when rank 0 was cancelled
         tuned = existing(folder)

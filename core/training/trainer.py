@@ -326,7 +326,7 @@ def train(
     cfg = TrainConfig.from_dict(run.config).validate()
     torch.manual_seed(cfg.seed)
     folder.mkdir(parents=True, exist_ok=True)
-    tuned = prior.tune_for_run(conn, run, cfg, folder, workspace, state)
+    tuned = prior.tune_for_run(conn, run, cfg, folder, state)
     if state.get("cancelled"):
         return {"metrics": {}, "model_dir": None, "cancelled": True}
     data = run_data(conn, run, cfg, folder, workspace, tuned)

@@ -36,6 +36,19 @@ def test_prior_pairs_give_every_query_a_turn_before_any_query_a_second(scifact_p
         assert any(texts[d] == p for d in lab.positives(next(k for k, t in lab.qtext.items() if t == q)))
 
 
+def test_a_cancelled_tuning_keeps_no_half_tuned_prior(scifact_project, tmp_path):
+    db, pid = scifact_project
+    lab = read_labels(db, pid, "train")
+    texts = {p["id"]: p["text"] for p in store.fetch_passages(db, pid)}
+    cfg = TrainConfig(loss="residual", max_length=64, prior_steps=5)
+    seen = []
+    stopped = prior.tune(
+        cfg, prior.pairs(lab, sorted(lab.grades), texts, 1), tmp_path, lambda s, t: seen.append(s) or False
+    )
+    assert stopped is None and seen == [1]  # the cancel answer after step 1 ends it
+    assert prior.existing(tmp_path) is None  # a resumed run tunes afresh instead of trusting a partial prior
+
+
 def test_prior_steps_belong_to_the_residual_loss():
     with pytest.raises(ConfigError, match="residual"):
         TrainConfig(loss="bce", prior_steps=5).validate()
