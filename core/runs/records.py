@@ -30,6 +30,12 @@ def create_run(conn: sqlite3.Connection, project: int, config: dict[str, Any], s
     return run_id
 
 
+def cancel_asked(conn: sqlite3.Connection, run_id: str) -> bool:
+    """Whether a person asked to cancel the run (the flag every training phase polls between steps)."""
+    row = conn.execute("SELECT cancel_requested FROM runs WHERE id = ?", (run_id,)).fetchone()
+    return bool(row and row[0])
+
+
 def get_run(conn: sqlite3.Connection, run_id: str) -> Run:
     """A run with its JSON columns decoded; RunError when there is none."""
     row = conn.execute("SELECT * FROM runs WHERE id = ?", (run_id,)).fetchone()

@@ -10,7 +10,7 @@ from typing import Any
 from transformers import TrainerCallback
 
 from core import store
-from core.runs.records import add_event, update_run
+from core.runs.records import add_event, cancel_asked, update_run
 from core.training.distributed import is_main
 
 
@@ -50,12 +50,7 @@ class StoreProgress(TrainerCallback):
     def on_step_end(self, args: Any, st: Any, control: Any, **kw: Any) -> Any:  # type: ignore[override]  # transformers names each argument; we take **kw
         """Report progress; on a cancel request (or SIGTERM) save a checkpoint and stop."""
         self._write(st)
-        cancel = (
-            self.state.get("signal")
-            or self.conn.execute("SELECT cancel_requested FROM runs WHERE id = ?", (self.run_id,)).fetchone()[
-                0
-            ]
-        )
+        cancel = self.state.get("signal") or cancel_asked(self.conn, self.run_id)
         if cancel and not self.state.get("cancelled"):
             self.state["cancelled"] = True
             control.should_save = True

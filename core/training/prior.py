@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from core import estimates, models, store
-from core.runs.records import add_event, update_run
+from core.runs.records import add_event, cancel_asked, update_run
 from core.runs.run_row import Run
 from core.training.config import TrainConfig
 from core.training.distributed import barrier, is_main
@@ -164,10 +164,8 @@ def ensure(
     folder: Path,
     report: Report | None = None,
 ) -> dict[str, Any] | None:
-    """The run's tuned prior: the one already in its folder (a resumed run), else tuned now on the fitted queries'
-    positives (never the validation slice's); None when the run does not tune one."""
-    if cfg.loss != "residual" or int(cfg.prior_steps) <= 0:
-        return None
+    """The run's tuned prior (its caller, tune_for_run, has checked the run asks for one): the one already in its
+    folder (a resumed run), else tuned now on the fitted queries' positives (never the validation slice's)."""
     if found := existing(folder):
         return found
     split = run_split(conn, project, cfg)
@@ -198,8 +196,7 @@ def tune_for_run(
                     "eta_s": round((total - step) / rate, 1) if rate > 0 else None,
                 },
             )
-        asked = conn.execute("SELECT cancel_requested FROM runs WHERE id = ?", (run.id,)).fetchone()[0]
-        if state.get("signal") or asked:
+        if state.get("signal") or cancel_asked(conn, run.id):
             state["cancelled"] = True
         return not state.get("cancelled")
 
