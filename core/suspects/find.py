@@ -13,7 +13,7 @@ from core.errors import UserError
 from core.progress import Progress, noop, scaled
 from core.quality.report import model_choice
 from core.store.db import workspace_of
-from core.suspects import records
+from core.suspects import folds, records
 from core.suspects.missing import PER_QUERY, missing_positives
 from core.suspects.scoring import score_labelled
 from core.suspects.signals import held_out_ranks, read_labelled
@@ -66,18 +66,30 @@ def find_suspects(
     split: str = "train",
     embed_model: str | None = None,
     per_query: int = PER_QUERY,
+    fold_models: bool = True,
     progress: Progress = noop,
 ) -> SearchResult:
     """Score every labelled pair of the split and propose missing positives; saved at once (judged suspects keep
-    their judgement)."""
+    their judgement). `fold_models` adds the out-of-fold tuned embedding model (core.suspects.folds) as a third
+    held-out model when the split has enough queries with a positive."""
     started = time.monotonic()
     embedder = model_choice(conn, project, embed_model)[0]
     progress(0.0, "Reading labels")
     lab = read_labelled(conn, project, split)
     if not lab.query_text or not lab.passage_text:
         raise UserError(f"No {split} queries or passages to check: import labelled pairs first.")
+    extra, start = [], 0.0
+    if fold_models and folds.enough(lab):
+        vectors = folds.tuned_vectors(
+            lab, embedder, workspace=workspace_of(conn), progress=scaled(progress, 0, 0.6)
+        )
+        extra, start = [(folds.NAME, vectors.rows)], 0.6
     sig = held_out_ranks(
-        lab, embed_model=embedder, workspace=workspace_of(conn), progress=scaled(progress, 0, 0.9)
+        lab,
+        embed_model=embedder,
+        workspace=workspace_of(conn),
+        extra=extra,
+        progress=scaled(progress, start, 0.9),
     )
     progress(0.92, "Scoring labels and proposing missing positives")
     labelled = score_labelled(lab, sig)

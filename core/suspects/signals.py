@@ -1,10 +1,11 @@
-"""Held-out rankings: where the embedding model and BM25 put each labelled and each top-ranked passage for its query
-over the project's whole passage pool. Neither model ever trained on the person's labels."""
+"""Held-out rankings: where the embedding model and BM25 (and any further held-out model, such as the out-of-fold
+tuned embedding model of core.suspects.folds) put each labelled and each top-ranked passage for its query over the
+project's whole passage pool. None of them ever trained on the label it checks."""
 
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,6 +18,9 @@ from core.store.rows import fetch_pairs, fetch_passages
 MODELS = ("embedding", "BM25")
 NEAR_DUPLICATE = 0.97  # cosine above which two passages say the same thing
 CHUNK = 32  # queries scored at once: a chunk x pool score matrix stays small
+
+Rows = Callable[[list[int]], np.ndarray]
+"""rows(query ids) -> a query x pool score matrix, the pool in `pool_keys` order."""
 
 
 @dataclass
@@ -56,6 +60,11 @@ def read_labelled(conn: sqlite3.Connection, project: int, split: str = "train") 
     ):
         lab.judged_elsewhere.setdefault(r["query_id"], set()).add(r["passage_id"])
     return lab
+
+
+def pool_keys(lab: Labelled) -> list[int]:
+    """The pool's passage ids in the order every score row's columns follow."""
+    return list(lab.passage_text)
 
 
 def _ranks(scores: np.ndarray) -> np.ndarray:
@@ -103,15 +112,16 @@ def held_out_ranks(
     embed_model: str | None = None,
     workspace: Path | None = None,
     top_k: int = 10,
+    extra: Sequence[tuple[str, Rows]] = (),
     progress: Progress = noop,
 ) -> Signals:
-    """Rank every labelled pair and each query's top unlabelled passages by each held-out model. A labelled
-    positive is ranked among the passages that are not the query's other positives (five positives fill five
-    places honestly)."""
-    keys = list(lab.passage_text)
+    """Rank every labelled pair and each query's top unlabelled passages by each held-out model (the embedding
+    model, BM25, then `extra`). A labelled positive is ranked among the passages that are not the query's other
+    positives (five positives fill five places honestly)."""
+    keys = pool_keys(lab)
     col = {k: i for i, k in enumerate(keys)}
     cosine, vectors = _embedding_rows(lab, keys, embed_model, workspace, lambda f, m: progress(0.6 * f, m))
-    scorers = [cosine, _bm25_rows(lab, keys)]
+    scorers = [cosine, _bm25_rows(lab, keys), *(rows for _, rows in extra)]
     queries = list(lab.query_text)
     ranks: dict[tuple[int, int], list[int]] = {}
     top: dict[int, list[int]] = {}
@@ -133,7 +143,8 @@ def held_out_ranks(
             )
         progress(0.6 + 0.4 * min(1.0, (start + len(chunk)) / len(queries)), "Ranking with held-out models")
     near = near_duplicates(lab, vectors, col)
-    return Signals(MODELS, len(keys), {k: tuple(v) for k, v in ranks.items()}, top, near)
+    names = MODELS + tuple(name for name, _ in extra)
+    return Signals(names, len(keys), {k: tuple(v) for k, v in ranks.items()}, top, near)
 
 
 def _rank_query(
