@@ -2,8 +2,7 @@
 
 Three rates: texts/s for embedding, pairs/s for scoring with a cross-encoder (evaluation, a second opinion) and
 pairs/s for training. Until a job has measured one, a conservative default for a 2-thread CPU is used (README:
-~60 texts/s embedding, ~35 pairs/s predicting; training 23 pairs/s at max length 128, measured on the idle 2-core
-Xeon by bench/training.py --precision). Measurements live in the
+~60 texts/s embedding, ~35 pairs/s predicting, ~9 pairs/s training at max length 128). Measurements live in the
 workspace's `throughput.json` (recomputable, never precious): the median of the last few per rate is used.
 
 Each rate is kept per precision (core.inference.precision): bf16 measurements under `<rate>.bf16`. Until bf16 has
@@ -27,21 +26,20 @@ KEEP = 7  # measurements kept per rate
 DEFAULTS = {
     "embed_texts_per_s": 60.0,
     "predict_pairs_per_s": 35.0,
-    "train_pairs_per_s": 23.0,
+    "train_pairs_per_s": 9.0,
     "prior_pairs_per_s": 23.0,  # tuning the embedding model (core.training.prior); see BF16_SPEEDUP
 }
 # bf16 over fp32 on the 2-core AMX Xeon, same process, order alternated (issue 23, bench/scoring.py --quick on a
-# trained reranker, load 9: embedding 2.1x, scoring 2.8x). Training: bench/training.py --precision on the idle
-# machine, same data and seed, order alternated: fp32 0.714 steps/s (22.8 pairs/s), bf16 1.076 (34.4 pairs/s), 1.5x.
-# With the 2 cores shared (load 9-12) both are slower and bf16 gained less (0.9-1.06x); the first run here measures
-# its own rate (`learn` files it under train_pairs_per_s.bf16) and the plans after it use that.
+# trained reranker, load 9: embedding 2.1x, scoring 2.8x). Training under bf16 autocast: 1.30x on an idle machine
+# (issue 23) but 0.9-1.06x with the 2 cores shared (load 9-12), so the plan assumes no gain until a bf16 run has
+# measured its own rate here (`learn` files it under train_pairs_per_s.bf16).
 # The prior's fp32 default is the cross-encoder's fp32 training rate measured on the idle machine (23 pairs/s: a
 # bi-encoder pair holds about as many tokens), and its bf16 speed-up the 1.5x bench/training.py --precision measured
 # there (34 pairs/s, as bench/prior_tuning.py saw); until a tuning run here measures its own.
 BF16_SPEEDUP = {
     "embed_texts_per_s": 2.0,
     "predict_pairs_per_s": 2.0,
-    "train_pairs_per_s": 1.5,
+    "train_pairs_per_s": 1.0,
     "prior_pairs_per_s": 1.5,
 }
 REFERENCE_LENGTH = 128  # the max length the training and predicting defaults were measured at
