@@ -147,7 +147,7 @@ def estimate(
     per_step = cfg.batch_size * per_row
     precision = estimates.precision_now(precision)
     rate, measured = estimates.rate(workspace, "train_pairs_per_s", precision)
-    rate_here = rate / max(1.0, cfg.max_length / estimates.REFERENCE_LENGTH)
+    rate_here = rate / estimates.length_factor(cfg.max_length, training=True)
     steps = (
         cfg.max_steps
         if cfg.max_steps > 0

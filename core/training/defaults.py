@@ -194,7 +194,7 @@ def epoch_seconds(cfg: TrainConfig, rows: int, per_row: int, workspace: Path | N
     from core import estimates
 
     rate, _ = estimates.rate(workspace, "train_pairs_per_s", rate_precision(cfg))
-    return rows * per_row / (rate / max(1.0, cfg.max_length / estimates.REFERENCE_LENGTH))
+    return rows * per_row / (rate / estimates.length_factor(cfg.max_length, training=True))
 
 
 def fit_time_budget(

@@ -45,7 +45,7 @@ def wanted(cfg: TrainConfig, epochs_affordable: float) -> bool:
 def pairs_per_s(workspace: Path | None, precision: str | None, max_length: int) -> float:
     """The prior's tuning rate here: measured by an earlier tuning run in this workspace, else the default."""
     rate, _ = estimates.rate(workspace, "prior_pairs_per_s", precision)
-    return rate / max(1.0, min(max_length, PRIOR_LENGTH) / estimates.REFERENCE_LENGTH)
+    return rate / estimates.length_factor(min(max_length, PRIOR_LENGTH), training=True)
 
 
 def planned_steps(seconds: float, workspace: Path | None, precision: str | None, max_length: int) -> int:
