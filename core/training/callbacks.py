@@ -105,29 +105,3 @@ class StepReport(TrainerCallback):
         if not self.report(int(st.global_step), int(st.max_steps)):
             control.should_training_stop = True
         return control
-
-
-class RisePatience(TrainerCallback):
-    """Early stopping on the validation NDCG@10 as measured: training goes on while any evaluation in the last
-    `patience` rose above the best so far. Stopping is a compute decision (the budget was planned for the steps);
-    keeping a checkpoint is the quality one, and it stays with the noise-aware decision figure (keep-best). On a
-    SciFact development split (65 validation queries) stopping on the decision figure ended a run at step 328 of
-    495 while its validation rose 0.673 -> 0.689 and the cross-encoder alone 0.27 -> 0.45: no rise was beyond the
-    noise, so the run kept a step-82 model that ranked like its prior."""
-
-    def __init__(self, patience: int, metric: str) -> None:
-        self.patience, self.metric = patience, metric
-        self.best: float | None = None
-        self.waited = 0
-
-    def on_evaluate(self, args: Any, st: Any, control: Any, metrics: Any = None, **kw: Any) -> Any:  # type: ignore[override]  # transformers names each argument; we take **kw
-        """Count the evaluations since the last rise; stop after `patience` of them."""
-        value = (metrics or {}).get(self.metric)
-        if value is None:
-            return control
-        if self.best is None or float(value) > self.best:
-            self.best, self.waited = float(value), 0
-        else:
-            self.waited += 1
-            control.should_training_stop = self.waited >= self.patience
-        return control

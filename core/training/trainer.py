@@ -16,16 +16,16 @@ from typing import Any
 import torch
 from datasets import Dataset
 from sentence_transformers.cross_encoder import CrossEncoderTrainer, CrossEncoderTrainingArguments
+from transformers import EarlyStoppingCallback
 from transformers.trainer_callback import PrinterCallback, TrainerCallback
 
 from core import models, store
 from core.runs.liveness import Heartbeat
 from core.runs.records import add_event, get_run, latest_checkpoint, run_folder, update_run
 from core.runs.run_row import Run
-from core.scoring.formulas import PRIMARY
 from core.training import budget, continued, device_args, prior, snapshot
 from core.training.beta import source as beta_source
-from core.training.callbacks import RisePatience, StoreProgress
+from core.training.callbacks import StoreProgress
 from core.training.config import ConfigError, TrainConfig
 from core.training.data import TrainingData, build_data
 from core.training.defaults import is_trained
@@ -305,7 +305,7 @@ def make_trainer(
         add_event(conn, run_id, "message", {"text": device_args.describe(hardware)})
     callbacks: list[TrainerCallback] = [StoreProgress(conn, run_id, state)]
     if evaluator is not None and cfg.early_stopping_patience > 0:
-        callbacks.append(RisePatience(cfg.early_stopping_patience, f"eval_val_{PRIMARY}"))
+        callbacks.append(EarlyStoppingCallback(early_stopping_patience=cfg.early_stopping_patience))
     trainer = CrossEncoderTrainer(
         model=model,
         args=args,

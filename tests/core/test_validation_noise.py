@@ -85,27 +85,6 @@ def test_small_projects_hold_out_enough_queries_for_a_decision():
     assert validation_plan(9)[0] == "none"
 
 
-def test_training_goes_on_while_validation_rises_and_stops_after_patience_evaluations_without_a_rise():
-    from transformers import TrainerControl
-
-    from core.training.callbacks import RisePatience
-
-    stop = RisePatience(3, "eval_val_ndcg@10")
-    control = TrainerControl()
-    seen = []
-    # the SciFact development run: rises within the noise (the decision figure never moved), then a dip
-    for value in (0.6727, 0.6780, 0.6887, 0.6684, 0.6700, 0.6850, 0.6500):
-        stop.on_evaluate(None, None, control, metrics={"eval_val_ndcg@10": value})
-        seen.append(control.should_training_stop)
-        if control.should_training_stop:
-            break
-    assert seen == [False, False, False, False, False, True]  # three evaluations without a rise after 0.6887
-    other = RisePatience(2, "eval_val_ndcg@10")
-    fresh = TrainerControl()
-    other.on_evaluate(None, None, fresh, metrics={"eval_loss": 0.3})  # another evaluator's metrics: ignored
-    assert not fresh.should_training_stop and other.best is None
-
-
 def test_a_training_step_grows_faster_than_the_length_and_scoring_linearly():
     from core import estimates
 
