@@ -109,6 +109,9 @@ def main() -> None:
         "--no-retrain", action="store_true", help="skip the noisy / corrected / clean training runs"
     )
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--fold-models", action="store_true", help="add the out-of-fold tuned embedding model (opt-in)"
+    )
     args = parser.parse_args()
     sf = read_beir(scifact_dir(args.data))
     home = args.workspace or Path(tempfile.mkdtemp(prefix="label-errors-"))
@@ -120,7 +123,7 @@ def main() -> None:
     noisy, wrong, missing = plant(sf["qrels"]["train"], args.seed)
     pid = load(conn, sf, noisy, "noisy")
     started = time.time()
-    result = find_suspects(conn, pid)
+    result = find_suspects(conn, pid, fold_models=args.fold_models)
     wall = round(time.time() - started, 1)
     wrong_queue = keyed_queue(conn, pid, ("wrong_positive", "wrong_negative"))
     r_wrong, cut_wrong = recall(wrong_queue, as_texts(sf, wrong))

@@ -21,6 +21,11 @@ def cli_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--per-query", type=int, default=3, help="missing positives proposed per query")
     parser.add_argument("--top", type=int, default=5, help="how many of the most suspect to print")
+    parser.add_argument(
+        "--fold-models",
+        action="store_true",
+        help="add a third held-out model: the embedding model fine-tuned out of fold (slower)",
+    )
 
 
 def _brief(row: dict[str, Any]) -> dict[str, Any]:
@@ -49,6 +54,7 @@ def cli_main(args: argparse.Namespace) -> dict[str, Any]:
             split=args.split,
             embed_model=args.embed_model,
             per_query=args.per_query,
+            fold_models=args.fold_models,
             progress=progress,
         )
         top = args.top
