@@ -109,3 +109,16 @@ def test_a_missing_positive_marked_relevant_is_exported_as_a_positive(at, plante
     assert {
         r["label"] for r in export(at) if r["passage"] == top["passage"] and r["query"] == top["query"]
     } == {1.0}
+
+
+def test_the_out_of_fold_models_are_asked_for_with_the_checkbox(at, planted):
+    import json
+
+    db, pid, _ = planted
+    at.checkbox(key="suspects_folds").check().run()
+    at.button(key="suspects_search").click().run()
+    assert not at.exception
+    row = db.execute(
+        "SELECT args FROM jobs WHERE project_id = ? AND kind = 'suspects' ORDER BY id DESC LIMIT 1", (pid,)
+    ).fetchone()
+    assert json.loads(row["args"]) == {"fold_models": True}
