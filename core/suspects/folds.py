@@ -1,4 +1,4 @@
-"""The third held-out model: the embedding model fine-tuned out of fold. The training queries are split into k
+"""An optional third held-out model: the embedding model fine-tuned out of fold. The training queries are split into k
 folds; for each fold the embedding model learns the other folds' positives (the residual prior's tuning,
 core.training.prior: in-batch negatives, one pair per query in turn) and ranks the whole pool for the fold's own
 queries. Every label is checked by a model that learned the person's judgements but never the label itself.
@@ -89,7 +89,7 @@ def tuned_vectors(
     for f in range(folds):
         share = (f / folds, (f + 1) / folds)
         report = _phase(progress, share, f, folds)
-        model = _tuned_model(lab, fold_of, f, (embed_model, workspace), epochs, seed, report)
+        model = _tuned_model(lab, fold_of, f, embed_model, workspace, epochs, seed, report)
         progress(share[0] + 0.5 * (share[1] - share[0]), f"Fold {f + 1} of {folds}: embedding the pool")
         pool.append(_encode(model, texts))
         mine = [q for q, g in fold_of.items() if g == f]
@@ -118,7 +118,8 @@ def _tuned_model(
     lab: Labelled,
     fold_of: dict[int, int],
     fold: int,
-    model_and_workspace: tuple[str, Path | None],
+    embed_model: str,
+    workspace: Path | None,
     epochs: float,
     seed: int,
     report: Callable[[int, int], bool],
@@ -130,7 +131,6 @@ def _tuned_model(
     from core.training import prior
     from core.training.config import TrainConfig
 
-    embed_model, workspace = model_and_workspace
     pairs = fold_pairs(lab, fold_of, fold, seed)
     affordable = prior.planned_steps(FOLD_SECONDS, workspace, None, prior.PRIOR_LENGTH)
     steps = max(1, min(affordable, math.ceil(epochs * len(pairs) / prior.PRIOR_BATCH)))

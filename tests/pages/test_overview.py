@@ -124,8 +124,8 @@ def test_estimates_start_conservative_and_learn_from_measurements(workspace):
     assert not est.measured and est.seconds == pytest.approx(estimates.STARTUP_S + 20)
     assert "default" in est.text() and "1,200 texts at 60 texts/s" in est.text()
     assert estimates.training(workspace, 900, max_length=256).seconds == pytest.approx(
-        estimates.STARTUP_S + 200
-    )
+        estimates.STARTUP_S + 100 * 2**estimates.TRAIN_LENGTH_EXPONENT
+    )  # 900 pairs at 9 pairs/s (length 128); a step at 256 costs 2^1.8 of one at 128
     assert estimates.observe(workspace, "embed_texts_per_s", 120.0, "job:1")
     assert not estimates.observe(workspace, "embed_texts_per_s", 120.0, "job:1")  # each source counts once
     assert not estimates.observe(workspace, "embed_texts_per_s", 1e9, "job:2")  # implausible
@@ -149,7 +149,10 @@ def test_estimates_learn_from_finished_jobs_and_runs(db):
     assert estimates.learn(db, pid) == 0  # already seen
     ws = store.workspace_of(db)
     assert estimates.rate(ws, "embed_texts_per_s") == (100.0, True)
-    assert estimates.rate(ws, "train_pairs_per_s") == (10.0, True)  # 5 pairs/s at 256 tokens = 10 at 128
+    assert estimates.rate(ws, "train_pairs_per_s") == (
+        pytest.approx(5.0 * 2**estimates.TRAIN_LENGTH_EXPONENT, abs=1e-3),
+        True,
+    )  # 5 pairs/s at 256 tokens = 17.4 at 128 (a training step grows with length^1.8)
 
 
 # --- the first screen ------------------------------------------------------------------------------
