@@ -35,9 +35,8 @@ def test_the_search_adds_the_out_of_fold_model_as_a_third_held_out_model(db, mon
     rows = db.execute(
         "SELECT id, query_id, passage_id FROM pairs WHERE project_id = ? ORDER BY id", (pid,)
     ).fetchall()
-    far = rows[len(rows) // 2][
-        "passage_id"
-    ]  # another query's positive, labelled relevant for the first query
+    # another query's positive, labelled relevant for the first query
+    far = rows[len(rows) // 2]["passage_id"]
     with transaction(db):
         db.execute("UPDATE pairs SET passage_id = ? WHERE id = ?", (far, rows[0]["id"]))
     seen: list[tuple[float, str]] = []
