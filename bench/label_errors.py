@@ -7,6 +7,7 @@ Then (unless --no-retrain) short training runs on the noisy, corrected (the top 
 planted truth, as a person would) and clean labels, with their test NDCG@10 (short settings, stated in the output).
 
 Usage: env HF_HUB_OFFLINE=1 .venv/bin/python bench/label_errors.py [--data DIR] [--workspace DIR] [--no-retrain]
+       [--seed N] [--fold-models] [--no-similar-queries]
 Data: BEIR SciFact (CC BY-NC 2.0): --data, $SCIFACT_DIR or ../shared/data/scifact. Prints one JSON line.
 """
 
@@ -112,6 +113,11 @@ def main() -> None:
     parser.add_argument(
         "--fold-models", action="store_true", help="add the out-of-fold tuned embedding model (opt-in)"
     )
+    parser.add_argument(
+        "--no-similar-queries",
+        action="store_true",
+        help="without the proposer of passages other similar queries label relevant (for comparison)",
+    )
     args = parser.parse_args()
     sf = read_beir(scifact_dir(args.data))
     home = args.workspace or Path(tempfile.mkdtemp(prefix="label-errors-"))
@@ -123,7 +129,9 @@ def main() -> None:
     noisy, wrong, missing = plant(sf["qrels"]["train"], args.seed)
     pid = load(conn, sf, noisy, "noisy")
     started = time.time()
-    result = find_suspects(conn, pid, fold_models=args.fold_models)
+    result = find_suspects(
+        conn, pid, fold_models=args.fold_models, similar_queries=not args.no_similar_queries
+    )
     wall = round(time.time() - started, 1)
     wrong_queue = keyed_queue(conn, pid, ("wrong_positive", "wrong_negative"))
     r_wrong, cut_wrong = recall(wrong_queue, as_texts(sf, wrong))

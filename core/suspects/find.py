@@ -13,10 +13,10 @@ from core.errors import UserError
 from core.progress import Progress, noop, scaled
 from core.quality.report import model_choice
 from core.store.db import workspace_of
-from core.suspects import folds, records
+from core.suspects import folds, neighbours, records
 from core.suspects.missing import PER_QUERY, missing_positives
 from core.suspects.scoring import score_labelled
-from core.suspects.signals import held_out_ranks, read_labelled
+from core.suspects.signals import held_out_ranks, pool_vectors, read_labelled
 
 
 @dataclass
@@ -47,6 +47,7 @@ class SearchResult:
 def _reason_kind(reason: str) -> str:
     """A reason's kind, its words without the numbers ('labelled relevant, ranked …' -> 'ranked low')."""
     for key, name in (
+        ("for a similar query", "labelled relevant for a similar query"),
         ("queries", "hub passage"),
         ("near-duplicate", "near-duplicate labelled the other way"),
         ("same query text", "same query text, different labels"),
@@ -67,13 +68,15 @@ def find_suspects(
     embed_model: str | None = None,
     per_query: int = PER_QUERY,
     fold_models: bool = False,
+    similar_queries: bool = True,
     progress: Progress = noop,
 ) -> SearchResult:
     """Score every labelled pair of the split and propose missing positives; saved at once (judged suspects keep
     their judgement). `fold_models` adds the out-of-fold tuned embedding model (core.suspects.folds) as a third
     held-out model when the split has enough queries with a positive: off by default, because on SciFact's planted
     errors it found 2 more missing positives of 40 on the development planting and 1 fewer on the reported one,
-    for 8x the time (bench/label_errors.py --fold-models)."""
+    for 8x the time (bench/label_errors.py --fold-models). `similar_queries` lets the passages other similar queries
+    label relevant propose missing positives (core.suspects.neighbours; they never judge a label)."""
     started = time.monotonic()
     embedder = model_choice(conn, project, embed_model)[0]
     progress(0.0, "Reading labels")
@@ -82,20 +85,20 @@ def find_suspects(
         raise UserError(f"No {split} queries or passages to check: import labelled pairs first.")
     extra, start = [], 0.0
     if fold_models and folds.enough(lab):
-        vectors = folds.tuned_vectors(
+        tuned = folds.tuned_vectors(
             lab, embedder, workspace=workspace_of(conn), progress=scaled(progress, 0, 0.6)
         )
-        extra, start = [(folds.NAME, vectors.rows)], 0.6
+        extra, start = [(folds.NAME, tuned.rows)], 0.6
+    middle = start + 0.6 * (0.9 - start)  # embedding the pool is most of the rest
+    vectors = pool_vectors(lab, embedder, workspace_of(conn), scaled(progress, start, middle))
+    similar = neighbours.similar_queries(lab, vectors) if similar_queries else None
+    proposers = [(neighbours.NAME, similar.rows)] if similar else []
     sig = held_out_ranks(
-        lab,
-        embed_model=embedder,
-        workspace=workspace_of(conn),
-        extra=extra,
-        progress=scaled(progress, start, 0.9),
+        lab, vectors, extra=extra, proposers=proposers, progress=scaled(progress, middle, 0.9)
     )
     progress(0.92, "Scoring labels and proposing missing positives")
     labelled = score_labelled(lab, sig)
-    missing = missing_positives(lab, sig, per_query)
+    missing = missing_positives(lab, sig, per_query, similar)
     progress(0.96, "Saving")
     open_now = records.save(conn, project, labelled + missing)
     reasons = Counter(

@@ -3,6 +3,7 @@ query that has none) — the review desk's false-negative logic applied to the w
 
 from __future__ import annotations
 
+from core.suspects.neighbours import SimilarQueries
 from core.suspects.scoring import Suspect, depth, ordinal
 from core.suspects.signals import Labelled, Signals
 
@@ -10,11 +11,14 @@ NO_POSITIVE_FACTOR = 2  # a query with no labelled positive is surely missing on
 PER_QUERY = 3  # proposals kept per query: the riskiest few are what a person can judge
 
 
-def missing_positives(lab: Labelled, sig: Signals, per_query: int = PER_QUERY) -> list[Suspect]:
+def missing_positives(
+    lab: Labelled, sig: Signals, per_query: int = PER_QUERY, similar: SimilarQueries | None = None
+) -> list[Suspect]:
     """Per query, its top unlabelled passages that beat every labelled positive in at least one held-out model;
     risk = how far above the query's best positive it sits (log scale, 0-1), averaged over the models: a passage on
     top of a query whose positive sits 500th is riskier than one a place above the positive. A query with no
-    positive at all comes first (risk above 0.5) and gets twice the proposals: it surely misses one."""
+    positive at all comes first (risk above 0.5) and gets twice the proposals: it surely misses one. `similar` names
+    the most similar other query that labels a proposal relevant, when there is one."""
     out: list[Suspect] = []
     for q, candidates in sig.top.items():
         labels = lab.labels.get(q, {})
@@ -42,6 +46,10 @@ def missing_positives(lab: Labelled, sig: Signals, per_query: int = PER_QUERY) -
                 "pool": sig.pool,
                 "best_positive": dict(zip(sig.models, best)),
             }
+            source = similar.source(q, c) if similar else None
+            if source:
+                found[-1].reasons.insert(0, _similar_reason(lab, *source))
+                found[-1].evidence["similar_query"] = source[0]
         found.sort(key=lambda s: -s.score)
         keep = per_query if positives else NO_POSITIVE_FACTOR * per_query  # surely missing one: look further
         for s in found[:keep]:
@@ -49,6 +57,11 @@ def missing_positives(lab: Labelled, sig: Signals, per_query: int = PER_QUERY) -
             out.append(s)
     out.sort(key=lambda s: -s.score)
     return out
+
+
+def _similar_reason(lab: Labelled, other: int, cosine: float) -> str:
+    """'labelled relevant for a similar query (0.91 cosine): "…"' — the proposer's evidence a person can check."""
+    return f"labelled relevant for a similar query ({cosine:.2f} cosine): {lab.query_text[other]!r}"
 
 
 def _reason(ranks: tuple[int, ...], above: list[bool], sig: Signals, has_positive: bool) -> str:

@@ -107,14 +107,14 @@ def score_labelled(lab: Labelled, sig: Signals) -> list[Suspect]:
     out: list[Suspect] = []
     for q, labels in lab.labels.items():
         for p, y in labels.items():
-            ranks = sig.ranks.get((q, p))
+            ranks = sig.judged((q, p))
             if ranks is None:
                 continue
             positive = y > 0
             s = Suspect(q, p, "wrong_positive" if positive else "wrong_negative", y, 0.0)
             s.score = rank_suspicion(ranks, sig.pool, positive)
-            s.reasons.append(rank_reason(ranks, sig.models, sig.pool, positive))
-            s.evidence = {"ranks": dict(zip(sig.models, ranks)), "pool": sig.pool}
+            s.reasons.append(rank_reason(ranks, sig.judges, sig.pool, positive))
+            s.evidence = {"ranks": dict(zip(sig.judges, ranks)), "pool": sig.pool}
             if positive and p in hub:
                 s.reasons.insert(0, f"labelled relevant for {hub[p]:,} queries")
                 s.pattern = f"hub:{p}"

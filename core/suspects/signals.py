@@ -42,6 +42,17 @@ class Signals:
     ranks: dict[tuple[int, int], tuple[int, ...]]  # (query, passage) -> rank per model
     top: dict[int, list[int]]  # query -> unlabelled passages some model puts in its top `top_k`
     near: dict[tuple[int, int], int] = field(default_factory=dict)  # labelled pair -> its opposite-label twin
+    proposers: int = 0  # the last models only propose missing positives; they never judge a label
+
+    @property
+    def judges(self) -> tuple[str, ...]:
+        """The models whose ranks judge labelled pairs."""
+        return self.models[: len(self.models) - self.proposers]
+
+    def judged(self, key: tuple[int, int]) -> tuple[int, ...] | None:
+        """A labelled pair's ranks by the judging models (None: not ranked)."""
+        ranks = self.ranks.get(key)
+        return None if ranks is None else ranks[: len(self.judges)]
 
 
 def read_labelled(conn: sqlite3.Connection, project: int, split: str = "train") -> Labelled:
@@ -75,20 +86,38 @@ def _ranks(scores: np.ndarray) -> np.ndarray:
     return out
 
 
-def _embedding_rows(
-    lab: Labelled, keys: list[int], model: str | None, workspace: Path | None, progress: Progress
-) -> tuple[Callable[[list[int]], np.ndarray], np.ndarray]:
-    """A function giving the cosine rows of a chunk of queries against the whole pool, and the pool's vectors."""
+@dataclass
+class PoolVectors:
+    """The embedding model's vectors of the whole pool (in `pool_keys` order) and of the split's queries."""
+
+    keys: list[int]
+    passages: np.ndarray
+    queries: list[int]
+    query_vectors: np.ndarray
+    row_of: dict[int, int] = field(init=False)  # query id -> row of `query_vectors`
+
+    def __post_init__(self) -> None:
+        self.row_of = {q: i for i, q in enumerate(self.queries)}
+
+    def cosine(self, chunk: list[int]) -> np.ndarray:
+        """Cosine rows of a chunk of queries against the whole pool."""
+        return self.query_vectors[[self.row_of[q] for q in chunk]] @ self.passages.T
+
+
+def pool_vectors(
+    lab: Labelled, model: str | None = None, workspace: Path | None = None, progress: Progress = noop
+) -> PoolVectors:
+    """Embed the pool and the queries once: the embedding model's ranks and any proposer read the same vectors."""
     from core.embeddings import embed_texts
 
     def count(done: int, total: int) -> None:
         progress(done / total if total else 1.0, f"Embedding passages: {done:,} of {total:,}")
 
-    P = embed_texts([lab.passage_text[k] for k in keys], model, workspace=workspace, progress=count)
+    keys = pool_keys(lab)
+    passages = embed_texts([lab.passage_text[k] for k in keys], model, workspace=workspace, progress=count)
     queries = list(lab.query_text)
-    Q = embed_texts([lab.query_text[q] for q in queries], model, workspace=workspace)
-    row_of = {q: i for i, q in enumerate(queries)}
-    return (lambda chunk: Q[[row_of[q] for q in chunk]] @ P.T), P
+    vectors = embed_texts([lab.query_text[q] for q in queries], model, workspace=workspace)
+    return PoolVectors(keys, passages, queries, vectors)
 
 
 def _bm25_rows(lab: Labelled, keys: list[int]) -> Callable[[list[int]], np.ndarray]:
@@ -108,20 +137,20 @@ def _bm25_rows(lab: Labelled, keys: list[int]) -> Callable[[list[int]], np.ndarr
 
 def held_out_ranks(
     lab: Labelled,
+    vectors: PoolVectors,
     *,
-    embed_model: str | None = None,
-    workspace: Path | None = None,
     top_k: int = 10,
     extra: Sequence[tuple[str, Rows]] = (),
+    proposers: Sequence[tuple[str, Rows]] = (),
     progress: Progress = noop,
 ) -> Signals:
     """Rank every labelled pair and each query's top unlabelled passages by each held-out model (the embedding
-    model, BM25, then `extra`). A labelled positive is ranked among the passages that are not the query's other
-    positives (five positives fill five places honestly)."""
-    keys = pool_keys(lab)
+    model, BM25, then `extra`) and each proposer (ranks that only propose missing positives, never judge a label).
+    A labelled positive is ranked among the passages that are not the query's other positives (five positives fill
+    five places honestly)."""
+    keys = vectors.keys
     col = {k: i for i, k in enumerate(keys)}
-    cosine, vectors = _embedding_rows(lab, keys, embed_model, workspace, lambda f, m: progress(0.6 * f, m))
-    scorers = [cosine, _bm25_rows(lab, keys), *(rows for _, rows in extra)]
+    scorers = [vectors.cosine, _bm25_rows(lab, keys), *(rows for _, rows in (*extra, *proposers))]
     queries = list(lab.query_text)
     ranks: dict[tuple[int, int], list[int]] = {}
     top: dict[int, list[int]] = {}
@@ -141,10 +170,10 @@ def held_out_ranks(
                 ranks,
                 top,
             )
-        progress(0.6 + 0.4 * min(1.0, (start + len(chunk)) / len(queries)), "Ranking with held-out models")
-    near = near_duplicates(lab, vectors, col)
-    names = MODELS + tuple(name for name, _ in extra)
-    return Signals(names, len(keys), {k: tuple(v) for k, v in ranks.items()}, top, near)
+        progress(min(1.0, (start + len(chunk)) / len(queries)), "Ranking with held-out models")
+    near = near_duplicates(lab, vectors.passages, col)
+    names = MODELS + tuple(name for name, _ in (*extra, *proposers))
+    return Signals(names, len(keys), {k: tuple(v) for k, v in ranks.items()}, top, near, len(proposers))
 
 
 def _rank_query(

@@ -41,11 +41,11 @@ def test_the_search_adds_the_out_of_fold_model_as_a_third_held_out_model(db, mon
         db.execute("UPDATE pairs SET passage_id = ? WHERE id = ?", (far, rows[0]["id"]))
     seen: list[tuple[float, str]] = []
     result = find_suspects(db, pid, fold_models=True, progress=lambda f, m: seen.append((f, m)))
-    assert result.models == ["embedding", "BM25", folds.NAME]
+    assert result.models == ["embedding", "BM25", folds.NAME, "similar queries"]
     assert [f for f, _ in seen] == sorted(f for f, _ in seen) and seen[-1][0] == 1.0
     assert any(m.startswith("Fold 3 of 3: tuning the embedding model") for _, m in seen)
     top = records.queue(db, pid, limit=1)[0]
     assert (top["query_id"], top["passage_id"]) == (rows[0]["query_id"], far)
     assert f"{folds.NAME} " in top["reasons"][0]  # its rank is given beside the other two models'
     assert set(top["evidence"]["ranks"]) == {"embedding", "BM25", folds.NAME}
-    assert find_suspects(db, pid).models == ["embedding", "BM25"]  # opt-in
+    assert folds.NAME not in find_suspects(db, pid).models  # opt-in

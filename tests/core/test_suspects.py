@@ -5,15 +5,18 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 
 from core.review.dataset_export import build_rows, curated
 from core.store.db import transaction
+from core.store.rows import insert_pairs
 from core.suspects import judgements, records
 from core.suspects.find import find_suspects
 from core.suspects.missing import missing_positives
+from core.suspects.neighbours import similar_queries
 from core.suspects.scoring import Suspect, hubs, ordinal, rank_reason, score_labelled, twin_conflicts
-from core.suspects.signals import Labelled, Signals
+from core.suspects.signals import Labelled, PoolVectors, Signals, held_out_ranks
 from tests.conftest import seed_scifact
 
 
@@ -88,6 +91,36 @@ def test_missing_positives_are_those_above_every_positive_or_top_of_a_query_with
     top = next(s for s in found if s.passage_id == 20)
     assert "above every labelled positive of its query by 2 of 2 held-out models" in top.reasons[0]
     assert "for a query with no labelled positive" in next(s for s in found if s.passage_id == 30).reasons[0]
+
+
+def _unit(*xs: float) -> list[float]:
+    v = np.array(xs, dtype=np.float32)
+    return list(v / np.linalg.norm(v))
+
+
+def test_a_passage_labelled_for_a_similar_query_is_proposed_with_it_and_never_judges_a_label():
+    # query 1 lost its label; query 2 says nearly the same and labels passage 50, which neither the embedding
+    # model nor BM25 puts first for query 1; query 3 (unlike 1) labels passage 51
+    lab = labelled(
+        {1: {}, 2: {50: 1.0}, 3: {51: 1.0, 52: 0.0}}, {1: "alpha beta", 2: "alpha beta gamma", 3: "zeta"}
+    )
+    lab.passage_text = {50: "unrelated words", 51: "zeta", 52: "alpha beta", 53: "beta alpha words"}
+    queries = np.array([_unit(1, 0, 0), _unit(0.9, 0.44, 0), _unit(0, 0, 1)])
+    pool = np.array([_unit(0, 1, 0.2), _unit(0, 0, 1), _unit(1, 0, 0), _unit(1, 0.1, 0)])
+    vectors = PoolVectors([50, 51, 52, 53], pool, [1, 2, 3], queries)
+    similar = similar_queries(lab, vectors)
+    assert list(np.argsort(-similar.rows([1])[0])[:2]) == [0, 1]  # 50 (cosine 0.9 to query 2), then 51 (0.0)
+    own = similar.rows([2])[0][0]  # query 2's own label never votes: passage 50 keeps its embedding place
+    assert own == pytest.approx(float(queries[1] @ pool[0]) - 3.0, abs=1e-5)
+    assert similar.source(1, 50) == (2, pytest.approx(0.9, abs=0.01)) and similar.source(2, 50) is None
+    sig = held_out_ranks(lab, vectors, proposers=[("similar queries", similar.rows)])
+    assert sig.models == ("embedding", "BM25", "similar queries") and sig.judges == ("embedding", "BM25")
+    found = missing_positives(lab, sig, similar=similar)
+    first = next(s for s in found if (s.query_id, s.passage_id) == (1, 50))  # proposed, with its evidence
+    assert first.evidence["similar_query"] == 2
+    assert first.reasons[0] == "labelled relevant for a similar query (0.90 cosine): 'alpha beta gamma'"
+    judged = {(s.query_id, s.passage_id): s for s in score_labelled(lab, sig)}
+    assert set(judged[(2, 50)].evidence["ranks"]) == {"embedding", "BM25"}
 
 
 # --- judgements on a real store -------------------------------------------------------------------
@@ -212,8 +245,30 @@ def test_search_puts_a_planted_wrong_positive_first_and_proposes_the_lost_positi
     )
     missing = records.queue(db, pid, records.SuspectFilter(kinds=("missing_positive",)), limit=3)
     assert (lost["query_id"], lost["passage_id"]) in [(m["query_id"], m["passage_id"]) for m in missing]
-    assert "for a query with no labelled positive" in missing[0]["reasons"][0] and missing[0]["score"] > 0.5
+    assert "for a query with no labelled positive" in missing[0]["reasons"][-1] and missing[0]["score"] > 0.5
     assert result.labelled == len(rows) - 1 and json.dumps(result.summary())
+    assert result.models == ["embedding", "BM25", "similar queries"]
+
+
+def test_a_paraphrased_query_that_still_labels_the_lost_positive_names_it(db):
+    pid = seed_scifact(db, n_train=12, n_test=0, n_extra=30)
+    rows = db.execute(
+        "SELECT p.id, p.query_id, p.passage_id, q.text, s.text AS passage FROM pairs p "
+        "JOIN queries q ON q.id = p.query_id JOIN passages s ON s.id = p.passage_id "
+        "WHERE p.project_id = ? ORDER BY p.id",
+        (pid,),
+    ).fetchall()
+    lost = rows[3]
+    insert_pairs(db, pid, [(f"Is it true that {lost['text'].lower()}", lost["passage"], 1.0)], split="train")
+    with transaction(db):
+        db.execute("DELETE FROM pairs WHERE query_id = ?", (lost["query_id"],))
+    find_suspects(db, pid)
+    proposed = records.queue(db, pid, records.SuspectFilter(kinds=("missing_positive",)), limit=100)
+    mine = [m for m in proposed if m["query_id"] == lost["query_id"]]
+    assert mine[0]["passage_id"] == lost["passage_id"]
+    assert mine[0]["reasons"][0].startswith("labelled relevant for a similar query (")
+    assert "Is it true that" in mine[0]["reasons"][0]
+    assert not find_suspects(db, pid, similar_queries=False).models[2:]
 
 
 def _queued_job(db, pid) -> int:
