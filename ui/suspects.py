@@ -80,7 +80,8 @@ def _search(db: sqlite3.Connection, project: int) -> bool:
                 st.rerun()
         st.caption(
             "Ranks every labelled pair with models that never trained on your labels (the embedding model and "
-            "BM25, over the whole passage pool), in the background; a new search keeps what you judged."
+            "BM25, over the whole passage pool), and proposes unjudged passages that similar queries label relevant "
+            "as missing positives, in the background; a new search keeps what you judged."
         )
     return running
 
