@@ -139,8 +139,8 @@ def _fit(
         "train_seconds": round(time.time() - started, 1),
         "training_lists": len(rows),
     }
-    if trainer.state.best_metric is not None:
-        metrics[f"best_validation_{PRIMARY}"] = float(trainer.state.best_metric)
+    if evaluator is not None and evaluator.best_ndcg is not None:
+        metrics[f"best_validation_{PRIMARY}"] = evaluator.best_ndcg
     return model, metrics
 
 

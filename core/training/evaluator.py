@@ -52,13 +52,18 @@ def first_stage_metrics(samples: list[dict[str, Any]]) -> dict[str, float]:
     return rank_metrics(samples, first_stage_order(samples))
 
 
-DECISION = "decision_ndcg@10"  # what keep-best and early stopping compare: it moves only beyond the noise
+DECISION = (
+    "checkpoints_kept"  # what keep-best and early stopping compare: it rises each time a checkpoint is kept
+)
 
 
 class RerankingEvaluator(BaseEvaluator):
     """NDCG@10 / MRR@10 of the run's score on the first stage's top-k, with its 95% interval, and the decision figure
-    keep-best and early stopping act on: a checkpoint replaces the best only when it beats it beyond the noise
-    (paired over the same queries, `core.training.noise`); otherwise the decision figure stays the best's."""
+    keep-best and early stopping act on: a later checkpoint is kept unless the best so far beats it beyond the noise
+    (paired over the same queries, `core.training.noise`), so the schedule's later model is the default and an earlier
+    one stays only when validation can tell it is better. On SciFact's development split (65 validation queries)
+    the opposite rule, "a later one only beyond the noise", kept step 82 of 492 and lost ~0.014 NDCG@10 on the 160
+    development queries against the final model."""
 
     def __init__(self, samples: list[dict[str, Any]], beta: float | None, name: str) -> None:
         super().__init__()
@@ -66,27 +71,30 @@ class RerankingEvaluator(BaseEvaluator):
         self.name, self.primary_metric = name, PRIMARY
         self.base = first_stage_metrics(samples)
         self.best: tuple[int, float, np.ndarray] | None = None  # (step, NDCG@10, per-query NDCG@10)
+        self.kept = 0
         self.decisions: list[str] = []
 
     def decide(self, vec: np.ndarray, steps: int) -> float:
-        """The decision figure after this evaluation (the best's NDCG@10), and the reason recorded."""
+        """How many checkpoints have been kept so far (it rises when this one is kept), with the reason recorded."""
         value = float(vec.mean()) if len(vec) else 0.0
-        if self.best is None:
-            self.best = (steps, value, vec)
-            return value
-        diff = difference(vec, self.best[2])
-        if diff.beyond_noise:
-            self.decisions.append(
-                f"step {steps}: {value:.4f}, {diff.text()} over step {self.best[0]}: new best"
+        if self.best is not None:
+            diff = difference(vec, self.best[2])
+            head = f"step {steps}: {value:.4f}, {diff.text()} over step {self.best[0]}"
+            if diff.worse_beyond_noise:
+                self.decisions.append(f"{head}: worse beyond the noise, step {self.best[0]} stays the best")
+                return float(self.kept)
+            verdict = (
+                "better beyond the noise" if diff.beyond_noise else "within the noise, the later one is kept"
             )
-            self.best = (steps, value, vec)
-        else:
-            verdict = "worse beyond the noise" if diff.worse_beyond_noise else "within the noise"
-            self.decisions.append(
-                f"step {steps}: {value:.4f}, {diff.text()} over step {self.best[0]}: {verdict}, "
-                f"step {self.best[0]} stays the best"
-            )
-        return self.best[1]
+            self.decisions.append(f"{head}: {verdict}")
+        self.best = (steps, value, vec)
+        self.kept += 1
+        return float(self.kept)
+
+    @property
+    def best_ndcg(self) -> float | None:
+        """NDCG@10 of the checkpoint kept so far."""
+        return None if self.best is None else self.best[1]
 
     def __call__(
         self, model: Any, output_path: str | None = None, epoch: int = -1, steps: int = -1

@@ -390,7 +390,7 @@ def _training_metrics(
     }
     if trainer.state.best_metric is not None:
         metrics["best_step"] = _best_step(trainer)
-        metrics["best_validation_ndcg@10"] = float(trainer.state.best_metric)
+        metrics["best_validation_ndcg@10"] = getattr(trainer.evaluator, "best_ndcg", None)
         metrics["checkpoint_decisions"] = getattr(trainer.evaluator, "decisions", [])
     return metrics
 

@@ -288,11 +288,11 @@ def test_training_learns_keeps_best_and_records_everything(scifact_project):
         )
     ]
     assert [s for s, _ in evals] == [4, 8, 12, 16]
-    # issue 22: a checkpoint replaces the best only beyond the noise, so the decision figure never falls and the
-    # best checkpoint is the first evaluation that reached the final decision figure
-    decisions = [e["val_decision_ndcg@10"] for _, e in evals]
-    assert decisions == sorted(decisions) and len(metrics["checkpoint_decisions"]) == len(evals) - 1
-    best_step = min(s for s, e in evals if e["val_ndcg@10"] == pytest.approx(decisions[-1], abs=1e-9))
+    # issue 22: a later checkpoint is kept unless the best so far beats it beyond the noise; the count of kept
+    # checkpoints never falls, and the best is the evaluation at which it last rose
+    kept = [e["val_checkpoints_kept"] for _, e in evals]
+    assert kept == sorted(kept) and kept[0] == 1 and len(metrics["checkpoint_decisions"]) == len(evals) - 1
+    best_step = min(s for s, e in evals if e["val_checkpoints_kept"] == kept[-1])
     best = dict(evals)[best_step]
     assert all(e["val_ndcg@10_ci_low"] <= e["val_ndcg@10"] <= e["val_ndcg@10_ci_high"] for _, e in evals)
     assert metrics["best_validation_ndcg@10"] == pytest.approx(best["val_ndcg@10"])

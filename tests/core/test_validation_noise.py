@@ -26,19 +26,22 @@ def samples(n: int) -> list[dict]:
     ]
 
 
-def test_a_checkpoint_replaces_the_best_only_beyond_the_noise():
+def test_a_later_checkpoint_is_kept_unless_the_best_beats_it_beyond_the_noise():
     ev = RerankingEvaluator(samples(40), None, "val")
     rng = np.random.default_rng(0)
     first = rng.uniform(0.3, 0.7, 40)
-    assert ev.decide(first, 100) == first.mean()  # the first evaluation is the best so far
-    jitter = first + 0.01 + np.tile([0.2, -0.2], 20)  # +0.01 on average, +-0.2 per query: within the noise
-    assert jitter.mean() > first.mean()
-    assert ev.decide(jitter, 200) == first.mean()  # the decision figure stays: HF sees no improvement
-    assert "within the noise, step 100 stays the best" in ev.decisions[-1]
-    clear = first + 0.1  # every query better: beyond the noise
-    assert ev.decide(clear, 300) == clear.mean() and "new best" in ev.decisions[-1]
-    drop = clear - 0.05  # every query worse: a drop beyond the noise is not called noise
-    assert ev.decide(drop, 400) == clear.mean()
+    assert ev.decide(first, 100) == 1 and ev.best_ndcg == first.mean()  # the first evaluation is kept
+    jitter = first - 0.01 + np.tile([0.2, -0.2], 20)  # -0.01 on average, +-0.2 per query: within the noise
+    assert (
+        ev.decide(jitter, 200) == 2 and ev.best_ndcg == jitter.mean()
+    )  # the later one is kept: HF sees a rise
+    assert "within the noise, the later one is kept" in ev.decisions[-1]
+    clear = jitter + 0.1  # every query better: beyond the noise
+    assert ev.decide(clear, 300) == 3 and "better beyond the noise" in ev.decisions[-1]
+    drop = (
+        clear - 0.05
+    )  # every query worse: an earlier checkpoint stays only when it is better beyond the noise
+    assert ev.decide(drop, 400) == 3 and ev.best_ndcg == clear.mean()
     assert "worse beyond the noise, step 300 stays the best" in ev.decisions[-1]
 
 
@@ -57,7 +60,7 @@ def test_the_evaluator_reports_the_interval_and_the_decision_figure():
 
     metrics = RerankingEvaluator(samples(20), None, "val")(Fixed(), steps=10)
     assert metrics["val_ndcg@10_ci_low"] < metrics["val_ndcg@10"] < metrics["val_ndcg@10_ci_high"]
-    assert metrics[f"val_{DECISION}"] == metrics["val_ndcg@10"]
+    assert metrics[f"val_{DECISION}"] == 1  # the first checkpoint is kept
 
 
 def test_interval_and_difference():
