@@ -146,7 +146,11 @@ with st.container(border=True):  # not a form: the estimate under it follows eve
         "Early-stopping patience (evaluations)", 0, 100, int(defaults.early_stopping_patience), key="patience"
     )
     keep_best = st.checkbox(
-        "Keep the best checkpoint (NDCG@10 on validation)", value=defaults.keep_best, key="keep_best"
+        "Keep the best checkpoint (NDCG@10 on validation)",
+        value=defaults.keep_best,
+        key="keep_best",
+        help="The latest checkpoint is kept unless an earlier one beats it on validation beyond the noise "
+        "(paired over the same queries); chosen on development data (SciFact's held-out train, NFCorpus dev).",
     )
     fusion = st.checkbox(
         "If the reranker alone loses to the first stage, record a blend with the first-stage score "

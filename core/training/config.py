@@ -73,9 +73,9 @@ class TrainConfig:
     validation_fraction: float = 0.1
     """Share of training queries held out for validation when validation = split (at least 5). Range 0.02 .. 0.5."""
     keep_best: bool = True
-    """Reload the checkpoint with the best validation NDCG@10 at the end (load_best_model_at_end)."""
+    """At the end, reload the checkpoint kept on validation: the latest unless an earlier one beats it beyond the noise."""
     early_stopping_patience: int = 4
-    """Stop after this many evaluations without improvement; 0 = never stop early."""
+    """Stop after this many evaluations in which no checkpoint was kept (each worse beyond the noise); 0 = never."""
     hard_negatives: int = 3
     """Mined hard negatives per positive (status unjudged or negative; never a reviewed false negative)."""
     random_negatives: int = 1
