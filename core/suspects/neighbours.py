@@ -1,5 +1,5 @@
 """A proposer of missing positives: the passages a person labelled relevant for the query's most similar other
-queries. Relevance sets reuse passages (on SciFact's training split 524 of 809 queries share a positive with
+queries. Relevance sets reuse passages (about two thirds of SciFact's training queries share a positive with
 another query), so a query that lost its positive often has a paraphrase or sibling claim that still names it. The
 proposer reads only other queries' labels, never the pair it proposes, and it never judges a labelled pair (a
 positive that no other query shares would look suspect to it)."""
@@ -13,9 +13,8 @@ import numpy as np
 from core.suspects.signals import Labelled, PoolVectors
 
 NAME = "similar queries"
-BELOW = (
-    3.0  # a passage no other query labels relevant ranks after every one that is, in the embedding's order
-)
+# a passage no other query labels relevant ranks after every one that is, in the embedding's order
+BELOW = 3.0
 
 
 @dataclass
