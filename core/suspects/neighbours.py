@@ -22,7 +22,6 @@ class SimilarQueries:
     """The queries' vectors and the labelled positives they vote for; `rows` scores a chunk against the pool."""
 
     vectors: PoolVectors
-    column_of: dict[int, int]  # passage id -> pool column
     columns: np.ndarray  # pool columns some query labels relevant, each once, ascending
     starts: np.ndarray  # where each column's labelling queries start in `voters`
     voters: np.ndarray  # query rows labelling each column relevant, grouped by column
@@ -42,7 +41,7 @@ class SimilarQueries:
 
     def source(self, query: int, passage: int) -> tuple[int, float] | None:
         """The most similar other query that labels the passage relevant, and its cosine (None: no such query)."""
-        column = self.column_of.get(passage, -1)
+        column = self.vectors.column_of.get(passage, -1)
         at = int(np.searchsorted(self.columns, column))
         if at == len(self.columns) or self.columns[at] != column:
             return None
@@ -59,7 +58,7 @@ class SimilarQueries:
 
 def similar_queries(lab: Labelled, vectors: PoolVectors) -> SimilarQueries:
     """The proposer over the split's positive labels and the embedding model's query vectors."""
-    column_of = {k: i for i, k in enumerate(vectors.keys)}
+    column_of = vectors.column_of
     pairs = sorted(
         (column_of[p], vectors.row_of[q])
         for q, labels in lab.labels.items()
@@ -69,4 +68,4 @@ def similar_queries(lab: Labelled, vectors: PoolVectors) -> SimilarQueries:
     cols = np.array([c for c, _ in pairs], dtype=np.int64)
     voters = np.array([r for _, r in pairs], dtype=np.int64)
     columns, starts = np.unique(cols, return_index=True)
-    return SimilarQueries(vectors, column_of, columns, starts, voters)
+    return SimilarQueries(vectors, columns, starts, voters)

@@ -95,9 +95,11 @@ class PoolVectors:
     queries: list[int]
     query_vectors: np.ndarray
     row_of: dict[int, int] = field(init=False)  # query id -> row of `query_vectors`
+    column_of: dict[int, int] = field(init=False)  # passage id -> column of every pool-wide score row
 
     def __post_init__(self) -> None:
         self.row_of = {q: i for i, q in enumerate(self.queries)}
+        self.column_of = {k: i for i, k in enumerate(self.keys)}
 
     def cosine(self, chunk: list[int]) -> np.ndarray:
         """Cosine rows of a chunk of queries against the whole pool."""
@@ -120,10 +122,9 @@ def pool_vectors(
     return PoolVectors(keys, passages, queries, vectors)
 
 
-def _bm25_rows(lab: Labelled, keys: list[int]) -> Callable[[list[int]], np.ndarray]:
-    """A function giving the BM25 rows of a chunk of queries against the whole pool."""
+def _bm25_rows(lab: Labelled, keys: list[int], col: dict[int, int]) -> Callable[[list[int]], np.ndarray]:
+    """A function giving the BM25 rows of a chunk of queries against the whole pool (`col`: passage -> column)."""
     corpus = {k: lab.passage_text[k] for k in keys}
-    col = {k: i for i, k in enumerate(keys)}
 
     def rows(chunk: list[int]) -> np.ndarray:
         out = np.zeros((len(chunk), len(keys)), dtype=np.float32)
@@ -148,9 +149,8 @@ def held_out_ranks(
     model, BM25, then `extra`) and each proposer (ranks that only propose missing positives, never judge a label).
     A labelled positive is ranked among the passages that are not the query's other positives (five positives fill
     five places honestly)."""
-    keys = vectors.keys
-    col = {k: i for i, k in enumerate(keys)}
-    scorers = [vectors.cosine, _bm25_rows(lab, keys), *(rows for _, rows in (*extra, *proposers))]
+    keys, col = vectors.keys, vectors.column_of
+    scorers = [vectors.cosine, _bm25_rows(lab, keys, col), *(rows for _, rows in (*extra, *proposers))]
     queries = list(lab.query_text)
     ranks: dict[tuple[int, int], list[int]] = {}
     top: dict[int, list[int]] = {}

@@ -52,9 +52,8 @@ def first_stage_metrics(samples: list[dict[str, Any]]) -> dict[str, float]:
     return rank_metrics(samples, first_stage_order(samples))
 
 
-DECISION = (
-    "checkpoints_kept"  # what keep-best and early stopping compare: it rises each time a checkpoint is kept
-)
+# what keep-best and early stopping compare: it rises each time a checkpoint is kept
+DECISION = "checkpoints_kept"
 
 
 class RerankingEvaluator(BaseEvaluator):
